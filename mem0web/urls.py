@@ -1,0 +1,35 @@
+"""URL wiring: API under /api/v1/, schema and docs, health, metrics, admin, console."""
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from accounts.urls import api_urlpatterns as accounts_api
+from accounts.urls import console_urlpatterns as accounts_console
+from billing.urls import api_urlpatterns as billing_api
+from mem0web import errors
+from mem0web.health import healthz
+from sandboxes.urls import api_urlpatterns as sandboxes_api
+
+api_v1 = accounts_api + sandboxes_api + billing_api
+
+
+def api_not_found(request, rest=""):
+    return errors.handler404(request)
+
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    re_path(r"^api/(?P<rest>.*)$", api_not_found),
+    path("healthz", healthz, name="healthz"),
+    path("", include("django_prometheus.urls")),
+    path("admin/", admin.site.urls),
+    path("", include(accounts_console)),
+]
+
+handler400 = "mem0web.errors.handler400"
+handler403 = "mem0web.errors.handler403"
+handler404 = "mem0web.errors.handler404"
+handler500 = "mem0web.errors.handler500"

@@ -1,0 +1,141 @@
+"""Local chunk cache: one file per chunk under ``chunks/<first byte hex>/<sha256 hex>``.
+
+Writes are atomic: the blob goes to a dot-prefixed temp file in the chunk's own fan-out directory and is
+renamed into place, so a reader sees either no chunk or a whole one. Durability is group-committed:
+``fsync`` per chunk costs ~430 us against ~140 us for the write itself on the dev VM (3x), so a snapshot
+calls ``syncfs()`` once, before it publishes its root, and every chunk it wrote is on disk before any
+manifest names it. A chunk torn by a crash anyway fails its hash on read (``CorruptChunk``), never serves.
+
+A zero-length file is an *eviction stub*: the chunk was dropped locally because S3 holds it. ``has()`` is
+still true (dedup keeps working without asking S3); ``read_blob()`` reports it as not local.
+"""
+
+import ctypes
+import hashlib
+import os
+import uuid
+
+from . import compression
+from .errors import CorruptChunk
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def chunk_hex(cid: bytes) -> str:
+    return cid.hex()
+
+
+class ChunkCache:
+    def __init__(self, root: str) -> None:
+        self.dir = os.path.join(root, "chunks")
+        for i in range(256):
+            os.makedirs(os.path.join(self.dir, f"{i:02x}"), exist_ok=True)
+
+    def path(self, cid: bytes) -> str:
+        h = cid.hex()
+        return f"{self.dir}/{h[:2]}/{h}"
+
+    def has(self, cid: bytes) -> bool:
+        """True when the store holds the chunk, locally or (stub) in S3."""
+        return os.path.exists(self.path(cid))
+
+    def is_local(self, cid: bytes) -> bool:
+        try:
+            return os.stat(self.path(cid)).st_size > 0
+        except FileNotFoundError:
+            return False
+
+    def write_blob(self, cid: bytes, header: bytes, payload) -> int:
+        """Atomically write ``header + payload`` as chunk ``cid``; returns the stored size in bytes."""
+        final = self.path(cid)
+        tmp = f"{final[:-64]}.{cid.hex()[:16]}.{uuid.uuid4().hex[:12]}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            n = os.writev(fd, [header, payload])
+            want = len(header) + len(payload)
+            if n != want:
+                raise OSError(f"short write of chunk {cid.hex()}: {n} of {want}")
+        finally:
+            os.close(fd)
+        os.rename(tmp, final)
+        return n
+
+    def put(self, cid: bytes, data, codec: int) -> int:
+        header, payload = compression.encode(data, codec)
+        return self.write_blob(cid, header, payload)
+
+    def read_blob(self, cid: bytes) -> bytes | None:
+        """The stored blob, or None when the chunk is absent or evicted to S3."""
+        try:
+            with open(self.path(cid), "rb", buffering=0) as f:
+                blob = f.read()
+        except FileNotFoundError:
+            return None
+        return blob or None
+
+    def read(self, cid: bytes) -> bytes | None:
+        """The chunk's verified data, None when not local; raises ``CorruptChunk`` on a hash mismatch."""
+        blob = self.read_blob(cid)
+        if blob is None:
+            return None
+        return verify(cid, blob)
+
+    def evict(self, cid: bytes) -> int:
+        """Replace the chunk with a stub (S3 must hold it); returns the bytes freed."""
+        final = self.path(cid)
+        try:
+            size = os.stat(final).st_size
+        except FileNotFoundError:
+            return 0
+        tmp = f"{final[:-64]}.{cid.hex()[:16]}.{uuid.uuid4().hex[:12]}.tmp"
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        os.rename(tmp, final)
+        return size
+
+    def delete(self, cid: bytes) -> int:
+        try:
+            size = os.stat(self.path(cid)).st_size
+            os.unlink(self.path(cid))
+            return size
+        except FileNotFoundError:
+            return 0
+
+    def quarantine(self, cid: bytes) -> None:
+        """Move a corrupt chunk aside so it is neither served nor counted as present."""
+        qdir = os.path.join(os.path.dirname(self.dir), "corrupt")
+        os.makedirs(qdir, exist_ok=True)
+        try:
+            os.rename(self.path(cid), os.path.join(qdir, f"{cid.hex()}.{uuid.uuid4().hex[:8]}"))
+        except FileNotFoundError:
+            pass
+
+    def scan(self):
+        """Yield (cid, size, mtime, is_temp, path) for every file in the cache (stubs have size 0)."""
+        for i in range(256):
+            with os.scandir(os.path.join(self.dir, f"{i:02x}")) as it:
+                for e in it:
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if e.name.startswith("."):
+                        yield None, st.st_size, st.st_mtime, True, e.path
+                    else:
+                        yield bytes.fromhex(e.name), st.st_size, st.st_mtime, False, e.path
+
+    def sync(self) -> None:
+        """Flush the cache's filesystem (one ``syncfs``) so every chunk written so far is durable."""
+        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if _libc.syncfs(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err))
+        finally:
+            os.close(fd)
+
+
+def verify(cid: bytes, blob: bytes) -> bytes:
+    data = compression.decode(blob, cid.hex())
+    if hashlib.sha256(data).digest() != cid:
+        raise CorruptChunk(cid.hex(), "content does not match its sha256")
+    return data

@@ -1,0 +1,69 @@
+"""`manage.py rundemo`: the embedded stack of `make run` — demo tenant, in-process agent, Daphne on :8000."""
+
+import logging
+import threading
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from accounts import services
+from accounts.models import Organization
+
+log = logging.getLogger("mem0.rundemo")
+
+
+def run_periodic_tasks(stop: threading.Event) -> None:
+    """Celery beat for the embedded default: run each scheduled task in-process at its interval."""
+    from celery import current_app
+
+    due = {name: 0.0 for name in settings.CELERY_BEAT_SCHEDULE}
+    while not stop.wait(1.0):
+        now = time.monotonic()
+        for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+            if now >= due[name]:
+                due[name] = now + float(entry["schedule"])
+                try:
+                    current_app.tasks[entry["task"]].apply()
+                except KeyError:
+                    log.warning("periodic_task_missing task=%s", entry["task"])
+                except Exception:
+                    log.exception("periodic_task_failed task=%s", entry["task"])
+
+
+class Command(BaseCommand):
+    help = "Run the embedded Mem0 stack on one machine and print a demo organisation's key."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+
+    def handle(self, host, port, **options):
+        from daphne.server import Server
+
+        from mem0web.asgi import application
+
+        org = Organization.objects.filter(slug="demo").first()
+        if org is None:
+            org, _, raw = services.tenant_signup(username="demo", email="demo@example.com", password=None,
+                                                 org_name="Demo", org_slug="demo", plan="pro")
+        else:
+            _, raw = services.apikey_create(org=org, name="make run")
+        self._warm_engine()
+        stop = threading.Event()
+        threading.Thread(target=run_periodic_tasks, args=(stop,), name="mem0-beat", daemon=True).start()
+        self.stdout.write(f"Mem0 console: http://{host}:{port}/  (API docs: http://{host}:{port}/api/docs/)")
+        self.stdout.write("Demo organisation 'demo'; its API key:")
+        self.stdout.write(raw)
+        self.stdout.flush()
+        try:
+            Server(application=application, endpoints=[f"tcp:port={port}:interface={host}"]).run()
+        finally:
+            stop.set()
+
+    def _warm_engine(self) -> None:
+        try:
+            from sandboxes.dispatch import engine
+        except ImportError:
+            return
+        engine()

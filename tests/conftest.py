@@ -1,0 +1,55 @@
+"""Personas shared by the Django-side tests: an owner's organisation with a key, a second tenant, a member."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts import services
+from accounts.models import Membership
+
+
+@pytest.fixture
+def tenant(db):
+    """Factory: tenant(slug, plan) → (org, owner user, full key)."""
+
+    def make(slug: str = "acme", plan: str = "free"):
+        return services.tenant_signup(username=f"{slug}-owner", email=f"{slug}@example.com",
+                                      password="a-long-password-1", org_name=slug, org_slug=slug, plan=plan)
+
+    return make
+
+
+@pytest.fixture
+def org_a(tenant):
+    return tenant("org-a")
+
+
+@pytest.fixture
+def org_b(tenant):
+    return tenant("org-b")
+
+
+def client_for(key: str | None) -> APIClient:
+    c = APIClient()
+    if key:
+        c.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return c
+
+
+@pytest.fixture
+def api_a(org_a) -> APIClient:
+    return client_for(org_a[2])
+
+
+@pytest.fixture
+def api_b(org_b) -> APIClient:
+    return client_for(org_b[2])
+
+
+@pytest.fixture
+def member_key(org_a, django_user_model):
+    """A key created by a plain member of org A."""
+    org = org_a[0]
+    user = django_user_model.objects.create_user("member-a", password="a-long-password-1")
+    Membership.objects.create(user=user, organization=org, role=Membership.Role.MEMBER)
+    _, raw = services.apikey_create(org=org, name="member", created_by=user)
+    return raw
