@@ -53,3 +53,41 @@ class PlanOverride(models.Model):
 
     def __str__(self) -> str:
         return f"overrides for {self.organization}"
+
+
+class SandboxSlots(models.Model):
+    """Live sandboxes per organisation, taken and given back atomically (a conditional UPDATE)."""
+
+    organization = models.OneToOneField("accounts.Organization", on_delete=models.CASCADE, related_name="+")
+    in_use = models.PositiveIntegerField(default=0)
+
+
+class UsagePeriod(models.Model):
+    """Usage of one organisation in one period (a UTC day or month), rolled up from UsageEvents."""
+
+    class Kind(models.TextChoices):
+        DAY = "day"
+        MONTH = "month"
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=5, choices=Kind.choices)
+    start = models.DateField()
+    executions = models.PositiveBigIntegerField(default=0)
+    cpu_ms = models.PositiveBigIntegerField(default=0)
+    sandbox_seconds = models.PositiveBigIntegerField(default=0)
+    storage_bytes = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "kind", "start"], name="one_usage_row")]
+
+
+class UsageEvent(models.Model):
+    """One agent-reported figure (an execution's CPU, a sandbox's lifetime); `source` makes reports idempotent."""
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
+    source = models.CharField(max_length=80, unique=True)
+    executions = models.PositiveIntegerField(default=0)
+    cpu_ms = models.PositiveBigIntegerField(default=0)
+    sandbox_seconds = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    rolled_up = models.BooleanField(default=False, db_index=True)

@@ -1,0 +1,184 @@
+"""REST views for sandboxes, executions, forks, files and runtimes: validate, call a service, serialize."""
+
+from django.conf import settings
+from django.http import HttpResponse, StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.parsers import BaseParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from mem0web.errors import InvalidRequest, PayloadTooLarge
+from mem0web.pagination import Cursor
+from sandboxes import dispatch, executions, selectors, services
+from sandboxes.idempotency import idempotent
+from sandboxes.runtimes import runtime_catalog
+from sandboxes.serializers import (
+    ExecutionCreateSerializer,
+    ExecutionSerializer,
+    SandboxCreateSerializer,
+    SandboxSerializer,
+)
+from sandboxes.streaming import event_json, sse_stream
+
+
+def _int_param(request, name: str, default: int = 0) -> int:
+    try:
+        value = int(request.query_params.get(name, default))
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an integer.") from None
+    if value < 0:
+        raise InvalidRequest(f"{name} must not be negative.")
+    return value
+
+
+class SandboxListView(APIView):
+    scope = "sandboxes"
+
+    @extend_schema(responses=SandboxSerializer(many=True), parameters=[
+        OpenApiParameter("state", str), OpenApiParameter("runtime", str),
+        OpenApiParameter("metadata.KEY", str, description="Filter on a metadata value, e.g. metadata.team=ml")])
+    def get(self, request):
+        metadata = {k[len("metadata."):]: v for k, v in request.query_params.items() if k.startswith("metadata.")}
+        qs = selectors.sandboxes_for_org(request.auth.org, state=request.query_params.get("state"),
+                                         runtime=request.query_params.get("runtime"), metadata=metadata)
+        paginator = Cursor()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(SandboxSerializer(page, many=True).data)
+
+    @extend_schema(request=SandboxCreateSerializer, responses={201: SandboxSerializer})
+    def post(self, request):
+        data = SandboxCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+
+        def create():
+            sandbox = services.sandbox_create(principal=request.auth, request=request, **data.validated_data)
+            return Response(SandboxSerializer(sandbox).data, status=201)
+
+        return idempotent(request, request.auth.org, create)
+
+
+class SandboxDetailView(APIView):
+    scope = "sandboxes"
+
+    @extend_schema(responses=SandboxSerializer)
+    def get(self, request, sandbox_id: str):
+        return Response(SandboxSerializer(selectors.sandbox_by_id(request.auth.org, sandbox_id)).data)
+
+    @extend_schema(responses=SandboxSerializer)
+    def delete(self, request, sandbox_id: str):
+        sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
+        services.sandbox_kill(principal=request.auth, sandbox=sandbox, request=request)
+        return Response(SandboxSerializer(sandbox).data)
+
+
+class SandboxForkView(APIView):
+    scope = "sandboxes"
+
+    @extend_schema(request=None, responses={201: SandboxSerializer})
+    def post(self, request, sandbox_id: str):
+        sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
+
+        def fork():
+            child = services.sandbox_fork(principal=request.auth, sandbox=sandbox, request=request)
+            return Response(SandboxSerializer(child).data, status=201)
+
+        return idempotent(request, request.auth.org, fork)
+
+
+class ExecutionCreateView(APIView):
+    scope = "sandboxes"
+
+    @extend_schema(request=ExecutionCreateSerializer, responses={200: ExecutionSerializer, 202: ExecutionSerializer})
+    def post(self, request, sandbox_id: str):
+        sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
+        data = ExecutionCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        execution = executions.execution_start(principal=request.auth, sandbox=sandbox, code=data.validated_data["code"],
+                                               timeout_s=data.validated_data.get("timeout_s"))
+        if not data.validated_data["wait"]:
+            return Response(ExecutionSerializer(execution).data, status=202)
+        return Response(ExecutionSerializer(executions.execution_wait(execution)).data)
+
+
+class ExecutionDetailView(APIView):
+    scope = "sandboxes"
+
+    @extend_schema(responses=ExecutionSerializer)
+    def get(self, request, execution_id: str):
+        execution = selectors.execution_by_id(request.auth.org, execution_id)
+        return Response(ExecutionSerializer(executions.execution_refresh(execution)).data)
+
+
+class ExecutionEventsView(APIView):
+    """Server-Sent Events with `Accept: text/event-stream`; otherwise the events so far as JSON."""
+
+    scope = "sandboxes"
+
+    @extend_schema(parameters=[OpenApiParameter("after", int)])
+    def get(self, request, execution_id: str):
+        execution = selectors.execution_by_id(request.auth.org, execution_id)
+        after = _int_param(request, "after", int(request.headers.get("Last-Event-ID", 0) or 0))
+        if "text/event-stream" in request.headers.get("Accept", ""):
+            response = StreamingHttpResponse(sse_stream(execution.pk, after), content_type="text/event-stream")
+            response["Cache-Control"] = "no-cache"
+            response["X-Accel-Buffering"] = "no"
+            return response
+        events = dispatch.engine().output(execution.pk, after_seq=after, block_ms=0)
+        payload = [event_json(e) for e in events]
+        if not payload and execution.status not in execution.OPEN_STATUSES:
+            from sandboxes.streaming import stored_events
+
+            payload = stored_events(execution, after)
+        done = bool(payload) and payload[-1].get("type") == "exit"
+        return Response({"events": payload, "next_after": payload[-1]["seq"] if payload else after, "done": done})
+
+
+class RawBytesParser(BaseParser):
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return stream.read(settings.MEM0_MAX_FILE_BYTES + 1) if stream is not None else b""
+
+
+class SandboxFilesView(APIView):
+    scope = "sandboxes"
+
+    @extend_schema(parameters=[OpenApiParameter("path", str)])
+    def get(self, request, sandbox_id: str):
+        sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
+        path = request.query_params.get("path", "")
+        return Response({"path": path, "entries": services.file_list(sandbox=sandbox, path=path)})
+
+
+class SandboxFileView(APIView):
+    """Raw bytes in and out; paths are relative to /workspace."""
+
+    scope = "sandboxes"
+    parser_classes = [RawBytesParser]
+
+    def get(self, request, sandbox_id: str, path: str):
+        sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
+        data = services.file_read(sandbox=sandbox, path=path)
+        return HttpResponse(data, content_type="application/octet-stream")
+
+    def put(self, request, sandbox_id: str, path: str):
+        sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
+        if int(request.META.get("CONTENT_LENGTH") or 0) > settings.MEM0_MAX_FILE_BYTES:
+            raise PayloadTooLarge(f"Files may be at most {settings.MEM0_MAX_FILE_BYTES} bytes.",
+                                  details={"limit": settings.MEM0_MAX_FILE_BYTES})
+        data = request.data if isinstance(request.data, bytes) else b""
+        if len(data) > settings.MEM0_MAX_FILE_BYTES:
+            raise PayloadTooLarge(f"Files may be at most {settings.MEM0_MAX_FILE_BYTES} bytes.",
+                                  details={"limit": settings.MEM0_MAX_FILE_BYTES})
+        services.file_write(sandbox=sandbox, path=path, data=data)
+        return Response({"path": path, "size": len(data)}, status=201)
+
+    def delete(self, request, sandbox_id: str, path: str):
+        sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
+        services.file_delete(sandbox=sandbox, path=path)
+        return Response(status=204)
+
+
+class RuntimesView(APIView):
+    def get(self, request):
+        return Response({"runtimes": runtime_catalog(dispatch.known_runtimes())})

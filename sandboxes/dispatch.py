@@ -1,0 +1,88 @@
+"""The Django side's door to the fork-agents: the engine client, placement and the circuit breaker.
+
+Placement: new sandboxes go to the least-loaded healthy agent that has the runtime; forks, runs and
+files go to the sandbox's own agent. Circuit breaker: an agent that timed out is skipped for
+BREAKER_OPEN_SECONDS; when no agent can take work the API answers 503 agents_unavailable at once.
+"""
+
+import threading
+import time
+
+from django.conf import settings
+
+from mem0web.errors import Mem0Error
+
+BREAKER_OPEN_SECONDS = 5.0
+_lock = threading.Lock()
+_engine = None
+_embedded = None
+_open_until: dict[str, float] = {}
+
+ENGINE_STATUS = {
+    "agents_unavailable": 503,
+    "agent_timeout": 504,
+    "agent_lost": 503,
+    "sandbox_not_running": 409,
+    "not_found": 404,
+    "unknown_runtime": 400,
+    "invalid_request": 400,
+    "payload_too_large": 413,
+    "internal_error": 500,
+}
+
+
+class AgentsUnavailable(Mem0Error):
+    code, status, message = "agents_unavailable", 503, "No agent can take this work right now; retry shortly."
+
+
+def engine():
+    """The process-wide engine client; starts the embedded agent on first use when configured."""
+    global _engine, _embedded
+    if _engine is not None:
+        return _engine
+    with _lock:
+        if _engine is None:
+            from sandboxes.engine.client import EngineClient
+            from sandboxes.engine.transport import make_bus
+
+            bus = make_bus(settings.REDIS_URL or None, prefix=settings.MEM0_BUS_PREFIX)
+            if settings.MEM0_EMBEDDED_AGENT:
+                from sandboxes.engine.agent import start_embedded_agent
+
+                _embedded = start_embedded_agent(bus, agent_id="local", state_dir=settings.MEM0_AGENT_STATE_DIR)
+            _engine = EngineClient(bus)
+    return _engine
+
+
+def engine_error(exc) -> Mem0Error:
+    """Turn an EngineError into the API's error with the right status."""
+    return Mem0Error(exc.message, code=exc.code, status=ENGINE_STATUS.get(exc.code, 500))
+
+
+def call(agent_id: str, method: str, **kwargs):
+    """Call one agent; a timeout opens its breaker, and every engine failure becomes a Mem0Error."""
+    from sandboxes.engine.client import EngineError
+
+    if _open_until.get(agent_id, 0) > time.monotonic():
+        raise AgentsUnavailable(f"Agent {agent_id} is failing; retry shortly.")
+    try:
+        return getattr(engine(), method)(agent_id, **kwargs)
+    except EngineError as exc:
+        if exc.code in ("agent_timeout", "agent_lost"):
+            _open_until[agent_id] = time.monotonic() + BREAKER_OPEN_SECONDS
+        raise engine_error(exc) from exc
+
+
+def pick_agent(runtime: str, exclude: set[str] | frozenset = frozenset()) -> str:
+    """The least-loaded healthy agent with the runtime, skipping open breakers."""
+    now = time.monotonic()
+    candidates = [a for a in engine().agents()
+                  if a.alive and runtime in a.runtimes and a.id not in exclude and _open_until.get(a.id, 0) <= now
+                  and a.load < a.capacity]
+    if not candidates:
+        raise AgentsUnavailable(f"No healthy agent offers the {runtime!r} runtime right now.")
+    return min(candidates, key=lambda a: (a.load / max(a.capacity, 1), a.id)).id
+
+
+def known_runtimes() -> set[str]:
+    return {r for a in engine().agents() if a.alive for r in a.runtimes}

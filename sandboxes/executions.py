@@ -1,0 +1,119 @@
+"""Runs: admit against quotas, dispatch to the sandbox's agent, collect the stream, finalise once.
+
+The agent's output stream (`exec:{id}`) is the source of truth while a run is open; the Execution row
+keeps a capped copy (settings.MEM0_CAPTURE_BYTES per stream, `truncated` says so) once it ends.
+Finalising is a conditional UPDATE on an open status, so a result (and its usage) is recorded once even
+when a waiting request, a stream reader and the sweeper all see the exit.
+"""
+
+import time
+
+from django.conf import settings
+from django.utils import timezone
+
+from billing import quotas
+from mem0web.errors import Mem0Error
+from sandboxes import dispatch
+from sandboxes.models import Execution, Sandbox
+from sandboxes.services import require_running, sandbox_mark_ended
+from sandboxes.validation import clean_code
+
+WAIT_GRACE_S = 5.0
+
+
+class AgentTimeout(Mem0Error):
+    code, status, message = "agent_timeout", 504, "The agent did not answer in time."
+
+
+def execution_start(*, principal, sandbox: Sandbox, code: str, timeout_s: float | None = None) -> Execution:
+    """Admit, record and dispatch a run; returns at once with the execution `running`."""
+    code = clean_code(code)
+    require_running(sandbox)
+    timeout_s = quotas.execution_admit(org=principal.org, timeout_s=timeout_s)
+    execution = Execution.objects.create(organization=principal.org, sandbox=sandbox, code=code,
+                                         timeout_s=timeout_s, status=Execution.Status.RUNNING)
+    Sandbox.objects.filter(pk=sandbox.pk).update(last_active_at=timezone.now())
+    try:
+        dispatch.call(sandbox.agent_id, "run", sandbox_id=sandbox.pk, execution_id=execution.pk, code=code,
+                      timeout_s=timeout_s)
+    except Mem0Error as exc:
+        Execution.objects.filter(pk=execution.pk).update(status=Execution.Status.FAILED, finished_at=timezone.now(),
+                                                         stderr=exc.message)
+        if exc.code in ("sandbox_not_running", "not_found"):
+            sandbox_mark_ended(sandbox, state=Sandbox.State.STOPPED, reason="interpreter_gone")
+        raise
+    return execution
+
+
+def collect(execution_id: str, *, deadline: float, after_seq: int = 0, block: bool = True):
+    """Read the stream until the exit record, the deadline, or (block=False) its current end.
+
+    Returns (exit event or None, stdout, stderr, truncated, last seq)."""
+    cap = settings.MEM0_CAPTURE_BYTES
+    out, err, sizes, truncated, seq, exit_event = [], [], {"stdout": 0, "stderr": 0}, False, after_seq, None
+    client = dispatch.engine()
+    while exit_event is None:
+        remaining_ms = int((deadline - time.monotonic()) * 1000)
+        if remaining_ms <= 0:
+            break
+        events = client.output(execution_id, after_seq=seq, block_ms=min(remaining_ms, 5000) if block else 0)
+        if not events and not block:
+            break
+        for event in events:
+            seq = event.seq
+            if hasattr(event, "stream"):
+                room = cap - sizes[event.stream]
+                if room <= 0:
+                    truncated = True
+                    continue
+                piece = event.data if len(event.data) <= room else event.data[:room]
+                truncated = truncated or piece is not event.data
+                sizes[event.stream] += len(piece)
+                (out if event.stream == "stdout" else err).append(piece)
+            else:
+                exit_event = event
+    return exit_event, "".join(out), "".join(err), truncated, seq
+
+
+def execution_finalize(execution: Execution, exit_event, stdout: str, stderr: str, truncated: bool) -> bool:
+    """Record the agent's result once and meter its CPU; later calls change nothing."""
+    now = timezone.now()
+    done = Execution.objects.filter(pk=execution.pk, status__in=Execution.OPEN_STATUSES).update(
+        status=exit_event.status, exit_code=exit_event.exit_code, limit=exit_event.limit,
+        wall_ms=exit_event.wall_ms, cpu_ms=exit_event.cpu_ms, peak_memory_bytes=exit_event.peak_memory_bytes,
+        stdout=stdout, stderr=stderr, truncated=truncated or exit_event.limit == "output", finished_at=now)
+    if done:
+        quotas.usage_record(org=execution.organization, source=f"exec:{execution.pk}", executions=1,
+                            cpu_ms=exit_event.cpu_ms or 0)
+        if not getattr(exit_event, "sandbox_alive", True):
+            sandbox_mark_ended(execution.sandbox, state=Sandbox.State.STOPPED, reason="interpreter_exited")
+    execution.refresh_from_db()
+    return bool(done)
+
+
+def execution_wait(execution: Execution) -> Execution:
+    """Block until the run ends (its timeout plus a grace); a vanished agent ends it `agent_lost`."""
+    deadline = time.monotonic() + execution.timeout_s + WAIT_GRACE_S
+    exit_event, stdout, stderr, truncated, _ = collect(execution.pk, deadline=deadline)
+    if exit_event is not None:
+        execution_finalize(execution, exit_event, stdout, stderr, truncated)
+        return execution
+    if not agent_alive(execution.sandbox.agent_id):
+        sandbox_mark_ended(execution.sandbox, state=Sandbox.State.LOST, reason="agent_lost")
+        execution.refresh_from_db()
+        return execution
+    raise AgentTimeout(f"Execution {execution.pk} has not finished; poll GET /api/v1/executions/{execution.pk}.",
+                       details={"execution_id": execution.pk})
+
+
+def execution_refresh(execution: Execution) -> Execution:
+    """Finalise an open execution whose exit record is already on the stream (non-blocking)."""
+    if execution.status in Execution.OPEN_STATUSES:
+        exit_event, stdout, stderr, truncated, _ = collect(execution.pk, deadline=time.monotonic() + 5, block=False)
+        if exit_event is not None:
+            execution_finalize(execution, exit_event, stdout, stderr, truncated)
+    return execution
+
+
+def agent_alive(agent_id: str) -> bool:
+    return any(a.id == agent_id and a.alive for a in dispatch.engine().agents())

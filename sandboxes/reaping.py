@@ -1,0 +1,61 @@
+"""Housekeeping services run by Celery beat: lifetimes, dead agents, stale executions, idempotency records."""
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from django.utils import timezone
+
+from billing.selectors import effective_limits
+from sandboxes import dispatch, executions
+from sandboxes.idempotency import RETENTION
+from sandboxes.models import Agent, Execution, IdempotencyRecord, Sandbox
+from sandboxes.services import sandbox_kill, sandbox_mark_ended
+
+log = logging.getLogger("mem0.reaping")
+
+
+def sandboxes_reap(now: datetime | None = None) -> int:
+    """Stop sandboxes past their maximum lifetime or idle longer than their plan allows."""
+    now = now or timezone.now()
+    reaped = 0
+    live = Sandbox.objects.filter(state=Sandbox.State.RUNNING).select_related("organization__plan")
+    for sandbox in live.filter(expires_at__lte=now):
+        sandbox_kill(principal=None, sandbox=sandbox, reason="max_lifetime")
+        reaped += 1
+    idle_limits: dict[int, int] = {}
+    for sandbox in live.filter(last_active_at__lt=now - timedelta(seconds=60)):
+        org = sandbox.organization
+        if org.pk not in idle_limits:
+            idle_limits[org.pk] = effective_limits(org)["idle_timeout_seconds"]
+        busy = Execution.objects.filter(sandbox=sandbox, status__in=Execution.OPEN_STATUSES).exists()
+        if not busy and sandbox.last_active_at < now - timedelta(seconds=idle_limits[org.pk]):
+            sandbox_kill(principal=None, sandbox=sandbox, reason="idle_timeout")
+            reaped += 1
+    IdempotencyRecord.objects.filter(created_at__lt=now - RETENTION).delete()
+    return reaped
+
+
+def agents_sweep() -> dict:
+    """Refresh the agents' registry; sandboxes on an agent whose heartbeat expired become `lost`."""
+    seen = dispatch.engine().agents()
+    alive = {a.id for a in seen if a.alive}
+    for a in seen:
+        Agent.objects.update_or_create(id=a.id, defaults={
+            "host": a.host, "capacity": a.capacity, "runtimes": list(a.runtimes), "load": a.load, "alive": a.alive,
+            "last_heartbeat": datetime.fromtimestamp(a.last_heartbeat, tz=UTC)})
+    Agent.objects.exclude(id__in=[a.id for a in seen]).update(alive=False)
+    lost = 0
+    for sandbox in Sandbox.objects.filter(state__in=Sandbox.LIVE_STATES).exclude(agent_id__in=alive).select_related(
+            "organization"):
+        lost += sandbox_mark_ended(sandbox, state=Sandbox.State.LOST, reason="agent_lost")
+    finished = 0
+    stale = Execution.objects.filter(status__in=Execution.OPEN_STATUSES,
+                                     created_at__lt=timezone.now() - timedelta(seconds=2)).select_related(
+        "sandbox", "organization")
+    for execution in stale:
+        before = execution.status
+        executions.execution_refresh(execution)
+        finished += execution.status != before
+    if lost:
+        log.warning("agents_lost sandboxes=%d alive_agents=%d", lost, len(alive))
+    return {"agents": len(seen), "alive": len(alive), "lost_sandboxes": lost, "finished_executions": finished}

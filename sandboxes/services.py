@@ -1,0 +1,161 @@
+"""Sandbox lifecycle: create, fork, kill, stop bookkeeping, files. Views call these; they call the agents.
+
+Every live sandbox holds one concurrent-sandbox slot; `sandbox_mark_ended()` gives it back exactly once
+(a conditional state UPDATE decides who ends it) and records the sandbox-seconds it used.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.utils import timezone
+
+from accounts.audit import audit_record
+from billing import quotas
+from billing.selectors import effective_limits
+from mem0web.errors import Mem0Error
+from sandboxes import dispatch
+from sandboxes.models import Execution, Sandbox
+from sandboxes.runtimes import RUNTIMES
+from sandboxes.validation import UnknownRuntime, clean_env, clean_metadata, clean_workspace_path
+
+log = logging.getLogger("mem0.sandboxes")
+
+
+class SandboxNotRunning(Mem0Error):
+    code, status, message = "sandbox_not_running", 409, "The sandbox is not running."
+
+
+def sandbox_limits(org) -> dict:
+    """The engine limits of a sandbox of this organisation, from its effective plan limits."""
+    limits = effective_limits(org)
+    memory = limits["memory_per_sandbox_mb"] * 1024 * 1024
+    return {"memory_bytes": memory, "pids": 64, "cpu_cores": 1.0, "run_timeout_s": float(limits["max_run_seconds"]),
+            "output_bytes": 4 * 1024 * 1024, "workspace_bytes": max(memory, 256 * 1024 * 1024), "network": False}
+
+
+def engine_limits(limits: dict):
+    from sandboxes.engine.protocol import Limits
+
+    return Limits(**limits)
+
+
+def _creator(principal) -> dict:
+    return {"created_by_user": principal.user if getattr(principal.user, "pk", None) else None,
+            "created_by_key": principal.key}
+
+
+def _lifetime(org, timeout_s) -> timezone.datetime:
+    max_life = effective_limits(org)["max_lifetime_seconds"]
+    seconds = max_life if timeout_s is None else min(float(timeout_s), max_life)
+    return timezone.now() + timedelta(seconds=seconds)
+
+
+def _start(sandbox: Sandbox, method: str, **kwargs) -> dict:
+    """Ask the agent to start `sandbox`; on failure the row ends `stopped` and the slot is returned."""
+    try:
+        reply = dispatch.call(sandbox.agent_id, method, timeout=10, **kwargs)
+    except Mem0Error:
+        sandbox_mark_ended(sandbox, state=Sandbox.State.STOPPED, reason="start_failed")
+        raise
+    Sandbox.objects.filter(pk=sandbox.pk, state=Sandbox.State.STARTING).update(state=Sandbox.State.RUNNING)
+    sandbox.state = Sandbox.State.RUNNING
+    return reply
+
+
+def sandbox_create(*, principal, runtime: str, env=None, metadata=None, timeout_s=None, request=None,
+                   source_snapshot=None, restore_digest: str | None = None) -> Sandbox:
+    """Create a sandbox (from the warm pool, or restored from a snapshot's tree) on the best agent."""
+    if runtime not in RUNTIMES:
+        raise UnknownRuntime(f"Unknown runtime {runtime!r}.", details={"runtimes": sorted(RUNTIMES)})
+    org = principal.org
+    env, metadata = clean_env(env), clean_metadata(metadata)
+    agent_id = dispatch.pick_agent(runtime)
+    quotas.sandbox_slot_reserve(org=org)
+    limits = sandbox_limits(org)
+    sandbox = Sandbox.objects.create(organization=org, runtime=runtime, agent_id=agent_id, env=env,
+                                     metadata=metadata, limits=limits, expires_at=_lifetime(org, timeout_s),
+                                     source_snapshot=source_snapshot, **_creator(principal))
+    if restore_digest is None:
+        _start(sandbox, "create", sandbox_id=sandbox.pk, runtime=runtime, env=env, limits=engine_limits(limits))
+    else:
+        _start(sandbox, "restore", digest=restore_digest, new_sandbox_id=sandbox.pk, runtime=runtime, env=env,
+               limits=engine_limits(limits), timeout=120)
+    audit_record(org=org, action="sandbox.restore" if source_snapshot else "sandbox.create", principal=principal,
+                 request=request, target_type="sandbox", target_id=sandbox.pk,
+                 metadata={"runtime": runtime, "agent": agent_id,
+                           **({"snapshot": source_snapshot.pk} if source_snapshot else {})})
+    return sandbox
+
+
+def sandbox_fork(*, principal, sandbox: Sandbox, request=None) -> Sandbox:
+    """Copy-on-write fork on the parent's agent: memory and workspace copied, own limits and lifetime."""
+    org = principal.org
+    require_running(sandbox)
+    quotas.sandbox_slot_reserve(org=org)
+    limits = sandbox_limits(org)
+    child = Sandbox.objects.create(organization=org, runtime=sandbox.runtime, agent_id=sandbox.agent_id,
+                                   env=sandbox.env, metadata=sandbox.metadata, limits=limits, parent=sandbox,
+                                   source_snapshot=None, last_snapshot=sandbox.last_snapshot,
+                                   expires_at=_lifetime(org, None), **_creator(principal))
+    reply = _start(child, "fork", sandbox_id=sandbox.pk, new_sandbox_id=child.pk, limits=engine_limits(limits))
+    child.memory = reply.get("memory", "copied")
+    child.save(update_fields=["memory"])
+    audit_record(org=org, action="sandbox.fork", principal=principal, request=request, target_type="sandbox",
+                 target_id=child.pk, metadata={"parent": sandbox.pk, "memory": child.memory})
+    return child
+
+
+def require_running(sandbox: Sandbox) -> None:
+    if sandbox.state != Sandbox.State.RUNNING:
+        raise SandboxNotRunning(f"Sandbox {sandbox.pk} is {sandbox.state}.", details={"state": sandbox.state})
+
+
+def sandbox_mark_ended(sandbox: Sandbox, *, state: str, reason: str) -> bool:
+    """Move a live sandbox to stopped/lost once: release its slot, meter its lifetime, end open runs."""
+    now = timezone.now()
+    ended = Sandbox.objects.filter(pk=sandbox.pk, state__in=Sandbox.LIVE_STATES).update(
+        state=state, stop_reason=reason, stopped_at=now)
+    if not ended:
+        return False
+    sandbox.state, sandbox.stop_reason, sandbox.stopped_at = state, reason, now
+    quotas.sandbox_slot_release(org=sandbox.organization)
+    quotas.usage_record(org=sandbox.organization, source=f"lifetime:{sandbox.pk}",
+                        sandbox_seconds=(now - sandbox.created_at).total_seconds())
+    final = Execution.Status.AGENT_LOST if state == Sandbox.State.LOST else Execution.Status.KILLED
+    Execution.objects.filter(sandbox=sandbox, status__in=Execution.OPEN_STATUSES).update(
+        status=final, finished_at=now)
+    return True
+
+
+def sandbox_kill(*, principal, sandbox: Sandbox, request=None, reason: str = "killed") -> Sandbox:
+    """Stop a sandbox (idempotent). The agent is told; if it is gone, the sandbox is still stopped here."""
+    if sandbox.state in Sandbox.LIVE_STATES:
+        try:
+            dispatch.call(sandbox.agent_id, "kill", sandbox_id=sandbox.pk)
+        except Mem0Error as exc:
+            log.warning("kill_not_delivered sandbox=%s agent=%s code=%s", sandbox.pk, sandbox.agent_id, exc.code)
+        if sandbox_mark_ended(sandbox, state=Sandbox.State.STOPPED, reason=reason) and principal is not None:
+            audit_record(org=sandbox.organization, action="sandbox.kill", principal=principal, request=request,
+                         target_type="sandbox", target_id=sandbox.pk, metadata={"reason": reason})
+    return sandbox
+
+
+def file_list(*, sandbox: Sandbox, path: str) -> list[dict]:
+    require_running(sandbox)
+    return dispatch.call(sandbox.agent_id, "files_list", sandbox_id=sandbox.pk,
+                         path=clean_workspace_path(path, allow_root=True))
+
+
+def file_read(*, sandbox: Sandbox, path: str) -> bytes:
+    require_running(sandbox)
+    return dispatch.call(sandbox.agent_id, "file_read", sandbox_id=sandbox.pk, path=clean_workspace_path(path))
+
+
+def file_write(*, sandbox: Sandbox, path: str, data: bytes) -> None:
+    require_running(sandbox)
+    dispatch.call(sandbox.agent_id, "file_write", sandbox_id=sandbox.pk, path=clean_workspace_path(path), data=data)
+
+
+def file_delete(*, sandbox: Sandbox, path: str) -> None:
+    require_running(sandbox)
+    dispatch.call(sandbox.agent_id, "file_delete", sandbox_id=sandbox.pk, path=clean_workspace_path(path))

@@ -1,0 +1,101 @@
+"""REST views for snapshots: create, list, get, delete, restore, tag, lineage."""
+
+import re
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from mem0web.errors import InvalidRequest
+from mem0web.pagination import Cursor
+from sandboxes import selectors, snapshots
+from sandboxes.idempotency import idempotent
+from sandboxes.lineage import lineage
+from sandboxes.serializers import SandboxSerializer, SnapshotSerializer
+
+TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+
+
+class SnapshotCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=120, required=False, allow_blank=True)
+
+
+class SandboxSnapshotsView(APIView):
+    scope = "snapshots"
+
+    @extend_schema(request=SnapshotCreateSerializer, responses={201: SnapshotSerializer})
+    def post(self, request, sandbox_id: str):
+        sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
+        data = SnapshotCreateSerializer(data=request.data or {})
+        data.is_valid(raise_exception=True)
+
+        def create():
+            snap = snapshots.snapshot_create(principal=request.auth, sandbox=sandbox,
+                                             name=data.validated_data.get("name", ""), request=request)
+            return Response(SnapshotSerializer(snap).data, status=201)
+
+        return idempotent(request, request.auth.org, create)
+
+
+class SnapshotListView(APIView):
+    scope = "snapshots"
+
+    @extend_schema(responses=SnapshotSerializer(many=True),
+                   parameters=[OpenApiParameter("sandbox_id", str), OpenApiParameter("tag", str)])
+    def get(self, request):
+        qs = selectors.snapshots_for_org(request.auth.org)
+        if request.query_params.get("sandbox_id"):
+            qs = qs.filter(sandbox_id=request.query_params["sandbox_id"])
+        if request.query_params.get("tag"):
+            qs = qs.filter(tag_set__name=request.query_params["tag"])
+        paginator = Cursor()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(SnapshotSerializer(page, many=True).data)
+
+
+class SnapshotDetailView(APIView):
+    scope = "snapshots"
+
+    @extend_schema(responses=SnapshotSerializer)
+    def get(self, request, snapshot_id: str):
+        return Response(SnapshotSerializer(selectors.snapshot_by_id(request.auth.org, snapshot_id)).data)
+
+    def delete(self, request, snapshot_id: str):
+        snap = selectors.snapshot_by_id(request.auth.org, snapshot_id)
+        snapshots.snapshot_delete(principal=request.auth, snapshot=snap, request=request)
+        return Response(status=204)
+
+
+class SnapshotRestoreView(APIView):
+    scope = "snapshots"
+
+    @extend_schema(request=None, responses={201: SandboxSerializer})
+    def post(self, request, snapshot_id: str):
+        snap = selectors.snapshot_by_id(request.auth.org, snapshot_id)
+
+        def restore():
+            sandbox = snapshots.snapshot_restore(principal=request.auth, snapshot=snap, request=request)
+            return Response(SandboxSerializer(sandbox).data, status=201)
+
+        return idempotent(request, request.auth.org, restore)
+
+
+class SnapshotTagView(APIView):
+    scope = "snapshots"
+
+    @extend_schema(request=None, responses=SnapshotSerializer)
+    def put(self, request, snapshot_id: str, tag: str):
+        if not TAG_RE.match(tag):
+            raise InvalidRequest("Tags are 1-80 letters, digits, '.', '_' or '-'.", details={"tag": tag[:100]})
+        snap = selectors.snapshot_by_id(request.auth.org, snapshot_id)
+        snapshots.snapshot_tag(principal=request.auth, snapshot=snap, tag=tag, request=request)
+        return Response(SnapshotSerializer(selectors.snapshot_by_id(request.auth.org, snapshot_id)).data)
+
+
+class SnapshotLineageView(APIView):
+    scope = "snapshots"
+
+    def get(self, request, snapshot_id: str):
+        snap = selectors.snapshot_by_id(request.auth.org, snapshot_id)
+        return Response(lineage(request.auth.org, snap))

@@ -1,0 +1,83 @@
+"""Live output for SSE and websockets: an async iterator over an execution's events from any sequence number.
+
+Reading the agent bus blocks, so reads run on a dedicated thread pool (not the default executor, which
+has only cpu+4 threads and is shared with Django's sync views). When the stream has expired on the bus,
+a finished execution is replayed from its stored (capped) output.
+"""
+
+import asyncio
+import functools
+import json
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+from asgiref.sync import sync_to_async
+
+from sandboxes import dispatch
+from sandboxes.models import Execution
+
+READERS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="mem0-stream")
+BLOCK_MS = 10_000
+
+
+def event_json(event) -> dict:
+    if hasattr(event, "stream"):
+        return {"seq": event.seq, "stream": event.stream, "data": event.data}
+    return {"seq": event.seq, "type": "exit", "status": event.status, "exit_code": event.exit_code,
+            "limit": event.limit, "wall_ms": event.wall_ms, "cpu_ms": event.cpu_ms,
+            "peak_memory_bytes": event.peak_memory_bytes}
+
+
+def stored_events(execution: Execution, after: int) -> list[dict]:
+    """The events of a finished execution rebuilt from its row (used once the bus stream has expired)."""
+    events = []
+    for stream in ("stdout", "stderr"):
+        text = getattr(execution, stream)
+        if text:
+            events.append({"stream": stream, "data": text})
+    events.append({"type": "exit", "status": execution.status, "exit_code": execution.exit_code,
+                   "limit": execution.limit, "wall_ms": execution.wall_ms, "cpu_ms": execution.cpu_ms,
+                   "peak_memory_bytes": execution.peak_memory_bytes})
+    for seq, event in enumerate(events, start=1):
+        event["seq"] = seq
+    return [e for e in events if e["seq"] > after]
+
+
+async def execution_events(execution_id: str, after: int = 0) -> AsyncIterator[dict | None]:
+    """Yield event dicts in order, ending with the exit event; yields None as a keep-alive while idle."""
+    loop = asyncio.get_running_loop()
+    client = dispatch.engine()
+    seq, first = after, True
+    while True:
+        read = functools.partial(client.output, execution_id, after_seq=seq, block_ms=0 if first else BLOCK_MS)
+        batch = await loop.run_in_executor(READERS, read)
+        if first and not batch:
+            execution = await sync_to_async(Execution.objects.get)(pk=execution_id)
+            if execution.status not in Execution.OPEN_STATUSES:
+                for event in stored_events(execution, after):
+                    yield event
+                return
+        first = False
+        if not batch:
+            execution = await sync_to_async(Execution.objects.get)(pk=execution_id)
+            if execution.status not in Execution.OPEN_STATUSES:  # ended without an exit record: agent lost
+                exit_event = stored_events(execution, 0)[-1]
+                yield {**exit_event, "seq": seq + 1}
+                return
+            yield None
+            continue
+        for event in batch:
+            seq = event.seq
+            yield event_json(event)
+            if not hasattr(event, "stream"):
+                return
+
+
+async def sse_stream(execution_id: str, after: int) -> AsyncIterator[bytes]:
+    yield b"retry: 1000\n\n"
+    async for event in execution_events(execution_id, after):
+        if event is None:
+            yield b": keep-alive\n\n"
+            continue
+        kind = "exit" if event.get("type") == "exit" else "output"
+        yield f"id: {event['seq']}\nevent: {kind}\ndata: {json.dumps(event)}\n\n".encode()
