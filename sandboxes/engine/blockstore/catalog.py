@@ -71,7 +71,7 @@ class Catalog:
         ids, found, c = list(ids), set(), self._conn()
         for i in range(0, len(ids), _BATCH):
             part = ids[i : i + _BATCH]
-            q = "SELECT id FROM remote WHERE id IN (%s)" % ",".join("?" * len(part))
+            q = f"SELECT id FROM remote WHERE id IN ({','.join('?' * len(part))})"
             found.update(r[0] for r in c.execute(q, part))
         return found
 

@@ -1,0 +1,224 @@
+"""Taking a snapshot: walk the tree, chunk what changed, write directory nodes bottom-up, commit the root.
+
+The walk opens every directory relative to its parent with O_NOFOLLOW and files are re-checked by
+(st_dev, st_ino) after opening, so a sandbox that swaps a directory for a symlink mid-snapshot cannot make
+the agent (root) read outside the workspace. Small files are read in batches by the worker pool as the
+walk goes; big files are cut on the calling thread and their chunks hashed/compressed in the pool.
+
+A file is *not re-read* when the previous index has the same (size, mtime_ns, inode) for its path: its
+chunk list is reused. Like git's "racily clean" rule, a file whose mtime is within RACY_WINDOW_NS of the
+snapshot's start is left out of the new index (it could still change within the same timestamp tick).
+"""
+
+import os
+import stat
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from . import manifest
+from .chunking import ChunkWriter, SegmentReader, data_segments, hole_entries
+
+RACY_WINDOW_NS = 2_000_000_000
+READ_WHOLE_MAX = 8 << 20  # files up to this size are read in one go by a worker
+BATCH_BYTES = 4 << 20
+BATCH_FILES = 128
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOATIME
+
+
+@dataclass
+class SnapshotIndex:
+    """Opaque to callers: what the next snapshot of the same tree needs to skip unchanged files."""
+
+    store_id: str
+    source: bytes
+    epoch: int
+    files: dict = field(default_factory=dict)  # relpath -> (size, mtime_ns, ino, chunks)
+
+
+@dataclass
+class SnapshotResult:
+    digest: str
+    logical_bytes: int
+    new_bytes: int
+    stored_bytes: int
+    files: int
+    index: SnapshotIndex
+    files_read: int = 0  # files whose content was read (the rest came from the index)
+
+
+class _Dir:
+    __slots__ = ("name", "mode", "mtime_ns", "files", "links", "subdirs", "tree")
+
+    def __init__(self, name: bytes, st) -> None:
+        self.name, self.mode, self.mtime_ns = name, stat.S_IMODE(st.st_mode), st.st_mtime_ns
+        self.files: list = []  # [name, st, relpath, chunks or None, size]
+        self.links: list = []
+        self.subdirs: list = []
+        self.tree = b""
+
+
+def _read_all(path: bytes, want_dev: int, want_ino: int, hint: int) -> bytes | None:
+    """The file's bytes, or None when it vanished or is no longer the inode the walk saw."""
+    try:
+        fd = os.open(path, _FILE_FLAGS)
+    except (FileNotFoundError, NotADirectoryError, OSError):
+        return None
+    try:
+        st = os.fstat(fd)
+        if st.st_ino != want_ino or st.st_dev != want_dev or not stat.S_ISREG(st.st_mode):
+            return None
+        data = os.read(fd, hint + 1)
+        if len(data) <= hint:
+            return data
+        parts = [data]
+        while part := os.read(fd, 1 << 20):
+            parts.append(part)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def _store_small_files(writer: ChunkWriter, items: list) -> list:
+    """Worker job: read and store a batch of [entry, abspath] files; fills entry chunks and size."""
+    for entry, path in items:
+        st = entry[1]
+        data = _read_all(path, st.st_dev, st.st_ino, st.st_size)
+        if data is None:
+            entry[3] = False  # vanished between walk and read: left out of the snapshot
+            continue
+        entry[3] = writer.store_buffer(data)
+        entry[4] = len(data)
+    return items
+
+
+def _store_big_file(writer: ChunkWriter, pool: Executor, entry: list, path: bytes) -> None:
+    st = entry[1]
+    try:
+        fd = os.open(path, _FILE_FLAGS)
+    except OSError:
+        entry[3] = False
+        return
+    try:
+        fst = os.fstat(fd)
+        if fst.st_ino != st.st_ino or fst.st_dev != st.st_dev or not stat.S_ISREG(fst.st_mode):
+            entry[3] = False
+            return
+
+        def submit(group):
+            return pool.submit(writer.store_group, group)
+
+        # Fewer allocated blocks than the size says: holes. Skip them instead of reading zeros.
+        if fst.st_blocks * 512 < fst.st_size:
+            chunks = []
+            for off, length, is_hole in data_segments(fd, fst.st_size):
+                if is_hole:
+                    chunks.extend(hole_entries(length))
+                else:
+                    chunks.extend(writer.store_stream(SegmentReader(fd, off, length), submit))
+        else:
+            chunks = writer.store_stream(SegmentReader(fd, 0, None), submit)
+        entry[3] = chunks
+        entry[4] = sum(n for _, n in chunks)
+    finally:
+        os.close(fd)
+
+
+def take_snapshot(
+    source: str, writer: ChunkWriter, pool: Executor, previous: SnapshotIndex | None, index: SnapshotIndex
+) -> tuple[bytes, int, int, int]:
+    """Store the tree at ``source``; returns (root blob id, logical bytes, files, files read)."""
+    start_ns = time.time_ns()
+    root_path = os.fsencode(os.path.abspath(source))
+    prev = previous.files if previous is not None else {}
+    dirs, futures, big, batch, batch_bytes = [], [], [], [], 0
+    files_read = 0
+
+    def flush():
+        nonlocal batch, batch_bytes
+        if batch:
+            futures.append(pool.submit(_store_small_files, writer, batch))
+            batch, batch_bytes = [], 0
+
+    root_fd = os.open(root_path, _DIR_FLAGS)
+    stack = [(root_fd, _Dir(b"", os.fstat(root_fd)), b"")]
+    while stack:
+        fd, node, rel = stack.pop()
+        dirs.append(node)
+        try:
+            with os.scandir(fd) as it:
+                names = [(e.name, e.stat(follow_symlinks=False)) for e in it]
+        except OSError:
+            os.close(fd)
+            raise
+        prefix = rel + b"/" if rel else b""
+        for name, st in names:
+            name = os.fsencode(name)
+            relpath, mode = prefix + name, st.st_mode
+            if stat.S_ISREG(mode):
+                entry = [name, st, relpath, None, st.st_size]
+                node.files.append(entry)
+                hit = prev.get(relpath)
+                if (
+                    hit is not None
+                    and hit[0] == st.st_size
+                    and hit[1] == st.st_mtime_ns
+                    and hit[2] == st.st_ino
+                ):
+                    entry[3] = hit[3]
+                    continue
+                files_read += 1
+                abspath = root_path + b"/" + relpath
+                if st.st_size > READ_WHOLE_MAX:
+                    big.append((entry, abspath))
+                    continue
+                batch.append((entry, abspath))
+                batch_bytes += st.st_size
+                if batch_bytes >= BATCH_BYTES or len(batch) >= BATCH_FILES:
+                    flush()
+            elif stat.S_ISDIR(mode):
+                try:
+                    child_fd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except OSError:
+                    continue  # vanished or swapped for a symlink since the listing
+                child = _Dir(name, os.fstat(child_fd))
+                node.subdirs.append(child)
+                stack.append((child_fd, child, relpath))
+            elif stat.S_ISLNK(mode):
+                try:
+                    target = os.readlink(name, dir_fd=fd)
+                except OSError:
+                    continue
+                node.links.append(
+                    manifest.Symlink(name, stat.S_IMODE(mode), st.st_mtime_ns, os.fsencode(target))
+                )
+            # Sockets, FIFOs and device nodes are not workspace content; they are skipped.
+        os.close(fd)
+    flush()
+    for entry, abspath in big:
+        _store_big_file(writer, pool, entry, abspath)
+    for f in futures:
+        f.result()
+    return _write_trees(dirs, writer, index, start_ns) + (files_read,)
+
+
+def _write_trees(dirs: list, writer: ChunkWriter, index: SnapshotIndex, start_ns: int) -> tuple:
+    """Encode and store directory nodes children-first; fill the new index. Returns (root, bytes, files)."""
+    logical = nfiles = 0
+    racy_after = start_ns - RACY_WINDOW_NS
+    for node in reversed(dirs):  # ``dirs`` is in pre-order, so children come after their parent
+        entries = list(node.links)
+        for name, st, relpath, chunks, size in node.files:
+            if chunks is False:
+                continue
+            entries.append(manifest.File(name, stat.S_IMODE(st.st_mode), st.st_mtime_ns, size, tuple(chunks)))
+            logical += size
+            nfiles += 1
+            if size == st.st_size and st.st_mtime_ns < racy_after:
+                index.files[relpath] = (st.st_size, st.st_mtime_ns, st.st_ino, tuple(chunks))
+        entries.extend(manifest.Dir(d.name, d.mode, d.mtime_ns, d.tree) for d in node.subdirs)
+        node.tree = writer.store(manifest.encode_tree(entries))
+    top = dirs[0]
+    root = manifest.Root(top.tree, top.mode, top.mtime_ns, logical, nfiles)
+    return writer.store(manifest.encode_root(root)), logical, nfiles

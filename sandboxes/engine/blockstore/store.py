@@ -1,0 +1,300 @@
+"""``BlockStore``: the block store's one entry point (snapshot, restore, upload, tiering, GC, eviction).
+
+Layout under ``root_dir``: ``chunks/<xx>/<sha256>`` (the cache), ``catalog.db`` (S3 knowledge, root
+journal, GC epoch), ``gc.lock`` (the snapshot/sweep lock, see ``gc.py``), ``store-id``.
+Hashing, compression and file I/O run in a thread pool: hashlib, zstd, lz4 and os.read/os.write all
+release the GIL, and on the 2-core bench host threads reach the targets (see bench/snapshots.py).
+"""
+
+import logging
+import os
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from . import compression, gc, manifest, restore
+from .cache import ChunkCache, verify
+from .catalog import Catalog
+from .chunking import ChunkWriter
+from .errors import ChunkMissing, CorruptChunk
+from .manifest import HOLE
+from .s3 import COLD_CLASSES, S3Backend
+from .snapshot import SnapshotIndex, SnapshotResult, take_snapshot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Manifest:
+    """A snapshot's tree for listing: ``root`` is a ``manifest.Dir`` whose ``entries`` are filled in."""
+
+    digest: str
+    logical_bytes: int
+    files: int
+    root: manifest.Dir
+
+
+class BlockStore:
+    def __init__(
+        self,
+        root_dir: str,
+        *,
+        s3: S3Backend | None = None,
+        cache_max_bytes: int | None = None,
+        workers: int | None = None,
+    ) -> None:
+        self.root = os.path.abspath(root_dir)
+        os.makedirs(self.root, exist_ok=True)
+        self.s3, self.cache_max_bytes = s3, cache_max_bytes
+        self.cache = ChunkCache(self.root)
+        self.catalog = Catalog(os.path.join(self.root, "catalog.db"))
+        self.lock = gc.SweepLock(os.path.join(self.root, "gc.lock"))
+        self.store_id = self._store_id()
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers or os.cpu_count() or 2, thread_name_prefix="blockstore"
+        )
+
+    def _store_id(self) -> str:
+        path = os.path.join(self.root, "store-id")
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            sid = uuid.uuid4().hex
+            tmp = f"{path}.{sid}"
+            with open(tmp, "w") as f:
+                f.write(sid)
+            try:
+                os.link(tmp, path)  # first writer wins; a racing store reads the winner's id
+            except FileExistsError:
+                pass
+            os.unlink(tmp)
+            return self._store_id()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- snapshot -------------------------------------------------------------------------------------
+
+    def snapshot_tree(
+        self, path: str, *, previous_index: SnapshotIndex | None = None, codec: str = "zstd"
+    ) -> SnapshotResult:
+        """Store the tree at ``path``; files unchanged since ``previous_index`` are not read again."""
+        source = os.fsencode(os.path.abspath(path))
+        writer = ChunkWriter(self.cache, compression.codec_id(codec))
+        with self.lock.shared():
+            epoch = self.catalog.epoch()
+            prev = previous_index
+            if prev is not None and (prev.store_id, prev.source, prev.epoch) != (
+                self.store_id,
+                source,
+                epoch,
+            ):
+                prev = None  # another store, another tree, or GC ran since: its chunks may be gone
+            index = SnapshotIndex(self.store_id, source, epoch)
+            root_id, logical, files, files_read = take_snapshot(path, writer, self._pool, prev, index)
+            if writer.new_chunks:
+                self.cache.sync()
+            digest = root_id.hex()
+            self.catalog.record_root(digest)
+        log.info(
+            "snapshot digest=%s files=%d read=%d logical=%d new=%d stored=%d",
+            digest,
+            files,
+            files_read,
+            logical,
+            writer.new_bytes,
+            writer.stored_bytes,
+        )
+        return SnapshotResult(
+            digest, logical, writer.new_bytes, writer.stored_bytes, files, index, files_read
+        )
+
+    # -- reading --------------------------------------------------------------------------------------
+
+    def read_chunk(self, cid: bytes) -> bytes:
+        """A chunk's verified data, from the cache or else S3 (then cached). Never returns bad data.
+
+        A corrupt local copy is quarantined and replaced from S3 when the bucket has a good one;
+        otherwise ``CorruptChunk`` propagates.
+        """
+        try:
+            data = self.cache.read(cid)
+        except CorruptChunk:
+            self.cache.quarantine(cid)
+            log.error("corrupt chunk quarantined chunk=%s", cid.hex())
+            if self.s3 is None:
+                raise
+            data = None
+        if data is not None:
+            return data
+        if self.s3 is None:
+            raise ChunkMissing(cid.hex())
+        blob = self.s3.get(cid)
+        if blob is None:
+            raise ChunkMissing(cid.hex())
+        data = verify(cid, blob)
+        self.cache.write_blob(cid, blob[:1], memoryview(blob)[1:])
+        return data
+
+    def _root(self, digest: str) -> manifest.Root:
+        return manifest.decode_root(self.read_chunk(bytes.fromhex(digest)), digest)
+
+    def _trees(self, digest: str) -> tuple[manifest.Root, list]:
+        root = self._root(digest)
+        dirs: list = []
+        restore.load_tree(self.read_chunk, root.tree, b"", dirs)
+        return root, dirs
+
+    def _refs(self, digest: str) -> tuple[list[bytes], set[bytes]]:
+        """(node ids with the root last, data chunk ids) of a snapshot."""
+        root = self._root(digest)
+        nodes, data, stack = [], set(), [root.tree]
+        while stack:
+            tid = stack.pop()
+            nodes.append(tid)
+            for e in manifest.decode_tree(self.read_chunk(tid)):
+                if isinstance(e, manifest.File):
+                    data.update(c for c, _ in e.chunks if c != HOLE)
+                elif isinstance(e, manifest.Dir):
+                    stack.append(e.tree)
+        nodes.reverse()
+        nodes.append(bytes.fromhex(digest))
+        return nodes, data
+
+    def chunk_refs(self, digest: str) -> set[str]:
+        """Hex ids of every chunk the snapshot needs: its root, directory nodes and file data."""
+        nodes, data = self._refs(digest)
+        return {c.hex() for c in nodes} | {c.hex() for c in data}
+
+    def manifest(self, digest: str) -> Manifest:
+        root, dirs = self._trees(digest)
+        by_path = {}
+        top = manifest.Dir(b"", root.mode, root.mtime_ns, root.tree)
+        by_path[b""] = top
+        for path, entries in dirs:
+            parent = by_path[path]
+            parent.entries = sorted(entries, key=lambda e: e.name)
+            for e in parent.entries:
+                if isinstance(e, manifest.Dir):
+                    by_path[path + b"/" + e.name] = e
+        return Manifest(digest, root.logical_bytes, root.files, top)
+
+    def restore_tree(self, digest: str, dest: str) -> None:
+        """Recreate the snapshot in ``dest`` (missing or empty), fetching chunks missing locally from S3."""
+        target = restore.prepare_dest(dest)
+        root = self._root(digest)
+        dirs: list = []
+        restore.load_tree(self.read_chunk, root.tree, target, dirs)
+        if self.s3 is not None:
+            needed = {
+                c
+                for _, entries in dirs
+                for e in entries
+                if isinstance(e, manifest.File)
+                for c, _ in e.chunks
+                if c != HOLE
+            }
+            missing = [c for c in needed if not self.cache.is_local(c)]
+            list(self._pool.map(self.read_chunk, missing))
+        restore.restore_into(self.read_chunk, root, dirs, target, self._pool)
+
+    # -- S3 tier --------------------------------------------------------------------------------------
+
+    def _require_s3(self) -> S3Backend:
+        if self.s3 is None:
+            raise ValueError("this BlockStore has no S3 backend")
+        return self.s3
+
+    def upload(self, digest: str) -> int:
+        """Push the snapshot's chunks S3 lacks (data first, its root last); returns blob bytes uploaded."""
+        s3 = self._require_s3()
+        nodes, data = self._refs(digest)
+        order = [c for c in data if c not in set(nodes)] + nodes
+        known = self.catalog.remote_subset(order)
+        unknown = [c for c in order if c not in known]
+        if len(unknown) > 1000:
+            listed = {cid for cid, _ in s3.list_chunks()}
+            present = {c for c in unknown if c in listed}
+        else:
+            present = {
+                c for c, h in zip(unknown, self._pool.map(s3.head, unknown), strict=True) if h is not None
+            }
+        todo = [c for c in unknown if c not in present]
+
+        def push(cid: bytes) -> int:
+            blob = self.cache.read_blob(cid)
+            if blob is None:
+                raise ChunkMissing(cid.hex())
+            verify(cid, blob)  # never upload a chunk that does not match its id
+            s3.put(cid, blob)
+            return len(blob)
+
+        data_todo = [c for c in todo if c not in set(nodes)]
+        uploaded = sum(self._pool.map(push, data_todo))
+        uploaded += sum(push(c) for c in todo if c in set(nodes))  # nodes in order, the root last
+        self.catalog.mark_remote(order)
+        if self.cache_max_bytes is not None:
+            self.evict()
+        return uploaded
+
+    def archive(self, digest: str, storage_class: str = "GLACIER") -> int:
+        """Move the snapshot's file data to a cold class (nodes stay hot so listing still works).
+
+        Chunks are shared: a chunk another snapshot also uses goes cold for it too. Returns objects moved.
+        """
+        s3 = self._require_s3()
+        self.upload(digest)
+        _, data = self._refs(digest)
+        list(self._pool.map(lambda c: s3.set_storage_class(c, storage_class), data))
+        return len(data)
+
+    def request_restore(self, digest: str, tier: str = "Standard", days: int = 7) -> int:
+        """Ask S3 to thaw the snapshot's cold chunks (tier: Expedited, Standard, Bulk); returns requests."""
+        s3 = self._require_s3()
+        _, data = self._refs(digest)
+
+        def thaw(cid: bytes) -> bool:
+            head = s3.head(cid)
+            if head is None or head.get("StorageClass") not in COLD_CLASSES:
+                return False
+            return s3.request_restore(cid, tier, days)
+
+        return sum(self._pool.map(thaw, data))
+
+    # -- space ----------------------------------------------------------------------------------------
+
+    def gc(
+        self, live_digests: Iterable[str], *, grace_seconds: float = 3600.0, lock_timeout: float = 600.0
+    ) -> dict:
+        """Delete chunks (cache and S3) that no live snapshot needs; see ``gc.py`` for the protocol."""
+        stats = gc.collect(self, live_digests, grace_seconds, lock_timeout)
+        log.info("gc %s", " ".join(f"{k}={v}" for k, v in stats.items()))
+        return stats
+
+    def evict(self) -> int:
+        """Bring the cache under ``cache_max_bytes`` by stubbing out chunks S3 holds, oldest first.
+
+        Chunks only this host has are never evicted, so the cache may stay above the bound until they
+        are uploaded. Returns bytes freed.
+        """
+        if self.cache_max_bytes is None:
+            return 0
+        files = [(mtime, cid, size) for cid, size, mtime, is_tmp, _ in self.cache.scan() if not is_tmp]
+        total = sum(f[2] for f in files)
+        if total <= self.cache_max_bytes:
+            return 0
+        remote = self.catalog.remote_subset(cid for _, cid, size in files if size > 0)
+        freed = 0
+        for _mtime, cid, _size in sorted(f for f in files if f[1] in remote and f[2] > 0):
+            if total - freed <= self.cache_max_bytes:
+                break
+            freed += self.cache.evict(cid)
+        return freed
