@@ -1,0 +1,331 @@
+"""`Mem0`: the synchronous client (httpx.Client). `AsyncMem0` in async_client.py mirrors it method for method."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from mem0sdk import transport
+from mem0sdk.errors import Mem0ConnectionError, Mem0Error
+from mem0sdk.models import (
+    Execution,
+    ExitEvent,
+    FileEntry,
+    Lineage,
+    OutputEvent,
+    Runtime,
+    Sandbox,
+    Snapshot,
+    event_from_json,
+)
+from mem0sdk.transport import api_path
+
+
+class Mem0:
+    """A Mem0 API client. Thread-safe; reuse one per process. Use as a context manager or call `close()`.
+
+    api_key defaults to $MEM0_API_KEY, base_url to $MEM0_BASE_URL (else http://127.0.0.1:8000);
+    timeout is seconds per request (a waiting `run` adds its own run time); max_retries applies to
+    rate_limited / agents_unavailable / connection failures on calls that are safe to repeat.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        http_client: httpx.Client | None = None,
+    ):
+        self.settings = transport.Settings.resolve(api_key, base_url, timeout, max_retries)
+        self._http = http_client or httpx.Client(**self.settings.client_options())
+        self.sandboxes = Sandboxes(self)
+        self.executions = Executions(self)
+        self.snapshots = Snapshots(self)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Mem0:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """Send one API call with retries; raise the typed error of a non-2xx answer. Streamed
+        responses are returned unread and must be closed by the caller."""
+        request = self._http.build_request(
+            method,
+            path,
+            params=params,
+            json=json,
+            content=content,
+            headers=headers,
+            timeout=timeout or httpx.USE_CLIENT_DEFAULT,
+        )
+        retries = self.settings.max_retries if transport.may_retry(method, headers) else 0
+        for attempt in range(retries + 1):
+            try:
+                response = self._http.send(request, stream=stream)
+            except httpx.TransportError as exc:
+                error: Mem0Error = transport.connection_error(exc)
+            else:
+                if response.is_success:
+                    return response
+                response.read()
+                response.close()
+                error = transport.error_from_response(response)
+            if attempt >= retries or not transport.retryable(error):
+                raise error
+            time.sleep(transport.backoff(attempt, error))
+        raise AssertionError("unreachable")
+
+    def get_json(self, path: str, params: dict | None = None) -> Any:
+        return transport.json_or_none(self.request("GET", path, params=params))
+
+    def paginate(self, path: str, params: dict[str, str]) -> Iterator[dict]:
+        """Every item of a cursor-paginated list, fetching the next page only when needed."""
+        page_params: dict[str, str] | None = params
+        while page_params is not None:
+            page = self.get_json(path, page_params)
+            yield from page.get("results", [])
+            page_params = transport.next_page_params(page.get("next"))
+
+    def me(self) -> dict:
+        """The key's organisation, plan, effective limits, role and scopes."""
+        return self.get_json(api_path("me"))
+
+    def usage(self) -> dict:
+        """This period's usage per metric (`used`, `limit`)."""
+        return self.get_json(api_path("usage"))
+
+    def runtimes(self) -> list[Runtime]:
+        return [Runtime.from_json(r) for r in self.get_json(api_path("runtimes")).get("runtimes", [])]
+
+
+class Sandboxes:
+    """client.sandboxes: create, get, list, kill, and the per-sandbox calls that `Sandbox` delegates to."""
+
+    def __init__(self, client: Mem0):
+        self._client = client
+
+    def _sandbox(self, data: dict) -> Sandbox:
+        return Sandbox.from_json(data, client=self._client)
+
+    def create(
+        self,
+        runtime: str = "python",
+        env: dict[str, str] | None = None,
+        metadata: dict[str, str] | None = None,
+        timeout_s: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Sandbox:
+        """Start a sandbox (from the warm pool). timeout_s caps its lifetime (the plan's maximum otherwise)."""
+        response = self._client.request(
+            "POST",
+            api_path("sandboxes"),
+            json=transport.create_body(runtime, env, metadata, timeout_s),
+            headers=transport.idempotency_headers(idempotency_key),
+        )
+        return self._sandbox(response.json())
+
+    def get(self, sandbox_id: str) -> Sandbox:
+        return self._sandbox(self._client.get_json(api_path("sandboxes", sandbox_id)))
+
+    def list(
+        self,
+        state: str | None = None,
+        runtime: str | None = None,
+        metadata: dict[str, str] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Sandbox]:
+        """All matching sandboxes, newest first, across every page (lazily)."""
+        params = transport.list_params(state, runtime, metadata, page_size)
+        return (self._sandbox(item) for item in self._client.paginate(api_path("sandboxes"), params))
+
+    def kill(self, sandbox_id: str) -> Sandbox:
+        """Stop a sandbox; killing a stopped one is not an error."""
+        return self._sandbox(self._client.request("DELETE", api_path("sandboxes", sandbox_id)).json())
+
+    def fork(self, sandbox_id: str, idempotency_key: str | None = None) -> Sandbox:
+        response = self._client.request(
+            "POST",
+            api_path("sandboxes", sandbox_id, "fork"),
+            headers=transport.idempotency_headers(idempotency_key),
+        )
+        return self._sandbox(response.json())
+
+    def run(self, sandbox_id: str, code: str, timeout_s: float | None = None) -> Execution:
+        """Run code and wait for the result (the request stays open for the run)."""
+        response = self._client.request(
+            "POST",
+            api_path("sandboxes", sandbox_id, "executions"),
+            json=transport.run_body(code, timeout_s, wait=True),
+            timeout=transport.run_timeout(self._client.settings.timeout, timeout_s),
+        )
+        return Execution.from_json(response.json())
+
+    def start(self, sandbox_id: str, code: str, timeout_s: float | None = None) -> Execution:
+        """Start a run and return at once (status `running`); follow it with client.executions.events()."""
+        response = self._client.request(
+            "POST",
+            api_path("sandboxes", sandbox_id, "executions"),
+            json=transport.run_body(code, timeout_s, wait=False),
+        )
+        return Execution.from_json(response.json())
+
+    def stream(
+        self, sandbox_id: str, code: str, timeout_s: float | None = None
+    ) -> Iterator[OutputEvent | Execution]:
+        """Start a run, yield each OutputEvent as it is produced, then the finished Execution."""
+        execution = self.start(sandbox_id, code, timeout_s)
+        for event in self._client.executions.events(execution.id):
+            if isinstance(event, OutputEvent):
+                yield event
+        yield self._client.executions.get(execution.id)
+
+    def snapshot(
+        self, sandbox_id: str, name: str | None = None, idempotency_key: str | None = None
+    ) -> Snapshot:
+        response = self._client.request(
+            "POST",
+            api_path("sandboxes", sandbox_id, "snapshots"),
+            json={"name": name} if name else {},
+            headers=transport.idempotency_headers(idempotency_key),
+        )
+        return Snapshot.from_json(response.json())
+
+    def files(self, sandbox_id: str) -> SandboxFiles:
+        return SandboxFiles(self._client, sandbox_id)
+
+
+class SandboxFiles:
+    """sandbox.files: the workspace (/workspace) of one sandbox; paths are relative to it."""
+
+    def __init__(self, client: Mem0, sandbox_id: str):
+        self._client, self.sandbox_id = client, sandbox_id
+
+    def list(self, path: str = "") -> list[FileEntry]:
+        body = self._client.get_json(api_path("sandboxes", self.sandbox_id, "files"), {"path": path})
+        return [FileEntry.from_json(e) for e in body.get("entries", [])]
+
+    def read(self, path: str) -> bytes:
+        return self._client.request("GET", api_path("sandboxes", self.sandbox_id, "files", path)).content
+
+    def write(self, path: str, data: bytes | str) -> int:
+        """Create or replace a file (parents are created); str is written as UTF-8. Returns its size."""
+        content = data.encode() if isinstance(data, str) else bytes(data)
+        self._client.request(
+            "PUT",
+            api_path("sandboxes", self.sandbox_id, "files", path),
+            content=content,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        return len(content)
+
+    def delete(self, path: str) -> None:
+        self._client.request("DELETE", api_path("sandboxes", self.sandbox_id, "files", path))
+
+
+class Executions:
+    """client.executions: a run's current state and its live event stream."""
+
+    def __init__(self, client: Mem0):
+        self._client = client
+
+    def get(self, execution_id: str) -> Execution:
+        return Execution.from_json(self._client.get_json(api_path("executions", execution_id)))
+
+    def events(self, execution_id: str, after: int = 0) -> Iterator[OutputEvent | ExitEvent]:
+        """The run's events after sequence `after`, live over SSE, ending with its ExitEvent.
+
+        A dropped connection is resumed from the last sequence received (`after=`), so no output is lost
+        or repeated; after STREAM_RECONNECTS failures in a row it raises Mem0ConnectionError."""
+        last, failures, delay = after, 0, 1.0
+        while True:
+            try:
+                response = self._client.request(
+                    "GET",
+                    api_path("executions", execution_id, "events"),
+                    params={"after": last},
+                    headers={"Accept": "text/event-stream"},
+                    stream=True,
+                    timeout=transport.stream_timeout(self._client.settings.timeout),
+                )
+                with response:
+                    decoder = transport.SSEDecoder()
+                    for line in response.iter_lines():
+                        message = decoder.feed(line)
+                        payload = transport.event_payload(message) if message else None
+                        if payload is None:
+                            continue
+                        event = event_from_json(payload)
+                        if event.seq <= last:
+                            continue
+                        last, failures = event.seq, 0
+                        yield event
+                        if isinstance(event, ExitEvent):
+                            return
+                    delay = (decoder.retry_ms or 1000) / 1000
+            except httpx.TransportError as exc:
+                error = transport.connection_error(exc)
+            except Mem0ConnectionError as exc:
+                error = exc
+            else:
+                error = Mem0ConnectionError("connection_error", "The event stream ended before the run did.")
+            failures += 1
+            if failures > transport.STREAM_RECONNECTS:
+                raise error
+            time.sleep(min(delay * failures, transport.MAX_BACKOFF_S))
+
+
+class Snapshots:
+    """client.snapshots: stored workspaces, their tags and lineage; restore makes a new sandbox."""
+
+    def __init__(self, client: Mem0):
+        self._client = client
+
+    def get(self, snapshot_id: str) -> Snapshot:
+        return Snapshot.from_json(self._client.get_json(api_path("snapshots", snapshot_id)))
+
+    def list(self, page_size: int | None = None, **filters: str) -> Iterator[Snapshot]:
+        """All snapshots (newest first), across pages; keyword filters are passed as query parameters."""
+        params = {**transport.list_params(page_size=page_size), **{k: str(v) for k, v in filters.items()}}
+        return (Snapshot.from_json(item) for item in self._client.paginate(api_path("snapshots"), params))
+
+    def restore(self, snapshot_id: str, idempotency_key: str | None = None) -> Sandbox:
+        """A new running sandbox with the snapshot's workspace, runtime and environment."""
+        response = self._client.request(
+            "POST",
+            api_path("snapshots", snapshot_id, "restore"),
+            headers=transport.idempotency_headers(idempotency_key),
+        )
+        return Sandbox.from_json(response.json(), client=self._client)
+
+    def delete(self, snapshot_id: str) -> None:
+        self._client.request("DELETE", api_path("snapshots", snapshot_id))
+
+    def tag(self, snapshot_id: str, tag: str) -> Snapshot:
+        """Add `tag` to this snapshot; returns the snapshot as it now is."""
+        body = transport.json_or_none(
+            self._client.request("PUT", api_path("snapshots", snapshot_id, "tags", tag))
+        )
+        return Snapshot.from_json(body) if isinstance(body, dict) and "id" in body else self.get(snapshot_id)
+
+    def lineage(self, snapshot_id: str) -> Lineage:
+        return Lineage.from_json(self._client.get_json(api_path("snapshots", snapshot_id, "lineage")))

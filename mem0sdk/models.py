@@ -1,0 +1,292 @@
+"""The API's resources (DESIGN §6.1) as dataclasses.
+
+`from_json` takes the fields this SDK knows and ignores the rest, so a newer server that adds fields never
+breaks an older client; the full JSON stays in `.raw`. Times are timezone-aware `datetime`s (None if absent).
+
+`Sandbox` and `AsyncSandbox` are bound to the client that fetched them, so `sandbox.run(...)` works
+directly; the other resources are plain data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _known(cls, data: dict) -> dict:
+    """The keys of `data` that are plain fields of `cls` (not raw/private ones, not times)."""
+    names = {f.name for f in fields(cls) if f.name != "raw" and not f.name.startswith("_")}
+    return {k: v for k, v in data.items() if k in names}
+
+
+def _with_times(data: dict, *names: str) -> dict:
+    return {**data, **{n: parse_time(data.get(n)) for n in names}}
+
+
+@dataclass
+class OutputEvent:
+    """One chunk of a run's output, in order: `seq` counts from 1 across stdout and stderr."""
+
+    seq: int
+    stream: str
+    data: str
+
+    @classmethod
+    def from_json(cls, data: dict) -> OutputEvent:
+        return cls(
+            seq=int(data.get("seq", 0)),
+            stream=str(data.get("stream", "stdout")),
+            data=str(data.get("data", "")),
+        )
+
+
+@dataclass
+class ExitEvent:
+    """The last event of a run: its final status, exit code and the limit it hit, if any."""
+
+    seq: int
+    status: str
+    exit_code: int | None = None
+    limit: str | None = None
+    wall_ms: int | None = None
+    cpu_ms: int | None = None
+    peak_memory_bytes: int | None = None
+
+    @classmethod
+    def from_json(cls, data: dict) -> ExitEvent:
+        known = _known(cls, data)
+        return cls(**{**known, "seq": int(data.get("seq", 0)), "status": str(data.get("status", ""))})
+
+
+def event_from_json(data: dict) -> OutputEvent | ExitEvent:
+    return ExitEvent.from_json(data) if data.get("type") == "exit" else OutputEvent.from_json(data)
+
+
+@dataclass
+class Execution:
+    """One run of code in a sandbox. `status` is queued, running, succeeded, failed, timeout, killed, agent_lost."""
+
+    id: str
+    sandbox_id: str | None = None
+    status: str = ""
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    truncated: bool = False
+    wall_ms: int | None = None
+    cpu_ms: int | None = None
+    peak_memory_bytes: int | None = None
+    limit: str | None = None
+    timeout_s: float | None = None
+    stream_url: str | None = None
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    FINISHED = frozenset({"succeeded", "failed", "timeout", "killed", "agent_lost"})
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @classmethod
+    def from_json(cls, data: dict) -> Execution:
+        known = _with_times(_known(cls, data), "created_at", "finished_at")
+        return cls(
+            **{**known, "stdout": data.get("stdout") or "", "stderr": data.get("stderr") or ""}, raw=data
+        )
+
+
+@dataclass
+class Snapshot:
+    """A stored workspace tree plus runtime, env and code history; `parent_id` links the lineage graph."""
+
+    id: str
+    sandbox_id: str | None = None
+    parent_id: str | None = None
+    name: str | None = None
+    tags: list[str] = field(default_factory=list)
+    digest: str | None = None
+    runtime: str | None = None
+    logical_bytes: int | None = None
+    new_bytes: int | None = None
+    stored_bytes: int | None = None
+    tier: str | None = None
+    created_at: datetime | None = None
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Snapshot:
+        known = _with_times(_known(cls, data), "created_at")
+        return cls(**{**known, "tags": list(data.get("tags") or [])}, raw=data)
+
+
+@dataclass
+class Lineage:
+    """A snapshot's lineage graph: nodes (`kind` snapshot or sandbox) and edges (`from`, `to`, `kind`)."""
+
+    nodes: list[dict] = field(default_factory=list)
+    edges: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Lineage:
+        return cls(nodes=list(data.get("nodes") or []), edges=list(data.get("edges") or []))
+
+
+@dataclass
+class FileEntry:
+    """One entry of a workspace directory listing; `path` is relative to /workspace."""
+
+    name: str
+    path: str | None = None
+    type: str | None = None
+    size: int | None = None
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def is_dir(self) -> bool:
+        return self.type in ("dir", "directory") or bool(self.raw.get("is_dir"))
+
+    @classmethod
+    def from_json(cls, data: dict) -> FileEntry:
+        known = _known(cls, data)
+        name = known.pop("name", None) or str(data.get("path", "")).rsplit("/", 1)[-1]
+        if "type" not in known and "is_dir" in data:
+            known["type"] = "dir" if data["is_dir"] else "file"
+        return cls(name=name, **known, raw=data)
+
+
+@dataclass
+class Runtime:
+    """A runtime the server offers; `available` is False while no healthy agent runs it."""
+
+    name: str
+    language: str | None = None
+    description: str | None = None
+    can_fork_memory: bool | None = None
+    available: bool | None = None
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Runtime:
+        return cls(**_known(cls, data), raw=data)
+
+
+@dataclass
+class Sandbox:
+    """A live isolated process with state. `state` is starting, running, stopped or lost.
+
+    `memory` is set on forks: `copied` (the child has the parent's interpreter memory) or `fresh`.
+    The object is a snapshot of the server's answer; `refresh()` fetches the current state.
+    """
+
+    id: str
+    runtime: str = ""
+    state: str = ""
+    parent_id: str | None = None
+    source_snapshot_id: str | None = None
+    memory: str | None = None
+    env: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+    agent: str | None = None
+    limits: dict = field(default_factory=dict)
+    stop_reason: str | None = None
+    created_at: datetime | None = None
+    last_active_at: datetime | None = None
+    expires_at: datetime | None = None
+    stopped_at: datetime | None = None
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+    _client: Any = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict, client: Any = None):
+        known = _with_times(_known(cls, data), "created_at", "last_active_at", "expires_at", "stopped_at")
+        for name in ("env", "metadata", "limits"):
+            known[name] = dict(data.get(name) or {})
+        return cls(**known, raw=data, _client=client)
+
+    def _update(self, other: Sandbox) -> None:
+        for f in fields(self):
+            if f.name != "_client":
+                setattr(self, f.name, getattr(other, f.name))
+
+    def refresh(self) -> Sandbox:
+        self._update(self._client.sandboxes.get(self.id))
+        return self
+
+    def run(self, code: str, timeout_s: float | None = None) -> Execution:
+        """Run code and wait for it to finish; variables persist between runs (like a notebook kernel)."""
+        return self._client.sandboxes.run(self.id, code, timeout_s=timeout_s)
+
+    def stream(self, code: str, timeout_s: float | None = None) -> Iterator[OutputEvent | Execution]:
+        """Run code and yield its OutputEvents as they are produced, then the finished Execution."""
+        return self._client.sandboxes.stream(self.id, code, timeout_s=timeout_s)
+
+    def fork(self, idempotency_key: str | None = None) -> Sandbox:
+        return self._client.sandboxes.fork(self.id, idempotency_key=idempotency_key)
+
+    def kill(self) -> Sandbox:
+        self._update(self._client.sandboxes.kill(self.id))
+        return self
+
+    def snapshot(self, name: str | None = None, idempotency_key: str | None = None) -> Snapshot:
+        return self._client.sandboxes.snapshot(self.id, name=name, idempotency_key=idempotency_key)
+
+    @property
+    def files(self):
+        return self._client.sandboxes.files(self.id)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.kill()
+
+
+@dataclass
+class AsyncSandbox(Sandbox):
+    """`Sandbox` bound to an `AsyncMem0`: the same methods, awaited; `stream` is an async iterator."""
+
+    async def refresh(self) -> AsyncSandbox:
+        self._update(await self._client.sandboxes.get(self.id))
+        return self
+
+    async def run(self, code: str, timeout_s: float | None = None) -> Execution:
+        return await self._client.sandboxes.run(self.id, code, timeout_s=timeout_s)
+
+    def stream(self, code: str, timeout_s: float | None = None) -> AsyncIterator[OutputEvent | Execution]:
+        return self._client.sandboxes.stream(self.id, code, timeout_s=timeout_s)
+
+    async def fork(self, idempotency_key: str | None = None) -> AsyncSandbox:
+        return await self._client.sandboxes.fork(self.id, idempotency_key=idempotency_key)
+
+    async def kill(self) -> AsyncSandbox:
+        self._update(await self._client.sandboxes.kill(self.id))
+        return self
+
+    async def snapshot(self, name: str | None = None, idempotency_key: str | None = None) -> Snapshot:
+        return await self._client.sandboxes.snapshot(self.id, name=name, idempotency_key=idempotency_key)
+
+    def __enter__(self):
+        raise TypeError("Use 'async with' on an AsyncSandbox.")
+
+    async def __aenter__(self) -> AsyncSandbox:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.kill()
