@@ -1,0 +1,311 @@
+"""The isolation recipe, top to bottom, in the order it is applied (DESIGN §4).
+
+nsjail ``contain.cc`` style: every step is a small function, run in a fixed order; any
+failure raises ``IsolationError`` and the sandbox process exits before user code can run.
+
+Host side, in the zygote (root, private mount namespace), once per template:
+  ``build_rootfs``: a tmpfs holding only the runtime's files bound read-only, a generated /etc,
+  /dev/{null,zero,full,random,urandom}, empty mount points; then the tmpfs is made read-only.
+
+Per sandbox (``SANDBOX_INIT_STEPS``, run by the sandbox's init process ``R``, which the zygote
+clones straight into new user, PID, mount, network, IPC and UTS namespaces):
+  host  map_user_namespace   uid/gid 0..65535 inside -> an unprivileged host range; setgroups denied
+  host  join_cgroups         memory, pids, cpu(acct), freezer
+  R     wait_for_host        nothing below runs before the maps and cgroups are in place
+  R     private_mounts       no mount event propagates back to the host
+  R     bind_root            this sandbox's own (unlocked) bind of the read-only template root
+  R     mount_proc / mount_tmp / bind_workspace   on the read-only template root
+  R     pivot_root           old root detached: no host path is reachable any more
+  R     set_hostname         UTS namespace
+  R     (network)            the new network namespace has only ``lo``, left down: no egress,
+                             no loopback to anybody
+Then ``R`` forks the interpreter ``K`` and stays as PID 1: a reaper that reports every exit to
+the agent and keeps the PID namespace alive for forks (see fork notes in ``kernel.py``).
+
+Interpreter (``INTERPRETER_STEPS``, in ``K`` before its control loop):
+  close_fds          only stdin(/dev/null), stdout, stderr and the control socket stay open
+  clear_env          the agent's environment never reaches the sandbox
+  set_rlimits        core 0, nofile, nproc, fsize (cgroups are the primary limits)
+  drop_privileges    uid/gid 1000 inside; capability bounding set and sets reduced to
+                     CAP_SYS_ADMIN *in the sandbox's own user namespace* — kept only so that
+                     fork can give the child a private mount namespace; every syscall through
+                     which it could reach mounts, modules, bpf, keys… is denied below
+  no_new_privs       and not dumpable (no /proc/<pid>/mem of a fork sibling)
+  seccomp            last, so the steps above are not themselves filtered
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import signal
+import stat
+
+import pyseccomp
+
+from . import linux
+
+SANDBOX_UID = 1000
+SANDBOX_GID = 1000
+IDMAP_SIZE = 65536
+HOSTNAME = "sandbox"
+DEVICES = ("null", "zero", "full", "random", "urandom")
+
+
+class IsolationError(RuntimeError):
+    """An isolation step failed; the sandbox must not start."""
+
+
+def _step(name: str, fn, *args) -> None:
+    try:
+        fn(*args)
+    except Exception as exc:  # any failure aborts: fail closed
+        raise IsolationError(f"isolation step {name} failed: {exc}") from exc
+
+
+# ---------------------------------------------------------------- template root (zygote, once)
+
+def build_rootfs(root: str, ro_binds: tuple[str, ...]) -> None:
+    """Assemble the read-only template root at ``root`` (a fresh tmpfs in the zygote's namespace)."""
+    linux.mount("tmpfs", root, "tmpfs", linux.MS_NOSUID, "mode=0755,size=4m")
+    for d in ("proc", "tmp", "workspace", "dev", "etc", "usr", "root", "home/sandbox"):
+        os.makedirs(f"{root}/{d}", exist_ok=True)
+    # Merged-/usr hosts have /bin, /lib, /lib64, /sbin as symlinks into /usr: mirror them.
+    for top in ("bin", "sbin", "lib", "lib64"):
+        host = f"/{top}"
+        if os.path.islink(host):
+            os.symlink(os.readlink(host), f"{root}/{top}")
+        elif os.path.isdir(host):
+            ro_binds = ro_binds + (host,)
+    for src in ("/usr",) + tuple(ro_binds):
+        dst = root + src
+        if os.path.isdir(src):
+            os.makedirs(dst, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            open(dst, "a").close()
+        _bind_ro(src, dst)
+    for dev in DEVICES:
+        open(f"{root}/dev/{dev}", "a").close()
+        linux.mount(f"/dev/{dev}", f"{root}/dev/{dev}", None, linux.MS_BIND)
+    os.symlink("/proc/self/fd", f"{root}/dev/fd")
+    files = {
+        "passwd": f"root:x:0:0:root:/root:/bin/sh\nsandbox:x:{SANDBOX_UID}:{SANDBOX_GID}::/home/sandbox:/bin/sh\n",
+        "group": f"root:x:0:\nsandbox:x:{SANDBOX_GID}:\n",
+        "hosts": "127.0.0.1 localhost sandbox\n::1 localhost\n",
+        "hostname": f"{HOSTNAME}\n",
+        "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
+    }
+    for name, text in files.items():
+        with open(f"{root}/etc/{name}", "w") as f:
+            f.write(text)
+    os.chown(f"{root}/home/sandbox", -1, -1)
+    linux.mount(None, root, None, linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID)
+
+
+def _bind_ro(src: str, dst: str) -> None:
+    linux.mount(src, dst, None, linux.MS_BIND | linux.MS_REC)
+    # A bind mount ignores MS_RDONLY on creation; the remount makes it read-only.
+    linux.mount(None, dst, None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | linux.MS_NOSUID)
+
+
+# ---------------------------------------------------------------- host side, per sandbox (zygote)
+
+SANDBOX_CLONE_FLAGS = (linux.CLONE_NEWUSER | linux.CLONE_NEWPID | linux.CLONE_NEWNS
+                       | linux.CLONE_NEWNET | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS)
+
+
+def map_user_namespace(pid: int, uid_base: int) -> None:
+    """Inside uid/gid 0..65535 = host uid/gid ``uid_base``.. (a range no host account uses)."""
+    with open(f"/proc/{pid}/uid_map", "w") as f:
+        f.write(f"0 {uid_base} {IDMAP_SIZE}\n")
+    with open(f"/proc/{pid}/setgroups", "w") as f:
+        f.write("deny")  # no setgroups(): a sandbox cannot drop a group to escape a deny-ACL
+    with open(f"/proc/{pid}/gid_map", "w") as f:
+        f.write(f"0 {uid_base} {IDMAP_SIZE}\n")
+
+
+def join_cgroups(pid: int, procs_files: list[str]) -> None:
+    for path in procs_files:
+        with open(path, "w") as f:
+            f.write(str(pid))
+
+
+def prepare_sandbox(pid: int, uid_base: int, procs_files: list[str]) -> None:
+    """Host-side steps, run by the zygote while the new init waits on ``wait_for_host``."""
+    _step("map_user_namespace", map_user_namespace, pid, uid_base)
+    _step("join_cgroups", join_cgroups, pid, procs_files)
+
+
+# ---------------------------------------------------------------- sandbox init R (inside)
+
+def wait_for_host(sync_fd: int) -> None:
+    if os.read(sync_fd, 1) != b"1":
+        raise IsolationError("host did not finish preparing the sandbox")
+    os.close(sync_fd)
+
+
+def private_mounts() -> None:
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+
+
+def bind_root(root: str) -> None:
+    # Mounts inherited from the zygote's namespace are locked and pivot_root refuses a locked
+    # new root; a bind of the template is a mount of this namespace (its submounts stay locked).
+    linux.mount(root, root, None, linux.MS_BIND | linux.MS_REC)
+
+
+def mount_proc(root: str) -> None:
+    # A procfs of the sandbox's own PID namespace: host processes are not listed.
+    linux.mount("proc", f"{root}/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+
+
+def mount_tmp(root: str, size_bytes: int) -> None:
+    linux.mount("tmpfs", f"{root}/tmp", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
+                f"mode=1777,size={size_bytes},nr_inodes=65536")
+
+
+def bind_workspace(root: str, workspace: str) -> None:
+    linux.mount(workspace, f"{root}/workspace", None, linux.MS_BIND)
+    linux.mount(None, f"{root}/workspace", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_NOSUID | linux.MS_NODEV)
+
+
+def enter_root(root: str) -> None:
+    os.chdir(root)
+    linux.pivot_root(".", ".")
+    linux.umount(".", linux.MNT_DETACH)  # the old root (host view) is gone from this namespace
+    os.chdir("/")
+
+
+def run_init_steps(sync_fd: int, root: str, workspace: str, tmp_bytes: int) -> None:
+    """SANDBOX_INIT_STEPS, in order."""
+    _step("wait_for_host", wait_for_host, sync_fd)
+    _step("private_mounts", private_mounts)
+    _step("bind_root", bind_root, root)
+    _step("mount_proc", mount_proc, root)
+    _step("mount_tmp", mount_tmp, root, tmp_bytes)
+    _step("bind_workspace", bind_workspace, root, workspace)
+    _step("pivot_root", enter_root, root)
+    _step("set_hostname", linux.sethostname, HOSTNAME)
+    _step("no_new_privs", linux.prctl, linux.PR_SET_NO_NEW_PRIVS, 1)
+
+
+# ---------------------------------------------------------------- interpreter K (inside)
+
+def close_fds(keep: dict[int, int]) -> None:
+    """Move ``keep`` (src fd -> target fd) into place and close every other descriptor."""
+    tmp = {src: os.dup(src) for src in keep}
+    for src, dst in keep.items():
+        os.dup2(tmp[src], dst, inheritable=False)
+    top = max(keep.values()) + 1
+    os.closerange(top, 1 << 20)
+    for fd in range(0, top):
+        if fd not in keep.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    devnull = os.open("/dev/null", os.O_RDONLY)
+    if devnull != 0:
+        os.dup2(devnull, 0)
+        os.close(devnull)
+
+
+def clear_env() -> None:
+    os.environ.clear()
+    os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/home/sandbox",
+                       "LANG": "C.UTF-8", "TMPDIR": "/tmp", "PYTHONUNBUFFERED": "1"})
+
+
+def set_rlimits(nofile: int, nproc: int, fsize: int) -> None:
+    for res, value in ((resource.RLIMIT_CORE, 0), (resource.RLIMIT_NOFILE, nofile),
+                       (resource.RLIMIT_NPROC, nproc), (resource.RLIMIT_FSIZE, fsize)):
+        resource.setrlimit(res, (value, value))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversize writes fail with EFBIG instead
+
+
+def drop_privileges() -> None:
+    keep = {linux.CAP_SYS_ADMIN}
+    for cap in range(linux.CAP_LAST_CAP + 1):
+        if cap not in keep:
+            try:
+                linux.prctl(linux.PR_CAPBSET_DROP, cap)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:  # EINVAL: cap unknown to this kernel
+                    raise
+    linux.prctl(linux.PR_SET_KEEPCAPS, 1)
+    os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
+    os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+    linux.set_capabilities(keep)
+    linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
+    linux.prctl(linux.PR_SET_KEEPCAPS, 0)
+    if os.getuid() != SANDBOX_UID or os.getgid() != SANDBOX_GID:
+        raise IsolationError("uid/gid did not change")
+
+
+def no_new_privs() -> None:
+    linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    linux.prctl(linux.PR_SET_DUMPABLE, 0)
+
+
+# Syscalls sandboxed code has no use for, each with the reason it is denied (EPERM).
+DENIED_SYSCALLS = {
+    "ptrace": "inspect/modify other processes",
+    "process_vm_readv": "read another process's memory", "process_vm_writev": "write another process's memory",
+    "mount": "filesystem layout is fixed", "umount2": "would reveal what a mount hides",
+    "pivot_root": "root is fixed", "chroot": "root is fixed", "move_mount": "new mount API",
+    "open_tree": "new mount API", "fsopen": "new mount API", "fsconfig": "new mount API",
+    "fsmount": "new mount API", "fspick": "new mount API", "mount_setattr": "new mount API",
+    "setns": "joining other namespaces", "kexec_load": "replace kernel", "kexec_file_load": "replace kernel",
+    "init_module": "kernel modules", "finit_module": "kernel modules", "delete_module": "kernel modules",
+    "bpf": "kernel attack surface", "perf_event_open": "kernel attack surface / side channels",
+    "keyctl": "kernel keyrings are not namespaced", "add_key": "kernel keyrings", "request_key": "kernel keyrings",
+    "userfaultfd": "exploit primitive", "io_uring_setup": "bypasses seccomp", "io_uring_enter": "bypasses seccomp",
+    "io_uring_register": "bypasses seccomp", "open_by_handle_at": "escapes mount restrictions",
+    "name_to_handle_at": "file handles", "swapon": "host swap", "swapoff": "host swap", "reboot": "host power",
+    "iopl": "raw I/O", "ioperm": "raw I/O", "acct": "host accounting", "quotactl": "host quotas",
+    "settimeofday": "host clock", "clock_settime": "host clock", "clock_adjtime": "host clock",
+    "adjtimex": "host clock", "syslog": "kernel log", "vhangup": "terminals", "lookup_dcookie": "profiling",
+    "fanotify_init": "filesystem-wide monitoring", "personality": "disables ASLR and other protections",
+    "uselib": "obsolete", "ustat": "obsolete", "sysfs": "obsolete", "nfsservctl": "obsolete",
+    "pidfd_getfd": "steal descriptors", "kcmp": "probe other processes",
+}
+
+
+def seccomp_filter() -> pyseccomp.SyscallFilter:
+    f = pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW)
+    deny = pyseccomp.ERRNO(errno.EPERM)
+    for name in DENIED_SYSCALLS:
+        try:
+            f.add_rule(deny, name)
+        except (OSError, ValueError, RuntimeError):
+            pass  # not a syscall on this architecture
+    # New user namespaces: the kernel's largest unprivileged attack surface.
+    f.add_rule(deny, "unshare", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, linux.CLONE_NEWUSER, linux.CLONE_NEWUSER))
+    f.add_rule(deny, "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, linux.CLONE_NEWUSER, linux.CLONE_NEWUSER))
+    # clone3 passes flags in memory, which seccomp cannot inspect: ENOSYS makes libc fall back to clone.
+    f.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
+    # Device nodes: mknod of character/block devices; FIFOs and sockets stay allowed.
+    for kind in (stat.S_IFCHR, stat.S_IFBLK):
+        f.add_rule(deny, "mknod", pyseccomp.Arg(1, pyseccomp.MASKED_EQ, 0o170000, kind))
+        f.add_rule(deny, "mknodat", pyseccomp.Arg(2, pyseccomp.MASKED_EQ, 0o170000, kind))
+    # TIOCSTI / TIOCLINUX: inject keystrokes into a terminal.
+    f.add_rule(deny, "ioctl", pyseccomp.Arg(1, pyseccomp.MASKED_EQ, 0xFFFFFFFF, 0x5412))
+    f.add_rule(deny, "ioctl", pyseccomp.Arg(1, pyseccomp.MASKED_EQ, 0xFFFFFFFF, 0x541C))
+    return f
+
+
+def load_seccomp(filter_: pyseccomp.SyscallFilter) -> None:
+    filter_.load()
+
+
+def run_interpreter_steps(keep_fds: dict[int, int], rl_nofile: int, rl_nproc: int, rl_fsize: int,
+                          filter_: pyseccomp.SyscallFilter) -> None:
+    """INTERPRETER_STEPS, in order. ``filter_`` is built in the zygote (seccomp_init is slow)."""
+    _step("close_fds", close_fds, keep_fds)
+    _step("clear_env", clear_env)
+    _step("set_rlimits", set_rlimits, rl_nofile, rl_nproc, rl_fsize)
+    _step("drop_privileges", drop_privileges)
+    _step("no_new_privs", no_new_privs)
+    _step("seccomp", load_seccomp, filter_)

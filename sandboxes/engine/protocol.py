@@ -1,0 +1,161 @@
+"""Messages that cross the bus between the Django side and agents, as plain dataclasses.
+
+Both transports carry exactly these, serialised with ``to_dict``/``from_dict`` as JSON.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+
+HEARTBEAT_INTERVAL = 2.0
+HEARTBEAT_TTL = 10.0  # an agent whose heartbeat is older than this is not alive
+OUTPUT_TTL_S = 3600  # output streams expire an hour after their last event
+OUTPUT_MAXLEN = 20_000  # events kept per execution stream
+
+ERROR_CODES = frozenset({
+    "agents_unavailable", "agent_timeout", "agent_lost", "sandbox_not_running", "not_found",
+    "unknown_runtime", "invalid_request", "payload_too_large", "internal_error",
+})
+
+RUN_STATUSES = ("succeeded", "failed", "timeout", "killed")
+LIMITS_HIT = ("timeout", "memory", "output", "pids", "disk")
+
+
+class EngineError(Exception):
+    """A failure with a stable ``code`` (one of ``ERROR_CODES``) and a human ``message``."""
+
+    def __init__(self, code: str, message: str = ""):
+        if code not in ERROR_CODES:
+            code, message = "internal_error", f"{code}: {message}"
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Limits:
+    memory_bytes: int = 256 << 20
+    pids: int = 64
+    cpu_cores: float = 1.0
+    run_timeout_s: float = 30.0
+    output_bytes: int = 1 << 20
+    workspace_bytes: int = 256 << 20
+    network: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> Limits:
+        data = data or {}
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise EngineError("invalid_request", f"unknown limits: {sorted(unknown)}")
+        limits = cls(**data)
+        limits.validate()
+        return limits
+
+    def validate(self) -> None:
+        checks = (
+            (16 << 20) <= self.memory_bytes <= (64 << 30),
+            4 <= self.pids <= 32768,
+            0.01 <= self.cpu_cores <= 64,
+            0 < self.run_timeout_s <= 86400,
+            0 <= self.output_bytes <= (1 << 30),
+            (1 << 20) <= self.workspace_bytes <= (64 << 30),
+        )
+        if not all(checks):
+            raise EngineError("invalid_request", f"limits out of range: {self.to_dict()}")
+
+
+@dataclass
+class OutputEvent:
+    seq: int
+    stream: str  # "stdout" | "stderr"
+    data: str
+
+    def to_dict(self) -> dict:
+        return {"type": "output", "seq": self.seq, "stream": self.stream, "data": self.data}
+
+
+@dataclass
+class ExitEvent:
+    seq: int
+    status: str  # succeeded | failed | timeout | killed
+    exit_code: int | None
+    limit: str | None  # None | timeout | memory | output | pids | disk
+    wall_ms: float
+    cpu_ms: float
+    peak_memory_bytes: int
+    sandbox_alive: bool
+
+    def to_dict(self) -> dict:
+        return {"type": "exit", **asdict(self)}
+
+
+def event_from_dict(data: dict) -> OutputEvent | ExitEvent:
+    data = dict(data)
+    kind = data.pop("type", "output")
+    if kind == "exit":
+        return ExitEvent(**data)
+    return OutputEvent(**data)
+
+
+@dataclass
+class AgentInfo:
+    id: str
+    host: str
+    capacity: int
+    runtimes: list[str]
+    load: int
+    last_heartbeat: float
+    alive: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, now: float) -> AgentInfo:
+        known = {f.name for f in fields(cls)}
+        info = cls(**{k: v for k, v in data.items() if k in known})
+        info.alive = (now - info.last_heartbeat) < HEARTBEAT_TTL
+        return info
+
+
+@dataclass
+class OpRequest:
+    op: str
+    args: dict
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    deadline: float = 0.0  # unix time after which the agent drops the request unanswered
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> OpRequest:
+        return cls(op=data["op"], args=data.get("args") or {}, request_id=data["request_id"],
+                   deadline=float(data.get("deadline") or 0))
+
+
+@dataclass
+class OpReply:
+    request_id: str
+    ok: bool
+    result: dict | list | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> OpReply:
+        return cls(**data)
+
+    def unwrap(self):
+        if not self.ok:
+            raise EngineError(self.error_code or "internal_error", self.error_message or "")
+        return self.result

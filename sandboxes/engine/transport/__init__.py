@@ -1,0 +1,72 @@
+"""The bus between the Django side and agents: one interface, two transports.
+
+* ``InProcessBus``: queues and condition variables in this process (embedded default, tests).
+* ``RedisBus``: Redis Streams — a per-agent op stream read through a consumer group, a reply
+  list per request, a per-execution output stream ``exec:{id}`` whose entry ids are the event
+  sequence numbers (so replay from any seq is one XRANGE/XREAD), and an agent registry hash.
+
+Both move the same ``protocol`` dataclasses.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Callable
+
+from ..protocol import AgentInfo, ExitEvent, OpReply, OpRequest, OutputEvent
+
+
+class Bus(abc.ABC):
+    prefix: str
+
+    # -- registry
+    @abc.abstractmethod
+    def register_agent(self, info: AgentInfo) -> None: ...
+
+    @abc.abstractmethod
+    def unregister_agent(self, agent_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def list_agents(self) -> list[AgentInfo]: ...
+
+    # -- ops (client side)
+    @abc.abstractmethod
+    def call(self, agent_id: str, request: OpRequest, timeout: float) -> OpReply:
+        """Send ``request`` and wait for its reply; raises EngineError agent_timeout/agent_lost."""
+
+    # -- ops (agent side)
+    @abc.abstractmethod
+    def serve_ops(self, agent_id: str, handle: Callable[[OpRequest], None], stop: threading.Event) -> None:
+        """Block, calling ``handle`` for each request addressed to ``agent_id`` until ``stop``."""
+
+    @abc.abstractmethod
+    def reply(self, request: OpRequest, reply: OpReply) -> None: ...
+
+    # -- output
+    @abc.abstractmethod
+    def publish(self, execution_id: str, events: list[OutputEvent | ExitEvent]) -> None: ...
+
+    @abc.abstractmethod
+    def read_output(self, execution_id: str, after_seq: int, block_ms: int, count: int) -> list[OutputEvent | ExitEvent]: ...
+
+    def close(self) -> None:
+        pass
+
+
+_INPROCESS: dict[str, Bus] = {}
+_LOCK = threading.Lock()
+
+
+def make_bus(redis_url: str | None, prefix: str = "mem0") -> Bus:
+    """``None`` -> the process-wide in-process bus for ``prefix``; otherwise a Redis Streams bus."""
+    if redis_url is None:
+        from .inprocess import InProcessBus
+
+        with _LOCK:
+            if prefix not in _INPROCESS:
+                _INPROCESS[prefix] = InProcessBus(prefix)
+            return _INPROCESS[prefix]
+    from .redis_streams import RedisBus
+
+    return RedisBus(redis_url, prefix)

@@ -1,0 +1,240 @@
+"""Warm zygotes: one long-lived, single-threaded root process per runtime template that has the
+runtime's modules imported and clones ready-isolated sandboxes on request.
+
+Process tree of one sandbox:  zygote --clone(new user/pid/mnt/net/ipc/uts ns)--> R (PID 1,
+reaper) --fork--> K (interpreter, runs user code). The zygote also owns every mount the
+sandboxes use (template roots, workspace layers) in its private mount namespace, so nothing
+leaks into the host's mount table and everything is gone when the zygote exits.
+
+Run as ``python -m sandboxes.engine.zygote TEMPLATE STATE_DIR FD`` by ``ZygoteProcess``; it
+serves JSON requests (with descriptors) on the SOCK_SEQPACKET socket FD and exits at EOF.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import traceback
+
+from . import isolation, linux
+from .kernel import Kernel
+from .layers import LayerStore
+from .runtimes import Runtime, builtin_runtimes
+
+TMP_BYTES = 64 << 20
+# Rlimits set before hand-over; ``configure`` lowers them to the sandbox's limits.
+POOL_RLIMITS = {"nofile": 4096, "nproc": 4096, "fsize": 16 << 30}
+MAX_REQUEST = 1 << 20
+
+
+class ZygoteServer:
+    def __init__(self, runtime: Runtime, state_dir: str, fd: int):
+        self.runtime = runtime
+        self.sock = socket.socket(fileno=fd)
+        self.base = f"{state_dir}/z-{runtime.name}"
+        self.root = f"{self.base}/root"
+
+    def setup(self) -> None:
+        for name in self.runtime.preload:
+            importlib.import_module(name)
+        linux.unshare(linux.CLONE_NEWNS)
+        linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+        os.makedirs(self.base, exist_ok=True)
+        linux.mount("tmpfs", self.base, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=0700,size=16m")
+        os.makedirs(self.root)
+        isolation.build_rootfs(self.root, self.runtime.ro_binds)
+        self.layers = LayerStore(self.base)
+        self.filter = isolation.seccomp_filter()  # seccomp_init costs ~ms: built once, loaded per sandbox
+        os.chdir("/")
+        # Objects created so far are shared copy-on-write with every sandbox: keep the cyclic
+        # GC from touching (and so copying) them in each child.
+        gc.collect()
+        gc.freeze()
+
+    def serve(self) -> None:
+        self.sock.sendall(json.dumps({"ok": True, "pid": os.getpid(), "base": self.base}).encode())
+        while True:
+            self._reap()
+            try:
+                data, anc, _, _ = self.sock.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(16 * 4))
+            except InterruptedError:
+                continue
+            if not data:
+                return
+            fds: list[int] = []
+            for level, kind, payload in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds += list(struct.unpack(f"{len(payload) // 4}i", payload[: len(payload) // 4 * 4]))
+            try:
+                reply = self.handle(json.loads(data), fds)
+            except Exception as exc:
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            self.sock.sendall(json.dumps(reply).encode())
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+
+    def handle(self, req: dict, fds: list[int]) -> dict:
+        op = req["op"]
+        if op == "spawn":
+            return self.spawn(req, fds)
+        if op == "fork_workspace":
+            self.layers.fork(req["parent"], req["parent_pid"], req["child"], req["child_pid"], req["uid"],
+                             req["parent_bytes"], req["child_bytes"])
+            return {"ok": True}
+        if op == "release":
+            self.layers.release(req["slot"])
+            return {"ok": True}
+        return {"ok": True}
+
+    def spawn(self, req: dict, fds: list[int]) -> dict:
+        ctl, out, err, reaper = fds
+        uid_base = int(req["uid_base"])
+        workspace = self.layers.create(req["slot"], uid_base + isolation.SANDBOX_UID, int(req["ws_bytes"]))
+        sync_r, sync_w = os.pipe()
+        pid = linux.clone_process(isolation.SANDBOX_CLONE_FLAGS)
+        if pid == 0:
+            self._become_sandbox(sync_r, sync_w, workspace, ctl, out, err, reaper)
+        os.close(sync_r)
+        try:
+            isolation.prepare_sandbox(pid, uid_base, req["procs"])
+            os.write(sync_w, b"1")
+        except Exception:
+            os.kill(pid, 9)
+            self.layers.release(req["slot"])
+            raise
+        finally:
+            os.close(sync_w)
+        return {"ok": True, "pid": pid}
+
+    def _become_sandbox(self, sync_r, sync_w, workspace, ctl, out, err, reaper) -> None:
+        """In the clone: the init steps, fork the interpreter, then reap until the namespace is empty."""
+        try:
+            os.close(sync_w)
+            self.sock.detach()
+            isolation.run_init_steps(sync_r, self.root, workspace, TMP_BYTES)
+            kpid = os.fork()
+            if kpid == 0:
+                isolation.run_interpreter_steps({out: 1, err: 2, ctl: 3}, POOL_RLIMITS["nofile"],
+                                                POOL_RLIMITS["nproc"], POOL_RLIMITS["fsize"], self.filter)
+                Kernel().serve()
+                os._exit(0)
+            for fd in (ctl, out, err):
+                os.close(fd)
+            reap_forever(reaper)
+        except BaseException:
+            try:
+                os.write(reaper, f"fail {traceback.format_exc(limit=3)!r}\n".encode())
+            finally:
+                os._exit(70)
+
+
+def reap_forever(report_fd: int) -> None:
+    """PID 1 of the sandbox: reap every exit and report it; leave when nobody is left."""
+    os.closerange(3, report_fd)
+    os.closerange(report_fd + 1, 1 << 16)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(0)
+        except InterruptedError:
+            continue
+        try:
+            os.write(report_fd, f"exit {pid} {status}\n".encode())
+        except OSError:
+            pass
+
+
+class ZygoteError(RuntimeError):
+    pass
+
+
+class ZygoteProcess:
+    """Agent-side handle: starts the zygote and sends it requests (thread-safe)."""
+
+    def __init__(self, runtime: Runtime, state_dir: str):
+        self.runtime = runtime
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": repo,
+               "PYTHONDONTWRITEBYTECODE": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+               "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sandboxes.engine.zygote", runtime.name, state_dir, str(theirs.fileno())],
+            env=env, pass_fds=[theirs.fileno()], cwd="/", stdin=subprocess.DEVNULL,
+        )
+        theirs.close()
+        self.sock = mine
+        self.lock = threading.Lock()
+        mine.settimeout(120)
+        hello = json.loads(mine.recv(65536) or b"{}")
+        if not hello.get("ok"):
+            raise ZygoteError(f"zygote {runtime.name} failed to start")
+        mine.settimeout(30)
+        self.pid = hello["pid"]
+        self.base = hello["base"]
+
+    def request(self, msg: dict, fds: list[int] = ()) -> dict:
+        data = json.dumps(msg).encode()
+        with self.lock:
+            if fds:
+                self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))])
+            else:
+                self.sock.send(data)
+            reply = self.sock.recv(MAX_REQUEST)
+        if not reply:
+            raise ZygoteError("zygote exited")
+        out = json.loads(reply)
+        if not out.get("ok"):
+            raise ZygoteError(out.get("error", "zygote error"))
+        return out
+
+    def workspace_path(self, slot: str) -> str:
+        """Host path of a sandbox's merged workspace (through the zygote's mount namespace)."""
+        return f"/proc/{self.pid}/root{self.base}/ws/{slot}"
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        try:
+            self.sock.close()
+        finally:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def main() -> None:
+    template, state_dir, fd = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    server = ZygoteServer(builtin_runtimes()[template], state_dir, fd)
+    try:
+        server.setup()
+    except Exception:
+        traceback.print_exc()
+        server.sock.sendall(json.dumps({"ok": False}).encode())
+        sys.exit(1)
+    server.serve()
+
+
+if __name__ == "__main__":
+    main()
