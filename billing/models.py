@@ -1,6 +1,7 @@
 """Plans and per-organisation overrides: every limit of DESIGN §5 is a field."""
 
 from django.db import models
+from django.utils import timezone
 
 LIMIT_FIELDS = (
     "concurrent_sandboxes",
@@ -63,7 +64,13 @@ class SandboxSlots(models.Model):
 
 
 class UsagePeriod(models.Model):
-    """Usage of one organisation in one period (a UTC day or month), rolled up from UsageEvents."""
+    """Usage of one organisation in one period (a UTC day or month), rolled up from UsageEvents.
+
+    `executions`, `cpu_ms` and `sandbox_seconds` are sums of agent-reported UsageEvents (metered after the
+    work). `executions_admitted` is the admission counter the daily limit is enforced on (taken before the
+    work, with a conditional UPDATE), so it also counts runs still in flight or whose dispatch failed.
+    `storage_bytes` is the highest snapshot storage seen by a roll-up during the period (a gauge, not a sum).
+    """
 
     class Kind(models.TextChoices):
         DAY = "day"
@@ -76,6 +83,7 @@ class UsagePeriod(models.Model):
     cpu_ms = models.PositiveBigIntegerField(default=0)
     sandbox_seconds = models.PositiveBigIntegerField(default=0)
     storage_bytes = models.PositiveBigIntegerField(default=0)
+    executions_admitted = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["organization", "kind", "start"], name="one_usage_row")]
@@ -89,5 +97,8 @@ class UsageEvent(models.Model):
     executions = models.PositiveIntegerField(default=0)
     cpu_ms = models.PositiveBigIntegerField(default=0)
     sandbox_seconds = models.PositiveBigIntegerField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
     rolled_up = models.BooleanField(default=False, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "rolled_up", "created_at"], name="usage_event_pending")]

@@ -1,7 +1,24 @@
-"""Reads for plans and limits."""
+"""Reads for plans, limits and usage.
+
+Metered figures (executions, cpu_ms, sandbox_seconds) are always the rolled-up UsagePeriod row plus the
+UsageEvents not rolled up yet, read in one consistent snapshot (`consistent_reads()`), so what the API
+reports equals the sum of agent-reported figures whether or not the roll-up has run.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from django.db import connection, transaction
+from django.db.models import Sum
+from django.db.models.functions import TruncDay, TruncMonth
+from django.utils import timezone
 
 from accounts.models import Organization
-from billing.models import LIMIT_FIELDS, Plan, PlanOverride
+from billing.models import LIMIT_FIELDS, Plan, PlanOverride, SandboxSlots, UsageEvent, UsagePeriod
+from billing.periods import DAY, MONTH, Period, period_of
+
+METERED = ("executions", "cpu_ms", "sandbox_seconds")
 
 
 def effective_limits(org: Organization) -> dict[str, int]:
@@ -17,5 +34,125 @@ def effective_limits(org: Organization) -> dict[str, int]:
     return limits
 
 
+def limits_table(org: Organization) -> list[dict]:
+    """For operators: each limit's plan value, override (or None) and effective value, side by side."""
+    override = PlanOverride.objects.filter(organization_id=org.pk).first()
+    rows = []
+    for name in LIMIT_FIELDS:
+        plan_value = getattr(org.plan, name)
+        override_value = getattr(override, name) if override is not None else None
+        rows.append({"name": name, "plan": plan_value, "override": override_value,
+                     "effective": plan_value if override_value is None else override_value})
+    return rows
+
+
 def plan_by_slug(slug: str) -> Plan:
     return Plan.objects.get(slug=slug)
+
+
+@contextmanager
+def consistent_reads() -> Iterator[None]:
+    """A read-only snapshot for several queries: a roll-up committing in between cannot be half-seen.
+
+    PostgreSQL needs REPEATABLE READ for that (READ COMMITTED snapshots per statement); SQLite in WAL mode
+    gives a snapshot from a transaction's first read. Inside an outer transaction the outer one's
+    isolation applies (the level can only be set at a transaction's start).
+    """
+    outer = connection.in_atomic_block
+    with transaction.atomic():
+        if not outer and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield
+
+
+def _pending(org: Organization, starts_at: datetime, ends_at: datetime):
+    return UsageEvent.objects.filter(organization=org, rolled_up=False, created_at__gte=starts_at,
+                                     created_at__lt=ends_at)
+
+
+def usage_totals(org: Organization, period: Period) -> dict[str, int]:
+    """Metered executions, cpu_ms and sandbox_seconds of one period: rolled-up plus pending events."""
+    with consistent_reads():
+        row = UsagePeriod.objects.filter(organization=org, kind=period.kind, start=period.start).values(
+            *METERED).first() or {}
+        pending = _pending(org, period.starts_at, period.ends_at).aggregate(**{m: Sum(m) for m in METERED})
+    return {m: int(row.get(m) or 0) + int(pending[m] or 0) for m in METERED}
+
+
+def executions_admitted(org: Organization, now: datetime | None = None) -> int:
+    """Runs admitted today (the figure the daily limit is enforced on)."""
+    day = period_of(DAY, now)
+    row = UsagePeriod.objects.filter(organization=org, kind=DAY, start=day.start).values("executions_admitted").first()
+    return row["executions_admitted"] if row else 0
+
+
+def storage_bytes_used(org: Organization) -> int:
+    """Snapshot storage the organisation holds now: the stored (compressed, deduplicated) bytes its live
+    snapshots added to the block store."""
+    from sandboxes.models import Snapshot  # sandboxes depends on billing; this read is the one way back
+
+    total = Snapshot.objects.for_org(org).filter(deleted_at__isnull=True).aggregate(s=Sum("stored_bytes"))["s"]
+    return int(total or 0)
+
+
+def sandboxes_in_use(org: Organization) -> int:
+    row = SandboxSlots.objects.filter(organization=org).values("in_use").first()
+    return row["in_use"] if row else 0
+
+
+def usage_history(org: Organization, kind: str, *, before: Period, count: int) -> list[dict]:
+    """The `count` periods of `kind` before `before` that have any usage, newest first."""
+    with consistent_reads():
+        rows = {r["start"]: r for r in UsagePeriod.objects.filter(organization=org, kind=kind, start__lt=before.start)
+                .order_by("-start").values("start", "storage_bytes", *METERED)[:count]}
+        trunc = TruncDay if kind == DAY else TruncMonth
+        pending = (_pending(org, datetime(1970, 1, 1, tzinfo=UTC), before.starts_at)
+                   .annotate(p=trunc("created_at", tzinfo=UTC)).values("p")
+                   .annotate(**{m: Sum(m) for m in METERED}))
+        for agg in pending:
+            start = agg["p"].date()
+            row = rows.setdefault(start, {"start": start, "storage_bytes": 0, **{m: 0 for m in METERED}})
+            for m in METERED:
+                row[m] = int(row[m] or 0) + int(agg[m] or 0)
+    history = []
+    for start in sorted(rows, reverse=True)[:count]:
+        row = rows[start]
+        history.append({"period": Period(kind, start).as_dict(), "storage_bytes": int(row["storage_bytes"]),
+                        **{m: int(row[m]) for m in METERED}})
+    return history
+
+
+def usage_report(org: Organization, *, now: datetime | None = None, history: str = MONTH,
+                 history_count: int = 12) -> dict:
+    """The usage document of GET /api/v1/usage and the console panel.
+
+    Each metric has `used` and `limit` over its own `window`: executions per UTC day (the limit's window),
+    cpu_ms and sandbox_seconds per UTC month, storage_bytes and concurrent_sandboxes as of now.
+    `period` is the current month; `month` holds its metered totals; `history` the previous periods.
+    """
+    now = now or timezone.now()
+    month, day = period_of(MONTH, now), period_of(DAY, now)
+    limits = effective_limits(org)
+    with consistent_reads():
+        month_totals = usage_totals(org, month)
+        day_totals = usage_totals(org, day)
+        admitted = executions_admitted(org, now)
+        storage = storage_bytes_used(org)
+        in_use = sandboxes_in_use(org)
+        past = usage_history(org, history, before=period_of(history, now), count=history_count)
+    return {
+        "period": month.as_dict(),
+        "executions": {"used": day_totals["executions"], "admitted": admitted, "limit": limits["executions_per_day"],
+                       "window": DAY, "resets_at": day.ends_at.isoformat()},
+        "cpu_ms": {"used": month_totals["cpu_ms"], "limit": limits["cpu_seconds_per_month"] * 1000, "window": MONTH,
+                   "resets_at": month.ends_at.isoformat()},
+        "sandbox_seconds": {"used": month_totals["sandbox_seconds"], "limit": None, "window": MONTH,
+                            "resets_at": month.ends_at.isoformat()},
+        "storage_bytes": {"used": storage, "limit": limits["snapshot_storage_bytes"], "window": "now",
+                          "resets_at": None},
+        "concurrent_sandboxes": {"used": in_use, "limit": limits["concurrent_sandboxes"], "window": "now",
+                                 "resets_at": None},
+        "month": {**month_totals, "storage_bytes": storage},
+        "history": past,
+    }
