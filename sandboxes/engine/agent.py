@@ -47,6 +47,7 @@ INTERRUPT_GRACE_S = 1.0  # after SIGINT on timeout/output cap, kill the sandbox 
 DEATH_REPORT_WAIT_S = 0.5
 MAX_CODE_BYTES = 4 << 20
 MAX_ENV_BYTES = 64 << 10
+POOL_WORKSPACE_BYTES = Limits().workspace_bytes  # resized at hand-over when a plan differs
 
 
 class Agent:
@@ -196,7 +197,7 @@ class Agent:
         reap_r, reap_w = os.pipe2(os.O_CLOEXEC)
         try:
             rep = z.request({"op": "spawn", "slot": slot, "uid_base": uid_base, "procs": cg.procs_files(),
-                             "ws_bytes": Limits().workspace_bytes},
+                             "ws_bytes": POOL_WORKSPACE_BYTES},
                             [ctl_theirs.fileno(), out_w, err_w, reap_w])
         except Exception:
             for fd in (out_r, err_r, reap_r):
@@ -213,6 +214,7 @@ class Agent:
         lineage = Lineage(init_pid=rep["pid"], uid_base=uid_base, reaper_fd=reap_r)
         sb = Sandbox(slot=slot, runtime=runtime, zygote=z, cgroup=cg, lineage=lineage, ctl=ctl,
                      out_fd=out_r, err_fd=err_r)
+        sb.workspace_bytes = POOL_WORKSPACE_BYTES
         self._watch(sb)
         self.hub.add(reap_r, lambda: self._on_reaper(lineage), PRIORITY_REAPER)
         try:
@@ -253,7 +255,10 @@ class Agent:
         sb.env = dict(env)
         sb.limits = limits
         sb.cgroup.set_limits(memory_bytes=limits.memory_bytes, pids=limits.pids, cpu_cores=limits.cpu_cores)
-        sb.send({"op": "configure", "env": env, "nofile": 1024, "nproc": limits.pids,
+        if limits.workspace_bytes != sb.workspace_bytes:
+            sb.zygote.request({"op": "resize", "slot": sb.slot, "bytes": limits.workspace_bytes})
+            sb.workspace_bytes = limits.workspace_bytes
+        sb.send({"op": "configure", "env": env, "nofile": 1024, "nproc": limits.pids + 16,  # backstop: the cgroup limit hits first
                  "fsize": limits.workspace_bytes})
         sb.state = "running"
         self.sandboxes[sandbox_id] = sb
@@ -328,6 +333,7 @@ class Agent:
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         child = Sandbox(slot=slot, runtime=parent.runtime, zygote=parent.zygote, cgroup=cg,
                         lineage=parent.lineage, ctl=ctl, out_fd=out_r, err_fd=err_r)
+        child.workspace_bytes = lim.workspace_bytes
         self._watch(child)
         try:
             parent.send({"op": "fork"}, [ctl_theirs.fileno(), out_w, err_w])

@@ -66,6 +66,18 @@ class Kernel:
         sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
         sys.argv = [""]
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        self.pid = os.getpid()
+        self._forking = False
+        os.register_at_fork(after_in_child=self._after_user_fork)
+
+    def _after_user_fork(self) -> None:
+        """A process forked by user code must never speak on (or read) the control socket."""
+        if self._forking:
+            return
+        try:
+            os.close(self.sock.detach())
+        except OSError:
+            pass
 
     def serve(self) -> None:
         os.chdir("/workspace")
@@ -117,6 +129,8 @@ class Kernel:
             try:
                 exec(compiled, self.user_globals)
             finally:
+                if os.getpid() != self.pid:
+                    os._exit(0)  # a child forked by user code ran off the end of the snippet
                 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         except KeyboardInterrupt as exc:
             status, exit_code, interrupted = "failed", 130, True
@@ -161,8 +175,13 @@ class Kernel:
                 os.close(fd)
             self.send({"ev": "error", "message": "fork needs 3 descriptors"})
             return
-        pid = linux.clone_process(FORK_CLONE_FLAGS)
+        self._forking = True
+        try:
+            pid = linux.clone_process(FORK_CLONE_FLAGS)
+        finally:
+            self._forking = False
         if pid == 0:
+            self.pid = os.getpid()
             ctl, out, err = fds
             os.dup2(out, 1)
             os.dup2(err, 2)

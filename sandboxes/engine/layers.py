@@ -94,6 +94,12 @@ class LayerStore:
         self.install(parent_pid, ptarget)
         self.install(child_pid, ctarget)
 
+    def resize(self, slot: str, size: int) -> None:
+        """Set the workspace-bytes cap of ``slot`` (tmpfs remount; refused below current use)."""
+        upper, _ = self.slots[slot]
+        linux.mount(None, self._layer(upper), None, linux.MS_REMOUNT | linux.MS_NOSUID | linux.MS_NODEV,
+                    f"size={size},nr_inodes={max(4096, size // 4096)}")
+
     def install(self, pid: int, source: str) -> None:
         """Replace /workspace in the mount namespace of host process ``pid`` by a clone of ``source``."""
         tree = linux.open_tree(source, linux.OPEN_TREE_CLONE)

@@ -71,6 +71,7 @@ class Sandbox:
         self.limits = Limits()
         self.env: dict[str, str] = {}
         self.memory = "fresh"
+        self.workspace_bytes = 0
         self.run: Run | None = None
         self.exit_status: int | None = None
         self.died_at: float | None = None

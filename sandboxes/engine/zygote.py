@@ -98,6 +98,9 @@ class ZygoteServer:
             self.layers.fork(req["parent"], req["parent_pid"], req["child"], req["child_pid"], req["uid"],
                              req["parent_bytes"], req["child_bytes"])
             return {"ok": True}
+        if op == "resize":
+            self.layers.resize(req["slot"], int(req["bytes"]))
+            return {"ok": True}
         if op == "release":
             self.layers.release(req["slot"])
             return {"ok": True}
