@@ -23,7 +23,6 @@ from mem0sdk.models import (
     OutputEvent,
     Runtime,
     Snapshot,
-    event_from_json,
 )
 from mem0sdk.transport import api_path
 
@@ -239,42 +238,41 @@ class AsyncExecutions:
 
     async def events(self, execution_id: str, after: int = 0) -> AsyncIterator[OutputEvent | ExitEvent]:
         """As `Executions.events`: live SSE, resumed from the last sequence after a dropped connection."""
-        last, failures, delay = after, 0, 1.0
+        last, failures = after, 0
         while True:
             try:
-                response = await self._client.request(
-                    "GET",
-                    api_path("executions", execution_id, "events"),
-                    params={"after": last},
-                    headers={"Accept": "text/event-stream"},
-                    stream=True,
-                    timeout=transport.stream_timeout(self._client.settings.timeout),
-                )
-                async with response:
-                    decoder = transport.SSEDecoder()
-                    async for line in response.aiter_lines():
-                        message = decoder.feed(line)
-                        payload = transport.event_payload(message) if message else None
-                        if payload is None:
-                            continue
-                        event = event_from_json(payload)
-                        if event.seq <= last:
-                            continue
-                        last, failures = event.seq, 0
-                        yield event
-                        if isinstance(event, ExitEvent):
-                            return
-                    delay = (decoder.retry_ms or 1000) / 1000
+                async for event in self._connect(execution_id, last):
+                    last, failures = event.seq, 0
+                    yield event
+                    if isinstance(event, ExitEvent):
+                        return
+                error = Mem0ConnectionError("connection_error", "The event stream ended before the run did.")
             except httpx.TransportError as exc:
                 error = transport.connection_error(exc)
             except Mem0ConnectionError as exc:
                 error = exc
-            else:
-                error = Mem0ConnectionError("connection_error", "The event stream ended before the run did.")
             failures += 1
             if failures > transport.STREAM_RECONNECTS:
                 raise error
-            await asyncio.sleep(min(delay * failures, transport.MAX_BACKOFF_S))
+            await asyncio.sleep(transport.reconnect_delay(failures))
+
+    async def _connect(self, execution_id: str, after: int) -> AsyncIterator[OutputEvent | ExitEvent]:
+        response = await self._client.request(
+            "GET",
+            api_path("executions", execution_id, "events"),
+            params={"after": after},
+            headers={"Accept": transport.SSE_ACCEPT},
+            stream=True,
+            timeout=transport.stream_timeout(self._client.settings.timeout),
+        )
+        try:
+            decoder = transport.SSEDecoder()
+            async for line in response.aiter_lines():
+                event = transport.decode_event(decoder, line)
+                if event is not None and event.seq > after:
+                    yield event
+        finally:
+            await response.aclose()
 
 
 class AsyncSnapshots:

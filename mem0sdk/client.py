@@ -19,7 +19,6 @@ from mem0sdk.models import (
     Runtime,
     Sandbox,
     Snapshot,
-    event_from_json,
 )
 from mem0sdk.transport import api_path
 
@@ -256,42 +255,42 @@ class Executions:
 
         A dropped connection is resumed from the last sequence received (`after=`), so no output is lost
         or repeated; after STREAM_RECONNECTS failures in a row it raises Mem0ConnectionError."""
-        last, failures, delay = after, 0, 1.0
+        last, failures = after, 0
         while True:
             try:
-                response = self._client.request(
-                    "GET",
-                    api_path("executions", execution_id, "events"),
-                    params={"after": last},
-                    headers={"Accept": "text/event-stream"},
-                    stream=True,
-                    timeout=transport.stream_timeout(self._client.settings.timeout),
-                )
-                with response:
-                    decoder = transport.SSEDecoder()
-                    for line in response.iter_lines():
-                        message = decoder.feed(line)
-                        payload = transport.event_payload(message) if message else None
-                        if payload is None:
-                            continue
-                        event = event_from_json(payload)
-                        if event.seq <= last:
-                            continue
-                        last, failures = event.seq, 0
-                        yield event
-                        if isinstance(event, ExitEvent):
-                            return
-                    delay = (decoder.retry_ms or 1000) / 1000
+                for event in self._connect(execution_id, last):
+                    last, failures = event.seq, 0
+                    yield event
+                    if isinstance(event, ExitEvent):
+                        return
+                error = Mem0ConnectionError("connection_error", "The event stream ended before the run did.")
             except httpx.TransportError as exc:
                 error = transport.connection_error(exc)
             except Mem0ConnectionError as exc:
                 error = exc
-            else:
-                error = Mem0ConnectionError("connection_error", "The event stream ended before the run did.")
             failures += 1
             if failures > transport.STREAM_RECONNECTS:
                 raise error
-            time.sleep(min(delay * failures, transport.MAX_BACKOFF_S))
+            time.sleep(transport.reconnect_delay(failures))
+
+    def _connect(self, execution_id: str, after: int) -> Iterator[OutputEvent | ExitEvent]:
+        """One SSE connection: the events with a sequence above `after` until the server closes it."""
+        response = self._client.request(
+            "GET",
+            api_path("executions", execution_id, "events"),
+            params={"after": after},
+            headers={"Accept": transport.SSE_ACCEPT},
+            stream=True,
+            timeout=transport.stream_timeout(self._client.settings.timeout),
+        )
+        try:
+            decoder = transport.SSEDecoder()
+            for line in response.iter_lines():
+                event = transport.decode_event(decoder, line)
+                if event is not None and event.seq > after:
+                    yield event
+        finally:
+            response.close()
 
 
 class Snapshots:

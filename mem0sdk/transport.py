@@ -19,6 +19,7 @@ import httpx
 
 from mem0sdk import __version__
 from mem0sdk.errors import AuthenticationError, Mem0ConnectionError, Mem0Error, RateLimitedError, error_for
+from mem0sdk.models import ExitEvent, OutputEvent, event_from_json
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT_S = 60.0
@@ -31,6 +32,9 @@ MAX_RUN_S = 3600.0
 # An SSE stream gets a keep-alive at least every 10 s from the server; silence for this long means it is dead.
 STREAM_READ_TIMEOUT_S = 60.0
 STREAM_RECONNECTS = 5
+# JSON as a low-priority alternative: DRF's content negotiation answers 406 to a bare text/event-stream when
+# the view has no SSE renderer, while the events view streams whenever text/event-stream is accepted.
+SSE_ACCEPT = "text/event-stream, application/json;q=0.1"
 
 
 @dataclass(frozen=True)
@@ -195,10 +199,18 @@ class SSEDecoder:
         return None
 
 
-def event_payload(message: SSEMessage) -> dict | None:
-    """The JSON object of an `output`/`exit` message (None for other events or undecodable data)."""
+def decode_event(decoder: SSEDecoder, line: str) -> OutputEvent | ExitEvent | None:
+    """Feed one line; the event it completes, if any (keep-alives and non-JSON messages give None)."""
+    message = decoder.feed(line)
+    if message is None:
+        return None
     try:
         payload = json.loads(message.data)
     except ValueError:
         return None
-    return payload if isinstance(payload, dict) else None
+    return event_from_json(payload) if isinstance(payload, dict) else None
+
+
+def reconnect_delay(failures: int) -> float:
+    """Seconds before reconnecting a dropped event stream: 1 s, 2 s, 4 s... (the server's `retry:` is 1 s)."""
+    return min(2.0 ** (failures - 1), MAX_BACKOFF_S)

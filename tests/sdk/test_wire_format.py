@@ -17,8 +17,7 @@ from mem0sdk import (
     Snapshot,
 )
 from mem0sdk.errors import error_for
-from mem0sdk.models import event_from_json
-from mem0sdk.transport import SSEDecoder, event_payload, may_retry, next_page_params
+from mem0sdk.transport import SSEDecoder, decode_event, may_retry, next_page_params
 
 
 def decode(text: str) -> tuple[list, SSEDecoder]:
@@ -27,24 +26,24 @@ def decode(text: str) -> tuple[list, SSEDecoder]:
     return messages, decoder
 
 
-def test_sse_decoder_reads_the_servers_framing():
+def test_sse_lines_decode_to_output_then_exit_events():
     stream = (
         "retry: 1000\n\n"
         ": keep-alive\n\n"
         'id: 1\nevent: output\ndata: {"seq": 1, "stream": "stdout", "data": "hi\\n"}\n\n'
         'id: 2\nevent: exit\ndata: {"seq": 2, "type": "exit", "status": "succeeded", "exit_code": 0, "limit": null}\n\n'
     )
-    messages, decoder = decode(stream)
+    decoder = SSEDecoder()
+    events = [e for e in (decode_event(decoder, line) for line in stream.split("\n")) if e is not None]
     assert decoder.retry_ms == 1000
-    assert [(m.event, m.id) for m in messages] == [("output", "1"), ("exit", "2")]
-    events = [event_from_json(event_payload(m)) for m in messages]
     assert events[0] == OutputEvent(seq=1, stream="stdout", data="hi\n")
     assert isinstance(events[1], ExitEvent) and events[1].exit_code == 0 and events[1].status == "succeeded"
+    assert len(events) == 2
 
 
-def test_sse_decoder_joins_multiline_data_and_tolerates_crlf():
-    messages, _ = decode("data: a\r\ndata:b\r\n\r\n")
-    assert [(m.event, m.data) for m in messages] == [("message", "a\nb")]
+def test_sse_decoder_keeps_ids_joins_multiline_data_and_tolerates_crlf():
+    messages, _ = decode("id: 7\r\nevent: output\r\ndata: a\r\ndata:b\r\n\r\n")
+    assert [(m.event, m.id, m.data) for m in messages] == [("output", "7", "a\nb")]
 
 
 @pytest.mark.parametrize(
