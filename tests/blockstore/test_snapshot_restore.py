@@ -1,0 +1,124 @@
+"""Snapshot then restore gives back the same tree, byte for byte and bit for bit of metadata."""
+
+import os
+
+import pytest
+
+from sandboxes.engine.blockstore import BlockStore, NotASnapshot, RestoreTargetNotEmpty
+from sandboxes.engine.blockstore.manifest import File
+
+from .conftest import fingerprint
+
+
+@pytest.mark.parametrize("codec", ["zstd", "lz4"])
+def test_restore_is_byte_identical_with_modes_symlinks_empty_dirs_sparse_and_non_utf8_names(
+    store, tree, tmp_path, codec
+):
+    res = store.snapshot_tree(str(tree), codec=codec)
+    out = tmp_path / "out"
+    store.restore_tree(res.digest, str(out))
+    assert fingerprint(out) == fingerprint(tree)
+    assert (out / "empty" / "nested-empty").is_dir()
+    assert os.readlink(os.fsencode(out) + b"/link-\xe9") == b"caf\xe9.txt"
+    assert os.path.exists(os.fsencode(out) + b"/dir-\xff/\xfe\xfd")
+
+
+def test_sparse_file_stays_sparse_and_its_holes_are_not_stored(store, tree, tmp_path):
+    res = store.snapshot_tree(str(tree))
+    assert res.logical_bytes > 1 << 30
+    assert res.stored_bytes < 20 << 20  # 1 GiB of holes cost nothing
+    out = tmp_path / "out"
+    store.restore_tree(res.digest, str(out))
+    st = os.stat(out / "sparse.img")
+    assert st.st_size == 1 << 30
+    assert st.st_blocks * 512 < 1 << 20
+
+
+def test_snapshot_result_accounts_bytes_and_files(store, tree):
+    res = store.snapshot_tree(str(tree))
+    fp = fingerprint(tree)
+    assert res.files == sum(1 for r in fp.values() if "sha256" in r)
+    assert res.logical_bytes == sum(r["size"] for r in fp.values() if "sha256" in r)
+    # the big file repeats one 1 MiB block six times: dedup stores it once
+    assert res.new_bytes < res.logical_bytes - (1 << 30) - (4 << 20)
+    assert 0 < res.stored_bytes <= res.new_bytes
+
+
+def test_same_tree_gives_same_digest_and_stores_nothing_new(store, tree):
+    first = store.snapshot_tree(str(tree))
+    again = store.snapshot_tree(str(tree))
+    assert again.digest == first.digest
+    assert again.new_bytes == 0 and again.stored_bytes == 0
+
+
+def test_one_changed_file_stores_only_its_chunks_and_the_path_to_root(store, tree):
+    first = store.snapshot_tree(str(tree))
+    with open(tree / "src" / "main.py", "ab") as f:
+        f.write(b"print('changed')\n")
+    second = store.snapshot_tree(str(tree), previous_index=first.index)
+    assert second.digest != first.digest
+    assert second.new_bytes < 64 * 1024
+    assert len(store.chunk_refs(first.digest) ^ store.chunk_refs(second.digest)) <= 8
+
+
+def test_manifest_lists_the_tree(store, tree):
+    res = store.snapshot_tree(str(tree))
+    m = store.manifest(res.digest)
+    assert m.files == res.files and m.logical_bytes == res.logical_bytes
+    names = {e.name for e in m.root.entries}
+    assert {b"src", b"caf\xe9.txt", b"sparse.img", b"link-to-main", b"empty"} <= names
+    src = next(e for e in m.root.entries if e.name == b"src")
+    main = next(e for e in src.entries if e.name == b"main.py")
+    assert isinstance(main, File) and main.size == 1500 and main.mode == 0o644
+
+
+def test_chunk_refs_cover_root_nodes_and_data(store, tree):
+    res = store.snapshot_tree(str(tree))
+    refs = store.chunk_refs(res.digest)
+    assert res.digest in refs
+    for ref in refs:
+        assert store.cache.is_local(bytes.fromhex(ref))
+
+
+def test_restore_refuses_a_non_empty_target(store, tree, tmp_path):
+    res = store.snapshot_tree(str(tree))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x").write_text("occupied")
+    with pytest.raises(RestoreTargetNotEmpty):
+        store.restore_tree(res.digest, str(out))
+
+
+def test_restore_into_an_existing_empty_dir(store, tree, tmp_path):
+    res = store.snapshot_tree(str(tree))
+    out = tmp_path / "out"
+    out.mkdir()
+    store.restore_tree(res.digest, str(out))
+    assert fingerprint(out) == fingerprint(tree)
+
+
+def test_a_data_chunk_digest_is_not_a_snapshot(store, tree):
+    res = store.snapshot_tree(str(tree))
+    data_chunk = next(r for r in store.chunk_refs(res.digest) if r != res.digest)
+    with pytest.raises(NotASnapshot):
+        store.manifest(data_chunk)
+
+
+def test_special_files_are_skipped(store, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    os.mkfifo(src / "pipe")
+    (src / "a").write_bytes(b"a")
+    res = store.snapshot_tree(str(src))
+    assert res.files == 1
+    out = tmp_path / "out"
+    store.restore_tree(res.digest, str(out))
+    assert sorted(os.listdir(out)) == ["a"]
+
+
+def test_snapshots_restore_from_a_reopened_store(tmp_path, tree):
+    with BlockStore(str(tmp_path / "s")) as s:
+        digest = s.snapshot_tree(str(tree)).digest
+    with BlockStore(str(tmp_path / "s")) as s:
+        s.restore_tree(digest, str(tmp_path / "out"))
+    assert fingerprint(tmp_path / "out") == fingerprint(tree)
