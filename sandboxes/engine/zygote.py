@@ -66,6 +66,8 @@ class ZygoteServer:
                 data, anc, _, _ = self.sock.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(16 * 4))
             except InterruptedError:
                 continue
+            except ConnectionResetError:
+                return
             if not data:
                 return
             fds: list[int] = []
