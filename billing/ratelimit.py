@@ -99,12 +99,13 @@ class Decision:
 class LocalBuckets:
     """Token buckets in this process (monotonic clock); the embedded default and the Redis-down fallback."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock=time.monotonic) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._state: dict[str, tuple[float, float]] = {}
 
     def take(self, buckets: list[Bucket], cost: int = 1) -> Decision:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             if len(self._state) > LOCAL_MAX_BUCKETS:
                 self._state.clear()  # every bucket refills to full anyway; bounded memory matters more
