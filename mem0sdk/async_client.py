@@ -146,7 +146,7 @@ class AsyncSandboxes:
         metadata: dict[str, str] | None = None,
         page_size: int | None = None,
     ) -> AsyncIterator[AsyncSandbox]:
-        params = transport.list_params(state, runtime, metadata, page_size)
+        params = transport.sandbox_list_params(state, runtime, metadata, page_size)
         async for item in self._client.paginate(api_path("sandboxes"), params):
             yield self._sandbox(item)
 
@@ -282,8 +282,10 @@ class AsyncSnapshots:
     async def get(self, snapshot_id: str) -> Snapshot:
         return Snapshot.from_json(await self._client.get_json(api_path("snapshots", snapshot_id)))
 
-    async def list(self, page_size: int | None = None, **filters: str) -> AsyncIterator[Snapshot]:
-        params = {**transport.list_params(page_size=page_size), **{k: str(v) for k, v in filters.items()}}
+    async def list(
+        self, sandbox_id: str | None = None, tag: str | None = None, page_size: int | None = None
+    ) -> AsyncIterator[Snapshot]:
+        params = transport.snapshot_list_params(sandbox_id, tag, page_size)
         async for item in self._client.paginate(api_path("snapshots"), params):
             yield Snapshot.from_json(item)
 

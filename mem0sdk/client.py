@@ -154,7 +154,7 @@ class Sandboxes:
         page_size: int | None = None,
     ) -> Iterator[Sandbox]:
         """All matching sandboxes, newest first, across every page (lazily)."""
-        params = transport.list_params(state, runtime, metadata, page_size)
+        params = transport.sandbox_list_params(state, runtime, metadata, page_size)
         return (self._sandbox(item) for item in self._client.paginate(api_path("sandboxes"), params))
 
     def kill(self, sandbox_id: str) -> Sandbox:
@@ -302,9 +302,11 @@ class Snapshots:
     def get(self, snapshot_id: str) -> Snapshot:
         return Snapshot.from_json(self._client.get_json(api_path("snapshots", snapshot_id)))
 
-    def list(self, page_size: int | None = None, **filters: str) -> Iterator[Snapshot]:
-        """All snapshots (newest first), across pages; keyword filters are passed as query parameters."""
-        params = {**transport.list_params(page_size=page_size), **{k: str(v) for k, v in filters.items()}}
+    def list(
+        self, sandbox_id: str | None = None, tag: str | None = None, page_size: int | None = None
+    ) -> Iterator[Snapshot]:
+        """All snapshots (newest first), across pages; optionally only one sandbox's, or those with a tag."""
+        params = transport.snapshot_list_params(sandbox_id, tag, page_size)
         return (Snapshot.from_json(item) for item in self._client.paginate(api_path("snapshots"), params))
 
     def restore(self, snapshot_id: str, idempotency_key: str | None = None) -> Sandbox:

@@ -86,7 +86,7 @@ def next_page_params(next_url: str | None) -> dict[str, str] | None:
     return dict(parse_qsl(urlsplit(next_url).query, keep_blank_values=True))
 
 
-def list_params(
+def sandbox_list_params(
     state: str | None = None,
     runtime: str | None = None,
     metadata: dict[str, str] | None = None,
@@ -94,6 +94,11 @@ def list_params(
 ) -> dict[str, str]:
     params = {"state": state, "runtime": runtime, "limit": page_size}
     params.update({f"metadata.{k}": v for k, v in (metadata or {}).items()})
+    return {k: str(v) for k, v in params.items() if v is not None}
+
+
+def snapshot_list_params(sandbox_id: str | None, tag: str | None, page_size: int | None) -> dict[str, str]:
+    params = {"sandbox_id": sandbox_id, "tag": tag, "limit": page_size}
     return {k: str(v) for k, v in params.items() if v is not None}
 
 
