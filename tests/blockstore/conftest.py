@@ -6,6 +6,7 @@ to it over HTTP through an ordinary boto3 client (endpoint_url), nothing in boto
 """
 
 import hashlib
+import logging
 import os
 import socket
 import stat
@@ -122,6 +123,7 @@ def _free_port() -> int:
 def s3_endpoint():
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
