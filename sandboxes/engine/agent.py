@@ -33,7 +33,16 @@ from . import cgroups
 from .files import Workspace
 from .iohub import PRIORITY_CONTROL, PRIORITY_OUTPUT, PRIORITY_REAPER, IOHub
 from .pool import WarmPool
-from .protocol import HEARTBEAT_INTERVAL, AgentInfo, EngineError, ExitEvent, Limits, OpReply, OpRequest, OutputEvent
+from .protocol import (
+    HEARTBEAT_INTERVAL,
+    AgentInfo,
+    EngineError,
+    ExitEvent,
+    Limits,
+    OpReply,
+    OpRequest,
+    OutputEvent,
+)
 from .runtimes import Runtime, builtin_runtimes
 from .sandbox import Lineage, Run, Sandbox, find_host_pid
 from .transport import Bus
@@ -51,9 +60,19 @@ POOL_WORKSPACE_BYTES = Limits().workspace_bytes  # resized at hand-over when a p
 
 
 class Agent:
-    def __init__(self, bus: Bus, *, agent_id: str = "local", host: str | None = None, capacity: int = 100,
-                 state_dir: str, runtimes: dict[str, Runtime] | None = None, pool_min: int = 2,
-                 pool_max: int = 32, templates: list[str] | None = None):
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        agent_id: str = "local",
+        host: str | None = None,
+        capacity: int = 100,
+        state_dir: str,
+        runtimes: dict[str, Runtime] | None = None,
+        pool_min: int = 2,
+        pool_max: int = 32,
+        templates: list[str] | None = None,
+    ):
         self.bus = bus
         self.agent_id = agent_id
         self.host = host or socket.gethostname()
@@ -88,17 +107,30 @@ class Agent:
         self.hub.start()
         for name, rt in self.runtimes.items():
             self.zygotes[name] = ZygoteProcess(rt, self.state_dir)
-            pool = WarmPool(name, lambda rt=rt: self._spawn(rt), self._retire, min_size=self.pool_min,
-                            max_size=self.pool_max)
+            pool = WarmPool(
+                name,
+                lambda rt=rt: self._spawn(rt),
+                self._retire,
+                min_size=self.pool_min,
+                max_size=self.pool_max,
+            )
             self.pools[name] = pool
             pool.start()
         self._heartbeat()
         threading.Thread(target=self._heartbeat_loop, name="mem0-heartbeat", daemon=True).start()
-        self.consumer = threading.Thread(target=self.bus.serve_ops, name="mem0-ops",
-                                         args=(self.agent_id, self._submit, self.stop_event), daemon=True)
+        self.consumer = threading.Thread(
+            target=self.bus.serve_ops,
+            name="mem0-ops",
+            args=(self.agent_id, self._submit, self.stop_event),
+            daemon=True,
+        )
         self.consumer.start()
-        log.info("event=agent_started agent=%s cgroups=%s controls=%s", self.agent_id, self.cg_plan.mode,
-                 ",".join(self.cg_plan.controls))
+        log.info(
+            "event=agent_started agent=%s cgroups=%s controls=%s",
+            self.agent_id,
+            self.cg_plan.mode,
+            ",".join(self.cg_plan.controls),
+        )
         return self
 
     def stop(self) -> None:
@@ -138,9 +170,17 @@ class Agent:
                     cgroups.Cgroup(self.cg_plan, name).destroy()
 
     def _heartbeat(self) -> None:
-        self.bus.register_agent(AgentInfo(
-            id=self.agent_id, host=self.host, capacity=self.capacity, runtimes=sorted(self.runtimes),
-            load=len(self.sandboxes), last_heartbeat=time.time(), alive=True))
+        self.bus.register_agent(
+            AgentInfo(
+                id=self.agent_id,
+                host=self.host,
+                capacity=self.capacity,
+                runtimes=sorted(self.runtimes),
+                load=len(self.sandboxes),
+                last_heartbeat=time.time(),
+                alive=True,
+            )
+        )
 
     def _heartbeat_loop(self) -> None:
         while not self.stop_event.wait(HEARTBEAT_INTERVAL):
@@ -177,7 +217,9 @@ class Agent:
     def _get(self, sandbox_id: str) -> Sandbox:
         sb = self.sandboxes.get(sandbox_id)
         if sb is None or not sb.alive:
-            raise EngineError("sandbox_not_running", f"sandbox {sandbox_id} is not running on {self.agent_id}")
+            raise EngineError(
+                "sandbox_not_running", f"sandbox {sandbox_id} is not running on {self.agent_id}"
+            )
         return sb
 
     # ------------------------------------------------------------------ spawning
@@ -196,9 +238,16 @@ class Agent:
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         reap_r, reap_w = os.pipe2(os.O_CLOEXEC)
         try:
-            rep = z.request({"op": "spawn", "slot": slot, "uid_base": uid_base, "procs": cg.procs_files(),
-                             "ws_bytes": POOL_WORKSPACE_BYTES},
-                            [ctl_theirs.fileno(), out_w, err_w, reap_w])
+            rep = z.request(
+                {
+                    "op": "spawn",
+                    "slot": slot,
+                    "uid_base": uid_base,
+                    "procs": cg.procs_files(),
+                    "ws_bytes": POOL_WORKSPACE_BYTES,
+                },
+                [ctl_theirs.fileno(), out_w, err_w, reap_w],
+            )
         except Exception:
             for fd in (out_r, err_r, reap_r):
                 os.close(fd)
@@ -212,8 +261,16 @@ class Agent:
             for fd in (out_w, err_w, reap_w):
                 os.close(fd)
         lineage = Lineage(init_pid=rep["pid"], uid_base=uid_base, reaper_fd=reap_r)
-        sb = Sandbox(slot=slot, runtime=runtime, zygote=z, cgroup=cg, lineage=lineage, ctl=ctl,
-                     out_fd=out_r, err_fd=err_r)
+        sb = Sandbox(
+            slot=slot,
+            runtime=runtime,
+            zygote=z,
+            cgroup=cg,
+            lineage=lineage,
+            ctl=ctl,
+            out_fd=out_r,
+            err_fd=err_r,
+        )
         sb.workspace_bytes = POOL_WORKSPACE_BYTES
         self._watch(sb)
         self.hub.add(reap_r, lambda: self._on_reaper(lineage), PRIORITY_REAPER)
@@ -258,12 +315,24 @@ class Agent:
         if limits.workspace_bytes != sb.workspace_bytes:
             sb.zygote.request({"op": "resize", "slot": sb.slot, "bytes": limits.workspace_bytes})
             sb.workspace_bytes = limits.workspace_bytes
-        sb.send({"op": "configure", "env": env, "nofile": 1024, "nproc": limits.pids + 16,  # backstop: the cgroup limit hits first
-                 "fsize": limits.workspace_bytes})
+        sb.send(
+            {
+                "op": "configure",
+                "env": env,
+                "nofile": 1024,
+                "nproc": limits.pids + 16,  # backstop: the cgroup limit hits first
+                "fsize": limits.workspace_bytes,
+            }
+        )
         sb.state = "running"
         self.sandboxes[sandbox_id] = sb
-        return {"sandbox_id": sandbox_id, "runtime": sb.runtime.name, "pid": sb.host_pid,
-                "agent_id": self.agent_id, "memory": sb.memory}
+        return {
+            "sandbox_id": sandbox_id,
+            "runtime": sb.runtime.name,
+            "pid": sb.host_pid,
+            "agent_id": self.agent_id,
+            "memory": sb.memory,
+        }
 
     def _check_new(self, sandbox_id, env, limits) -> tuple[dict, Limits]:
         if not isinstance(sandbox_id, str) or not 0 < len(sandbox_id) <= 128:
@@ -273,7 +342,9 @@ class Agent:
         if len(self.sandboxes) >= self.capacity:
             raise EngineError("agents_unavailable", f"agent {self.agent_id} is at capacity")
         env = env or {}
-        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        if not isinstance(env, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+        ):
             raise EngineError("invalid_request", "env must map strings to strings")
         if any("=" in k or "\x00" in k or "\x00" in v or not k for k, v in env.items()):
             raise EngineError("invalid_request", "invalid environment variable")
@@ -286,11 +357,15 @@ class Agent:
 
     # ------------------------------------------------------------------ ops
 
-    def op_create(self, *, sandbox_id: str, runtime: str, env: dict | None = None, limits: dict | None = None) -> dict:
+    def op_create(
+        self, *, sandbox_id: str, runtime: str, env: dict | None = None, limits: dict | None = None
+    ) -> dict:
         env, lim = self._check_new(sandbox_id, env, limits)
         return self._hand_over(self._take(runtime), sandbox_id, env, lim)
 
-    def op_run(self, *, sandbox_id: str, execution_id: str, code: str, timeout_s: float | None = None) -> dict:
+    def op_run(
+        self, *, sandbox_id: str, execution_id: str, code: str, timeout_s: float | None = None
+    ) -> dict:
         if not isinstance(code, str):
             raise EngineError("invalid_request", "code must be a string")
         if len(code) > MAX_CODE_BYTES:
@@ -304,8 +379,13 @@ class Agent:
             limit_s = sb.limits.run_timeout_s
             timeout = min(float(timeout_s), limit_s) if timeout_s else limit_s
             now = time.monotonic()
-            sb.run = Run(execution_id=execution_id, started=now, deadline=now + timeout,
-                         counters=sb.cgroup.begin_run(), output_cap=sb.limits.output_bytes)
+            sb.run = Run(
+                execution_id=execution_id,
+                started=now,
+                deadline=now + timeout,
+                counters=sb.cgroup.begin_run(),
+                output_cap=sb.limits.output_bytes,
+            )
             self.active_runs.add(sb)
             try:
                 sb.send({"op": "run", "id": execution_id, "code": code})
@@ -331,8 +411,16 @@ class Agent:
         ctl, ctl_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        child = Sandbox(slot=slot, runtime=parent.runtime, zygote=parent.zygote, cgroup=cg,
-                        lineage=parent.lineage, ctl=ctl, out_fd=out_r, err_fd=err_r)
+        child = Sandbox(
+            slot=slot,
+            runtime=parent.runtime,
+            zygote=parent.zygote,
+            cgroup=cg,
+            lineage=parent.lineage,
+            ctl=ctl,
+            out_fd=out_r,
+            err_fd=err_r,
+        )
         child.workspace_bytes = lim.workspace_bytes
         self._watch(child)
         try:
@@ -352,10 +440,18 @@ class Agent:
             parent.lineage.members[inside] = child
             parent.cgroup.freeze()
             try:
-                parent.zygote.request({
-                    "op": "fork_workspace", "parent": parent.slot, "parent_pid": parent.host_pid,
-                    "child": slot, "child_pid": child.host_pid, "uid": parent.owner_uid,
-                    "parent_bytes": parent.limits.workspace_bytes, "child_bytes": lim.workspace_bytes})
+                parent.zygote.request(
+                    {
+                        "op": "fork_workspace",
+                        "parent": parent.slot,
+                        "parent_pid": parent.host_pid,
+                        "child": slot,
+                        "child_pid": child.host_pid,
+                        "uid": parent.owner_uid,
+                        "parent_bytes": parent.limits.workspace_bytes,
+                        "child_bytes": lim.workspace_bytes,
+                    }
+                )
             finally:
                 parent.cgroup.thaw()
         except Exception as exc:
@@ -383,10 +479,16 @@ class Agent:
 
     def op_stats(self) -> dict:
         return {
-            "agent_id": self.agent_id, "host": self.host, "capacity": self.capacity,
-            "load": len(self.sandboxes), "sandboxes": len(self.sandboxes), "active_runs": len(self.active_runs),
-            "pools": {name: {"idle": p.size(), "target": p.target(), "demand_per_s": round(p.demand.value(), 3)}
-                      for name, p in self.pools.items()},
+            "agent_id": self.agent_id,
+            "host": self.host,
+            "capacity": self.capacity,
+            "load": len(self.sandboxes),
+            "sandboxes": len(self.sandboxes),
+            "active_runs": len(self.active_runs),
+            "pools": {
+                name: {"idle": p.size(), "target": p.target(), "demand_per_s": round(p.demand.value(), 3)}
+                for name, p in self.pools.items()
+            },
             "cgroup": {"mode": self.cg_plan.mode, "controls": list(self.cg_plan.controls)},
             "zygotes": {name: z.pid for name, z in self.zygotes.items()},
             "runtimes": sorted(self.runtimes),
@@ -433,11 +535,23 @@ class Agent:
             finally:
                 sb.cgroup.thaw()
             sb.snapshot_index = res.index
-        return {"digest": res.digest, "logical_bytes": res.logical_bytes, "new_bytes": res.new_bytes,
-                "stored_bytes": res.stored_bytes, "files": res.files}
+        return {
+            "digest": res.digest,
+            "logical_bytes": res.logical_bytes,
+            "new_bytes": res.new_bytes,
+            "stored_bytes": res.stored_bytes,
+            "files": res.files,
+        }
 
-    def op_restore(self, *, digest: str, new_sandbox_id: str, runtime: str, env: dict | None = None,
-                   limits: dict | None = None) -> dict:
+    def op_restore(
+        self,
+        *,
+        digest: str,
+        new_sandbox_id: str,
+        runtime: str,
+        env: dict | None = None,
+        limits: dict | None = None,
+    ) -> dict:
         env, lim = self._check_new(new_sandbox_id, env, limits)
         store = self._store()
         sb = self._take(runtime)
@@ -638,10 +752,19 @@ class Agent:
             status = "timeout"
         elif limit in ("output", "memory") and (not alive or run.interrupted_at or limit == "output"):
             status = "killed"
-        self._emit(run, ExitEvent(
-            seq=run.next_seq(), status=status, exit_code=exit_code, limit=limit,
-            wall_ms=round((time.monotonic() - run.started) * 1000, 3), cpu_ms=round(cpu_ms, 3),
-            peak_memory_bytes=cg.peak_memory(), sandbox_alive=alive and sb.alive))
+        self._emit(
+            run,
+            ExitEvent(
+                seq=run.next_seq(),
+                status=status,
+                exit_code=exit_code,
+                limit=limit,
+                wall_ms=round((time.monotonic() - run.started) * 1000, 3),
+                cpu_ms=round(cpu_ms, 3),
+                peak_memory_bytes=cg.peak_memory(),
+                sandbox_alive=alive and sb.alive,
+            ),
+        )
         self._flush()
 
     def _workspace_full(self, sb: Sandbox) -> bool:
@@ -671,11 +794,26 @@ class Agent:
                 self._finish_dead(sb)
 
 
-def start_embedded_agent(bus: Bus, *, agent_id: str = "local", state_dir: str, capacity: int = 100,
-                         pool_min: int = 2, pool_max: int = 32, templates: list[str] | None = None) -> Agent:
+def start_embedded_agent(
+    bus: Bus,
+    *,
+    agent_id: str = "local",
+    state_dir: str,
+    capacity: int = 100,
+    pool_min: int = 2,
+    pool_max: int = 32,
+    templates: list[str] | None = None,
+) -> Agent:
     """Run an agent as threads of this process (zygotes are child processes). ``.stop()`` ends it."""
-    return Agent(bus, agent_id=agent_id, state_dir=state_dir, capacity=capacity, pool_min=pool_min,
-                 pool_max=pool_max, templates=templates).start()
+    return Agent(
+        bus,
+        agent_id=agent_id,
+        state_dir=state_dir,
+        capacity=capacity,
+        pool_min=pool_min,
+        pool_max=pool_max,
+        templates=templates,
+    ).start()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -693,8 +831,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     bus = make_bus(args.redis_url, args.prefix)
-    agent = Agent(bus, agent_id=args.agent_id, host=args.host, capacity=args.capacity, state_dir=args.state_dir,
-                  pool_min=args.pool_min, pool_max=args.pool_max).start()
+    agent = Agent(
+        bus,
+        agent_id=args.agent_id,
+        host=args.host,
+        capacity=args.capacity,
+        state_dir=args.state_dir,
+        pool_min=args.pool_min,
+        pool_max=args.pool_max,
+    ).start()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())

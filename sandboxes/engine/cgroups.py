@@ -58,8 +58,13 @@ def detect_cgroups(agent_id: str) -> CgroupPlan:
         return _detect_v2(f"{ROOT}{own.get('', '/')}", leaf)
     if os.path.isdir(f"{ROOT}/memory"):
         plan = CgroupPlan("v1")
-        for ctrl, control in (("memory", "memory"), ("pids", "pids"), ("cpu", "cpu"),
-                              ("cpuacct", "cpuacct"), ("freezer", "freezer")):
+        for ctrl, control in (
+            ("memory", "memory"),
+            ("pids", "pids"),
+            ("cpu", "cpu"),
+            ("cpuacct", "cpuacct"),
+            ("freezer", "freezer"),
+        ):
             mnt = f"{ROOT}/{ctrl}"
             if not os.path.isdir(mnt):
                 continue
@@ -135,7 +140,9 @@ class Cgroup:
         quota = max(1000, int(cpu_cores * period))
         if self.plan.mode == "v2":
             self._try_write("memory", "memory.max", str(memory_bytes))
-            self._try_write("memory", "memory.swap.max", "0") if self._path("memory", "memory.swap.max") and os.path.exists(self._path("memory", "memory.swap.max")) else None
+            swap = self._path("memory", "memory.swap.max")
+            if swap and os.path.exists(swap):
+                _write(swap, "0")  # no swap: the memory limit is the real limit
             self._try_write("pids", "pids.max", str(pids))
             self._try_write("cpu", "cpu.max", f"{quota} {period}")
         else:
@@ -159,11 +166,15 @@ class Cgroup:
         return int(text) if text else 0
 
     def memory_current(self) -> int:
-        text = self._try_read("memory", "memory.current" if self.plan.mode == "v2" else "memory.usage_in_bytes")
+        text = self._try_read(
+            "memory", "memory.current" if self.plan.mode == "v2" else "memory.usage_in_bytes"
+        )
         return int(text) if text else 0
 
     def peak_memory(self) -> int:
-        text = self._try_read("memory", "memory.peak" if self.plan.mode == "v2" else "memory.max_usage_in_bytes")
+        text = self._try_read(
+            "memory", "memory.peak" if self.plan.mode == "v2" else "memory.max_usage_in_bytes"
+        )
         return int(text) if text else 0
 
     def oom_kills(self) -> int:
@@ -177,7 +188,9 @@ class Cgroup:
     def begin_run(self) -> dict[str, int]:
         """Reset the peak-memory watermark and return counters to diff at the end of a run."""
         try:
-            self._try_write("memory", "memory.peak" if self.plan.mode == "v2" else "memory.max_usage_in_bytes", "0")
+            self._try_write(
+                "memory", "memory.peak" if self.plan.mode == "v2" else "memory.max_usage_in_bytes", "0"
+            )
         except OSError:
             pass
         return {"cpu_ns": self.cpu_ns(), "oom": self.oom_kills(), "pids": self.pids_max_hits()}

@@ -67,10 +67,23 @@ class Workspace:
             with os.scandir(fd) as it:
                 for entry in it:
                     st = entry.stat(follow_symlinks=False)
-                    kind = "dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else "file"
-                    out.append({"name": entry.name, "path": f"{rel}/{entry.name}" if rel else entry.name,
-                                "type": kind, "size": st.st_size, "mode": stat.S_IMODE(st.st_mode),
-                                "mtime": st.st_mtime})
+                    kind = (
+                        "dir"
+                        if stat.S_ISDIR(st.st_mode)
+                        else "symlink"
+                        if stat.S_ISLNK(st.st_mode)
+                        else "file"
+                    )
+                    out.append(
+                        {
+                            "name": entry.name,
+                            "path": f"{rel}/{entry.name}" if rel else entry.name,
+                            "type": kind,
+                            "size": st.st_size,
+                            "mode": stat.S_IMODE(st.st_mode),
+                            "mtime": st.st_mtime,
+                        }
+                    )
         finally:
             os.close(fd)
         return sorted(out, key=lambda e: e["name"])
@@ -105,7 +118,9 @@ class Workspace:
                 parent = self._open("/".join(parts[: i - 1]), os.O_PATH | os.O_DIRECTORY)
                 try:
                     os.mkdir(parts[i - 1], 0o755, dir_fd=parent)
-                    os.chown(parts[i - 1], self.owner_uid, self.owner_uid, dir_fd=parent, follow_symlinks=False)
+                    os.chown(
+                        parts[i - 1], self.owner_uid, self.owner_uid, dir_fd=parent, follow_symlinks=False
+                    )
                 except OSError as err:
                     raise _oserror(err, path) from None
                 finally:
@@ -115,7 +130,7 @@ class Workspace:
             os.fchown(fd, self.owner_uid, self.owner_uid)
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
         except OSError as exc:
             raise _oserror(exc, path) from None
         finally:
@@ -123,8 +138,11 @@ class Workspace:
 
     def delete(self, path: str) -> None:
         parts = _parts(path)
-        parent = self._open("/".join(parts[:-1]), os.O_PATH | os.O_DIRECTORY) if len(parts) > 1 else \
-            self._open("", os.O_PATH | os.O_DIRECTORY)
+        parent = (
+            self._open("/".join(parts[:-1]), os.O_PATH | os.O_DIRECTORY)
+            if len(parts) > 1
+            else self._open("", os.O_PATH | os.O_DIRECTORY)
+        )
         try:
             st = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
@@ -138,6 +156,6 @@ class Workspace:
 
     def chown_tree(self) -> None:
         """Give every restored file to the sandbox user (restore writes as host root)."""
-        for dirpath, dirnames, filenames, dirfd in os.fwalk(self.root, follow_symlinks=False):
+        for _dirpath, dirnames, filenames, dirfd in os.fwalk(self.root, follow_symlinks=False):
             for name in dirnames + filenames:
                 os.chown(name, self.owner_uid, self.owner_uid, dir_fd=dirfd, follow_symlinks=False)

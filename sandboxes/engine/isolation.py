@@ -66,6 +66,7 @@ def _step(name: str, fn, *args) -> None:
 
 # ---------------------------------------------------------------- template root (zygote, once)
 
+
 def build_rootfs(root: str, ro_binds: tuple[str, ...]) -> None:
     """Assemble the read-only template root at ``root`` (a fresh tmpfs in the zygote's namespace)."""
     linux.mount("tmpfs", root, "tmpfs", linux.MS_NOSUID, "mode=0755,size=4m")
@@ -112,8 +113,14 @@ def _bind_ro(src: str, dst: str) -> None:
 
 # ---------------------------------------------------------------- host side, per sandbox (zygote)
 
-SANDBOX_CLONE_FLAGS = (linux.CLONE_NEWUSER | linux.CLONE_NEWPID | linux.CLONE_NEWNS
-                       | linux.CLONE_NEWNET | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS)
+SANDBOX_CLONE_FLAGS = (
+    linux.CLONE_NEWUSER
+    | linux.CLONE_NEWPID
+    | linux.CLONE_NEWNS
+    | linux.CLONE_NEWNET
+    | linux.CLONE_NEWIPC
+    | linux.CLONE_NEWUTS
+)
 
 
 def map_user_namespace(pid: int, uid_base: int) -> None:
@@ -140,6 +147,7 @@ def prepare_sandbox(pid: int, uid_base: int, procs_files: list[str]) -> None:
 
 # ---------------------------------------------------------------- sandbox init R (inside)
 
+
 def wait_for_host(sync_fd: int) -> None:
     if os.read(sync_fd, 1) != b"1":
         raise IsolationError("host did not finish preparing the sandbox")
@@ -162,13 +170,20 @@ def mount_proc(root: str) -> None:
 
 
 def mount_tmp(root: str, size_bytes: int) -> None:
-    linux.mount("tmpfs", f"{root}/tmp", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
-                f"mode=1777,size={size_bytes},nr_inodes=65536")
+    linux.mount(
+        "tmpfs",
+        f"{root}/tmp",
+        "tmpfs",
+        linux.MS_NOSUID | linux.MS_NODEV,
+        f"mode=1777,size={size_bytes},nr_inodes=65536",
+    )
 
 
 def bind_workspace(root: str, workspace: str) -> None:
     linux.mount(workspace, f"{root}/workspace", None, linux.MS_BIND)
-    linux.mount(None, f"{root}/workspace", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_NOSUID | linux.MS_NODEV)
+    linux.mount(
+        None, f"{root}/workspace", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_NOSUID | linux.MS_NODEV
+    )
 
 
 def enter_root(root: str) -> None:
@@ -193,6 +208,7 @@ def run_init_steps(sync_fd: int, root: str, workspace: str, tmp_bytes: int) -> N
 
 # ---------------------------------------------------------------- interpreter K (inside)
 
+
 def close_fds(keep: dict[int, int]) -> None:
     """Move ``keep`` (src fd -> target fd) into place and close every other descriptor."""
     tmp = {src: os.dup(src) for src in keep}
@@ -214,13 +230,24 @@ def close_fds(keep: dict[int, int]) -> None:
 
 def clear_env() -> None:
     os.environ.clear()
-    os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/home/sandbox",
-                       "LANG": "C.UTF-8", "TMPDIR": "/tmp", "PYTHONUNBUFFERED": "1"})
+    os.environ.update(
+        {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": "/home/sandbox",
+            "LANG": "C.UTF-8",
+            "TMPDIR": "/tmp",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
 
 
 def set_rlimits(nofile: int, nproc: int, fsize: int) -> None:
-    for res, value in ((resource.RLIMIT_CORE, 0), (resource.RLIMIT_NOFILE, nofile),
-                       (resource.RLIMIT_NPROC, nproc), (resource.RLIMIT_FSIZE, fsize)):
+    for res, value in (
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_NOFILE, nofile),
+        (resource.RLIMIT_NPROC, nproc),
+        (resource.RLIMIT_FSIZE, fsize),
+    ):
         resource.setrlimit(res, (value, value))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversize writes fail with EFBIG instead
 
@@ -252,24 +279,58 @@ def no_new_privs() -> None:
 # Syscalls sandboxed code has no use for, each with the reason it is denied (EPERM).
 DENIED_SYSCALLS = {
     "ptrace": "inspect/modify other processes",
-    "process_vm_readv": "read another process's memory", "process_vm_writev": "write another process's memory",
-    "mount": "filesystem layout is fixed", "umount2": "would reveal what a mount hides",
-    "pivot_root": "root is fixed", "chroot": "root is fixed", "move_mount": "new mount API",
-    "open_tree": "new mount API", "fsopen": "new mount API", "fsconfig": "new mount API",
-    "fsmount": "new mount API", "fspick": "new mount API", "mount_setattr": "new mount API",
-    "setns": "joining other namespaces", "kexec_load": "replace kernel", "kexec_file_load": "replace kernel",
-    "init_module": "kernel modules", "finit_module": "kernel modules", "delete_module": "kernel modules",
-    "bpf": "kernel attack surface", "perf_event_open": "kernel attack surface / side channels",
-    "keyctl": "kernel keyrings are not namespaced", "add_key": "kernel keyrings", "request_key": "kernel keyrings",
-    "userfaultfd": "exploit primitive", "io_uring_setup": "bypasses seccomp", "io_uring_enter": "bypasses seccomp",
-    "io_uring_register": "bypasses seccomp", "open_by_handle_at": "escapes mount restrictions",
-    "name_to_handle_at": "file handles", "swapon": "host swap", "swapoff": "host swap", "reboot": "host power",
-    "iopl": "raw I/O", "ioperm": "raw I/O", "acct": "host accounting", "quotactl": "host quotas",
-    "settimeofday": "host clock", "clock_settime": "host clock", "clock_adjtime": "host clock",
-    "adjtimex": "host clock", "syslog": "kernel log", "vhangup": "terminals", "lookup_dcookie": "profiling",
-    "fanotify_init": "filesystem-wide monitoring", "personality": "disables ASLR and other protections",
-    "uselib": "obsolete", "ustat": "obsolete", "sysfs": "obsolete", "nfsservctl": "obsolete",
-    "pidfd_getfd": "steal descriptors", "kcmp": "probe other processes",
+    "process_vm_readv": "read another process's memory",
+    "process_vm_writev": "write another process's memory",
+    "mount": "filesystem layout is fixed",
+    "umount2": "would reveal what a mount hides",
+    "pivot_root": "root is fixed",
+    "chroot": "root is fixed",
+    "move_mount": "new mount API",
+    "open_tree": "new mount API",
+    "fsopen": "new mount API",
+    "fsconfig": "new mount API",
+    "fsmount": "new mount API",
+    "fspick": "new mount API",
+    "mount_setattr": "new mount API",
+    "setns": "joining other namespaces",
+    "kexec_load": "replace kernel",
+    "kexec_file_load": "replace kernel",
+    "init_module": "kernel modules",
+    "finit_module": "kernel modules",
+    "delete_module": "kernel modules",
+    "bpf": "kernel attack surface",
+    "perf_event_open": "kernel attack surface / side channels",
+    "keyctl": "kernel keyrings are not namespaced",
+    "add_key": "kernel keyrings",
+    "request_key": "kernel keyrings",
+    "userfaultfd": "exploit primitive",
+    "io_uring_setup": "bypasses seccomp",
+    "io_uring_enter": "bypasses seccomp",
+    "io_uring_register": "bypasses seccomp",
+    "open_by_handle_at": "escapes mount restrictions",
+    "name_to_handle_at": "file handles",
+    "swapon": "host swap",
+    "swapoff": "host swap",
+    "reboot": "host power",
+    "iopl": "raw I/O",
+    "ioperm": "raw I/O",
+    "acct": "host accounting",
+    "quotactl": "host quotas",
+    "settimeofday": "host clock",
+    "clock_settime": "host clock",
+    "clock_adjtime": "host clock",
+    "adjtimex": "host clock",
+    "syslog": "kernel log",
+    "vhangup": "terminals",
+    "lookup_dcookie": "profiling",
+    "fanotify_init": "filesystem-wide monitoring",
+    "personality": "disables ASLR and other protections",
+    "uselib": "obsolete",
+    "ustat": "obsolete",
+    "sysfs": "obsolete",
+    "nfsservctl": "obsolete",
+    "pidfd_getfd": "steal descriptors",
+    "kcmp": "probe other processes",
 }
 
 
@@ -282,7 +343,9 @@ def seccomp_filter() -> pyseccomp.SyscallFilter:
         except (OSError, ValueError, RuntimeError):
             pass  # not a syscall on this architecture
     # New user namespaces: the kernel's largest unprivileged attack surface.
-    f.add_rule(deny, "unshare", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, linux.CLONE_NEWUSER, linux.CLONE_NEWUSER))
+    f.add_rule(
+        deny, "unshare", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, linux.CLONE_NEWUSER, linux.CLONE_NEWUSER)
+    )
     f.add_rule(deny, "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, linux.CLONE_NEWUSER, linux.CLONE_NEWUSER))
     # clone3 passes flags in memory, which seccomp cannot inspect: ENOSYS makes libc fall back to clone.
     f.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
@@ -300,8 +363,9 @@ def load_seccomp(filter_: pyseccomp.SyscallFilter) -> None:
     filter_.load()
 
 
-def run_interpreter_steps(keep_fds: dict[int, int], rl_nofile: int, rl_nproc: int, rl_fsize: int,
-                          filter_: pyseccomp.SyscallFilter) -> None:
+def run_interpreter_steps(
+    keep_fds: dict[int, int], rl_nofile: int, rl_nproc: int, rl_fsize: int, filter_: pyseccomp.SyscallFilter
+) -> None:
     """INTERPRETER_STEPS, in order. ``filter_`` is built in the zygote (seccomp_init is slow)."""
     _step("close_fds", close_fds, keep_fds)
     _step("clear_env", clear_env)

@@ -59,10 +59,18 @@ class Kernel:
         self.user_globals: dict = {"__name__": "__main__", "__builtins__": builtins}
         # Line-buffered: a print() arrives as one chunk per line, as soon as the line ends;
         # partial lines are flushed when the run ends.
-        sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False)), encoding="utf-8",
-                                      errors="replace", line_buffering=True)
-        sys.stderr = io.TextIOWrapper(io.BufferedWriter(io.FileIO(2, "w", closefd=False)), encoding="utf-8",
-                                      errors="backslashreplace", line_buffering=True)
+        sys.stdout = io.TextIOWrapper(
+            io.BufferedWriter(io.FileIO(1, "w", closefd=False)),
+            encoding="utf-8",
+            errors="replace",
+            line_buffering=True,
+        )
+        sys.stderr = io.TextIOWrapper(
+            io.BufferedWriter(io.FileIO(2, "w", closefd=False)),
+            encoding="utf-8",
+            errors="backslashreplace",
+            line_buffering=True,
+        )
         sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
         sys.argv = [""]
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
@@ -110,8 +118,11 @@ class Kernel:
         import resource
 
         os.environ.update({str(k): str(v) for k, v in (msg.get("env") or {}).items()})
-        for res, key in ((resource.RLIMIT_NOFILE, "nofile"), (resource.RLIMIT_NPROC, "nproc"),
-                         (resource.RLIMIT_FSIZE, "fsize")):
+        for res, key in (
+            (resource.RLIMIT_NOFILE, "nofile"),
+            (resource.RLIMIT_NPROC, "nproc"),
+            (resource.RLIMIT_FSIZE, "fsize"),
+        ):
             if key in msg:
                 soft, hard = resource.getrlimit(res)
                 value = min(int(msg[key]), hard) if hard != resource.RLIM_INFINITY else int(msg[key])

@@ -43,8 +43,13 @@ class LayerStore:
         lid = self.next_id
         path = self._layer(lid)
         os.mkdir(path)
-        linux.mount("tmpfs", path, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV,
-                    f"size={size},nr_inodes={max(4096, size // 4096)},mode=0700")
+        linux.mount(
+            "tmpfs",
+            path,
+            "tmpfs",
+            linux.MS_NOSUID | linux.MS_NODEV,
+            f"size={size},nr_inodes={max(4096, size // 4096)},mode=0700",
+        )
         os.mkdir(f"{path}/upper", 0o755)
         os.mkdir(f"{path}/work", 0o700)
         os.chown(f"{path}/upper", uid, uid)
@@ -70,8 +75,16 @@ class LayerStore:
         self._hold(slot, upper, [])
         return target
 
-    def fork(self, parent: str, parent_pid: int, child: str, child_pid: int, uid: int,
-             parent_size: int, child_size: int) -> None:
+    def fork(
+        self,
+        parent: str,
+        parent_pid: int,
+        child: str,
+        child_pid: int,
+        uid: int,
+        parent_size: int,
+        child_size: int,
+    ) -> None:
         """Freeze the parent's upper as a shared lower; give parent and child new uppers."""
         upper, lowers = self.slots[parent]
         if len(lowers) + 1 >= MAX_LAYERS:
@@ -79,7 +92,12 @@ class LayerStore:
         # Read-only first: a process of the parent still holding the old mount (cwd, open dir)
         # then gets EROFS instead of changing a layer the fork now shares. EBUSY means a file
         # is open for writing; the fork is refused rather than sharing a layer still changing.
-        linux.mount(None, self._layer(upper), None, linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV)
+        linux.mount(
+            None,
+            self._layer(upper),
+            None,
+            linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV,
+        )
         new_lowers = [upper, *lowers]
         p_upper = self._new_layer(parent_size, uid)
         c_upper = self._new_layer(child_size, uid)
@@ -97,8 +115,13 @@ class LayerStore:
     def resize(self, slot: str, size: int) -> None:
         """Set the workspace-bytes cap of ``slot`` (tmpfs remount; refused below current use)."""
         upper, _ = self.slots[slot]
-        linux.mount(None, self._layer(upper), None, linux.MS_REMOUNT | linux.MS_NOSUID | linux.MS_NODEV,
-                    f"size={size},nr_inodes={max(4096, size // 4096)}")
+        linux.mount(
+            None,
+            self._layer(upper),
+            None,
+            linux.MS_REMOUNT | linux.MS_NOSUID | linux.MS_NODEV,
+            f"size={size},nr_inodes={max(4096, size // 4096)}",
+        )
 
     def install(self, pid: int, source: str) -> None:
         """Replace /workspace in the mount namespace of host process ``pid`` by a clone of ``source``."""

@@ -99,7 +99,9 @@ def setns(fd: int, nstype: int) -> None:
     _check(_libc.syscall(SYS_setns, ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None
+) -> None:
     enc = lambda s: s.encode() if s is not None else None  # noqa: E731
     ret = _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data))
     _check(ret, f"mount {fstype or ''} {source} -> {target}")
@@ -114,12 +116,16 @@ def pivot_root(new_root: str, put_old: str) -> None:
 
 
 def open_tree(path: str, flags: int) -> int:
-    return _check(_libc.syscall(SYS_open_tree, -100, path.encode(), ctypes.c_uint(flags)), f"open_tree {path}")
+    return _check(
+        _libc.syscall(SYS_open_tree, -100, path.encode(), ctypes.c_uint(flags)), f"open_tree {path}"
+    )
 
 
 def move_mount_fd(fd: int, target: str) -> None:
     """Attach the detached mount ``fd`` at ``target`` in the caller's current mount namespace."""
-    ret = _libc.syscall(SYS_move_mount, fd, b"", -100, target.encode(), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH))
+    ret = _libc.syscall(
+        SYS_move_mount, fd, b"", -100, target.encode(), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)
+    )
     _check(ret, f"move_mount -> {target}")
 
 
@@ -129,8 +135,11 @@ class _OpenHow(ctypes.Structure):
 
 def openat2_beneath(dirfd: int, path: str, flags: int, mode: int = 0o644) -> int:
     """Open ``path`` strictly below ``dirfd``: no '..' escape, no symlinks, no magic links."""
-    how = _OpenHow(flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0,
-                   RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+    how = _OpenHow(
+        flags | os.O_CLOEXEC,
+        mode if flags & os.O_CREAT else 0,
+        RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    )
     ret = _libc.syscall(SYS_openat2, dirfd, path.encode(), ctypes.byref(how), ctypes.sizeof(how))
     return _check(ret, f"openat2 {path}")
 
@@ -144,7 +153,11 @@ class _CapHeader(ctypes.Structure):
 
 
 class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
 
 
 def set_capabilities(keep: set[int]) -> None:

@@ -40,8 +40,16 @@ class DemandRate:
 
 
 class WarmPool:
-    def __init__(self, runtime: str, spawn: Callable[[], object], retire: Callable[[object], None], *,
-                 min_size: int = 2, max_size: int = 32, horizon_s: float = 0.5):
+    def __init__(
+        self,
+        runtime: str,
+        spawn: Callable[[], object],
+        retire: Callable[[object], None],
+        *,
+        min_size: int = 2,
+        max_size: int = 32,
+        horizon_s: float = 0.5,
+    ):
         self.runtime = runtime
         self.spawn = spawn
         self.retire = retire
@@ -100,7 +108,7 @@ class WarmPool:
             except Exception:
                 self.failures += 1
                 log.exception("event=pool_spawn_failed runtime=%s", self.runtime)
-                time.sleep(min(5.0, 0.1 * 2 ** self.failures))
+                time.sleep(min(5.0, 0.1 * 2**self.failures))
                 continue
             with self.cond:
                 if self.stopped:

@@ -13,10 +13,19 @@ HEARTBEAT_TTL = 10.0  # an agent whose heartbeat is older than this is not alive
 OUTPUT_TTL_S = 3600  # output streams expire an hour after their last event
 OUTPUT_MAXLEN = 20_000  # events kept per execution stream
 
-ERROR_CODES = frozenset({
-    "agents_unavailable", "agent_timeout", "agent_lost", "sandbox_not_running", "not_found",
-    "unknown_runtime", "invalid_request", "payload_too_large", "internal_error",
-})
+ERROR_CODES = frozenset(
+    {
+        "agents_unavailable",
+        "agent_timeout",
+        "agent_lost",
+        "sandbox_not_running",
+        "not_found",
+        "unknown_runtime",
+        "invalid_request",
+        "payload_too_large",
+        "internal_error",
+    }
+)
 
 RUN_STATUSES = ("succeeded", "failed", "timeout", "killed")
 LIMITS_HIT = ("timeout", "memory", "output", "pids", "disk")
@@ -136,8 +145,12 @@ class OpRequest:
 
     @classmethod
     def from_dict(cls, data: dict) -> OpRequest:
-        return cls(op=data["op"], args=data.get("args") or {}, request_id=data["request_id"],
-                   deadline=float(data.get("deadline") or 0))
+        return cls(
+            op=data["op"],
+            args=data.get("args") or {},
+            request_id=data["request_id"],
+            deadline=float(data.get("deadline") or 0),
+        )
 
 
 @dataclass

@@ -14,9 +14,31 @@ from dataclasses import dataclass, field
 
 # Modules every Python sandbox has imported before user code runs (the zygote pays, not the user).
 PYTHON_PRELOAD = (
-    "json", "re", "math", "random", "datetime", "collections", "itertools", "functools", "io",
-    "time", "textwrap", "string", "typing", "dataclasses", "pathlib", "traceback", "decimal",
-    "fractions", "statistics", "csv", "base64", "hashlib", "struct", "copy", "subprocess",
+    "json",
+    "re",
+    "math",
+    "random",
+    "datetime",
+    "collections",
+    "itertools",
+    "functools",
+    "io",
+    "time",
+    "textwrap",
+    "string",
+    "typing",
+    "dataclasses",
+    "pathlib",
+    "traceback",
+    "decimal",
+    "fractions",
+    "statistics",
+    "csv",
+    "base64",
+    "hashlib",
+    "struct",
+    "copy",
+    "subprocess",
 )
 
 
@@ -64,7 +86,9 @@ def builtin_runtimes() -> dict[str, Runtime]:
     return {
         "python": Runtime("python", "python", PYTHON_PRELOAD, ro_binds=_python_install()),
         "python-ml": Runtime(
-            "python-ml", "python", PYTHON_PRELOAD + ("numpy", "pandas"),
+            "python-ml",
+            "python",
+            PYTHON_PRELOAD + ("numpy", "pandas"),
             ro_binds=_python_install() + _package_dirs(ML_PACKAGES),
         ),
     }

@@ -40,10 +40,12 @@ class Run:
     limit: str | None = None
     interrupted_at: float | None = None
     killed: bool = False
-    decoders: dict = field(default_factory=lambda: {
-        "stdout": codecs.getincrementaldecoder("utf-8")("replace"),
-        "stderr": codecs.getincrementaldecoder("utf-8")("replace"),
-    })
+    decoders: dict = field(
+        default_factory=lambda: {
+            "stdout": codecs.getincrementaldecoder("utf-8")("replace"),
+            "stderr": codecs.getincrementaldecoder("utf-8")("replace"),
+        }
+    )
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -51,8 +53,18 @@ class Run:
 
 
 class Sandbox:
-    def __init__(self, *, slot: str, runtime: Runtime, zygote, cgroup: Cgroup, lineage: Lineage,
-                 ctl: socket.socket, out_fd: int, err_fd: int):
+    def __init__(
+        self,
+        *,
+        slot: str,
+        runtime: Runtime,
+        zygote,
+        cgroup: Cgroup,
+        lineage: Lineage,
+        ctl: socket.socket,
+        out_fd: int,
+        err_fd: int,
+    ):
         self.slot = slot
         self.sandbox_id: str | None = None
         self.runtime = runtime

@@ -97,8 +97,15 @@ class ZygoteServer:
         if op == "spawn":
             return self.spawn(req, fds)
         if op == "fork_workspace":
-            self.layers.fork(req["parent"], req["parent_pid"], req["child"], req["child_pid"], req["uid"],
-                             req["parent_bytes"], req["child_bytes"])
+            self.layers.fork(
+                req["parent"],
+                req["parent_pid"],
+                req["child"],
+                req["child_pid"],
+                req["uid"],
+                req["parent_bytes"],
+                req["child_bytes"],
+            )
             return {"ok": True}
         if op == "resize":
             self.layers.resize(req["slot"], int(req["bytes"]))
@@ -136,8 +143,13 @@ class ZygoteServer:
             isolation.run_init_steps(sync_r, self.root, workspace, TMP_BYTES)
             kpid = os.fork()
             if kpid == 0:
-                isolation.run_interpreter_steps({out: 1, err: 2, ctl: 3}, POOL_RLIMITS["nofile"],
-                                                POOL_RLIMITS["nproc"], POOL_RLIMITS["fsize"], self.filter)
+                isolation.run_interpreter_steps(
+                    {out: 1, err: 2, ctl: 3},
+                    POOL_RLIMITS["nofile"],
+                    POOL_RLIMITS["nproc"],
+                    POOL_RLIMITS["fsize"],
+                    self.filter,
+                )
                 Kernel().serve()
                 os._exit(0)
             for fd in (ctl, out, err):
@@ -178,12 +190,22 @@ class ZygoteProcess:
         self.runtime = runtime
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": repo,
-               "PYTHONDONTWRITEBYTECODE": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-               "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": repo,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "NUMEXPR_NUM_THREADS": "1",
+        }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sandboxes.engine.zygote", runtime.name, state_dir, str(theirs.fileno())],
-            env=env, pass_fds=[theirs.fileno()], cwd="/", stdin=subprocess.DEVNULL,
+            env=env,
+            pass_fds=[theirs.fileno()],
+            cwd="/",
+            stdin=subprocess.DEVNULL,
         )
         theirs.close()
         self.sock = mine
@@ -200,7 +222,9 @@ class ZygoteProcess:
         data = json.dumps(msg).encode()
         with self.lock:
             if fds:
-                self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))])
+                self.sock.sendmsg(
+                    [data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))]
+                )
             else:
                 self.sock.send(data)
             reply = self.sock.recv(MAX_REQUEST)

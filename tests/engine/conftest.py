@@ -41,7 +41,9 @@ class Engine:
 
     def create(self, runtime: str = "python", limits: Limits | None = None, env: dict | None = None) -> str:
         sid = f"sb-{next(_ids)}-{uuid.uuid4().hex[:6]}"
-        self.client.create(self.agent_id, sandbox_id=sid, runtime=runtime, env=env or {}, limits=limits or Limits())
+        self.client.create(
+            self.agent_id, sandbox_id=sid, runtime=runtime, env=env or {}, limits=limits or Limits()
+        )
         self.created.append(sid)
         return sid
 

@@ -13,11 +13,20 @@ def test_write_read_list_delete(engine):
     c.file_write(a, sandbox_id=sid, path="data/in.csv", data=b"a,b\n1,2\n")
     assert c.file_read(a, sandbox_id=sid, path="data/in.csv") == b"a,b\n1,2\n"
     (entry,) = c.files_list(a, sandbox_id=sid, path="data")
-    assert (entry["name"], entry["path"], entry["type"], entry["size"]) == ("in.csv", "data/in.csv", "file", 8)
+    assert (entry["name"], entry["path"], entry["type"], entry["size"]) == (
+        "in.csv",
+        "data/in.csv",
+        "file",
+        8,
+    )
     assert [e["type"] for e in c.files_list(a, sandbox_id=sid)] == ["dir"]
     # the sandbox sees and owns what the host wrote
-    assert engine.ok(sid, "print(open('data/in.csv').read().split()[1])\nopen('data/in.csv', 'a').write('3,4\\n')") \
+    assert (
+        engine.ok(
+            sid, "print(open('data/in.csv').read().split()[1])\nopen('data/in.csv', 'a').write('3,4\\n')"
+        )
         == "1,2\n"
+    )
     assert c.file_read(a, sandbox_id=sid, path="data/in.csv").endswith(b"3,4\n")
     engine.ok(sid, "open('/workspace/out.bin', 'wb').write(bytes(range(256)))")
     assert c.file_read(a, sandbox_id=sid, path="out.bin") == bytes(range(256))
@@ -28,13 +37,16 @@ def test_write_read_list_delete(engine):
     assert err.value.code == "not_found"
 
 
-@pytest.mark.parametrize("path", ["/etc/passwd", "../../etc/passwd", "a/../../x", "", "link", "linkdir/passwd",
-                                  "up/etc/passwd"])
+@pytest.mark.parametrize(
+    "path", ["/etc/passwd", "../../etc/passwd", "a/../../x", "", "link", "linkdir/passwd", "up/etc/passwd"]
+)
 def test_escapes_are_refused(engine, path):
     c, a = engine.client, engine.agent_id
     sid = engine.create()
-    engine.ok(sid, "import os\nos.symlink('/etc/passwd', 'link')\nos.symlink('/etc', 'linkdir')\n"
-                   "os.symlink('..', 'up')")
+    engine.ok(
+        sid,
+        "import os\nos.symlink('/etc/passwd', 'link')\nos.symlink('/etc', 'linkdir')\nos.symlink('..', 'up')",
+    )
     with pytest.raises(EngineError) as err:
         c.file_read(a, sandbox_id=sid, path=path)
     assert err.value.code == "invalid_request"

@@ -16,8 +16,11 @@ def test_fork_copies_memory_and_workspace(engine):
     info = engine.fork(sid)
     assert info["memory"] == "copied"
     child = info["sandbox_id"]
-    out = engine.ok(child, "import os\nprint(counter, json.dumps([1]), open('/workspace/shared.txt').read(), "
-                           "os.environ['ORIGIN'], os.getcwd())")
+    out = engine.ok(
+        child,
+        "import os\nprint(counter, json.dumps([1]), open('/workspace/shared.txt').read(), "
+        "os.environ['ORIGIN'], os.getcwd())",
+    )
     assert out == "10 [1] before fork parent /workspace\n"
 
 
@@ -27,10 +30,20 @@ def test_fork_memory_and_workspace_diverge_afterwards(engine):
     child = engine.fork(sid)["sandbox_id"]
     engine.ok(sid, "counter = 100\nopen('/workspace/f.txt', 'w').write('parent')\nopen('/workspace/p', 'w')")
     engine.ok(child, "counter += 1\nopen('/workspace/f.txt', 'w').write('child')\nopen('/workspace/c', 'w')")
-    assert engine.ok(sid, "import os\nprint(counter, open('/workspace/f.txt').read(), sorted(os.listdir('/workspace')))") \
+    assert (
+        engine.ok(
+            sid,
+            "import os\nprint(counter, open('/workspace/f.txt').read(), sorted(os.listdir('/workspace')))",
+        )
         == "100 parent ['f.txt', 'p']\n"
-    assert engine.ok(child, "import os\nprint(counter, open('/workspace/f.txt').read(), sorted(os.listdir('/workspace')))") \
+    )
+    assert (
+        engine.ok(
+            child,
+            "import os\nprint(counter, open('/workspace/f.txt').read(), sorted(os.listdir('/workspace')))",
+        )
         == "2 child ['c', 'f.txt']\n"
+    )
 
 
 def test_killing_the_parent_does_not_kill_the_fork_and_vice_versa(engine):
@@ -59,8 +72,9 @@ def test_fork_has_its_own_limits(engine):
 def test_fork_while_running_is_refused(engine):
     sid = engine.create()
     eid = f"ex-{uuid.uuid4().hex}"
-    engine.client.run(engine.agent_id, sandbox_id=sid, execution_id=eid, code="import time\ntime.sleep(0.5)",
-                      timeout_s=5)
+    engine.client.run(
+        engine.agent_id, sandbox_id=sid, execution_id=eid, code="import time\ntime.sleep(0.5)", timeout_s=5
+    )
     with pytest.raises(EngineError) as err:
         engine.fork(sid)
     assert err.value.code == "invalid_request"
@@ -85,7 +99,12 @@ def test_fork_cost_does_not_grow_with_workspace_size(engine):
 def test_fork_sees_its_own_processes_and_network(engine):
     sid = engine.create()
     child = engine.fork(sid)["sandbox_id"]
-    engine.ok(sid, "import socket\nsrv = socket.socket(socket.AF_UNIX)\nsrv.bind('\\0parent-only')\nsrv.listen()")
-    out = engine.ok(child, "import socket\nc = socket.socket(socket.AF_UNIX)\ntry:\n    c.connect('\\0parent-only')\n"
-                           "    print('REACHED')\nexcept OSError:\n    print('isolated')")
+    engine.ok(
+        sid, "import socket\nsrv = socket.socket(socket.AF_UNIX)\nsrv.bind('\\0parent-only')\nsrv.listen()"
+    )
+    out = engine.ok(
+        child,
+        "import socket\nc = socket.socket(socket.AF_UNIX)\ntry:\n    c.connect('\\0parent-only')\n"
+        "    print('REACHED')\nexcept OSError:\n    print('isolated')",
+    )
     assert out == "isolated\n"

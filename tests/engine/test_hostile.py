@@ -38,8 +38,9 @@ def test_cpu_loop_times_out_and_sandbox_survives(engine, witness):
 
 def test_ignoring_sigint_past_timeout_kills_the_sandbox(engine, witness):
     sid = engine.create()
-    res = engine.run(sid, "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass",
-                     timeout_s=1)
+    res = engine.run(
+        sid, "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass", timeout_s=1
+    )
     assert (res.exit.status, res.exit.limit, res.exit.sandbox_alive) == ("timeout", "timeout", False)
     assert not engine.alive(sid)
 
@@ -62,7 +63,9 @@ def test_output_flood_is_capped(engine, witness):
 
 def test_cannot_write_outside_workspace(engine, witness):
     sid = engine.create()
-    out = engine.ok(sid, """
+    out = engine.ok(
+        sid,
+        """
 import errno
 for path in ['/etc/passwd', '/usr/evil', '/evil', '/proc/sys/kernel/hostname', '/home/x']:
     try:
@@ -73,7 +76,8 @@ for path in ['/etc/passwd', '/usr/evil', '/evil', '/proc/sys/kernel/hostname', '
 open('/workspace/ok', 'w').write('fine')
 open('/tmp/ok', 'w').write('fine')
 print('workspace ok')
-""")
+""",
+    )
     assert "WROTE" not in out
     assert "workspace ok" in out
 
@@ -82,7 +86,9 @@ def test_cannot_read_host_secrets_agent_env_or_host_proc(engine, witness):
     os.environ["MEM0_AGENT_SECRET_FOR_TEST"] = "hunter2"
     try:
         sid = engine.create()
-        out = engine.ok(sid, f"""
+        out = engine.ok(
+            sid,
+            f"""
 import os
 print('shadow', os.path.exists('/etc/shadow'))
 print('secret' , 'hunter2' in str(dict(os.environ)))
@@ -98,7 +104,8 @@ print('environ_leak', found)
 print('pids', sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))
 print('agent_visible', os.path.exists('/proc/{os.getpid()}/status') and {os.getpid()} > 10)
 print('repo_visible', os.path.exists({os.path.dirname(__file__)!r}))
-""")
+""",
+        )
     finally:
         del os.environ["MEM0_AGENT_SECRET_FOR_TEST"]
     assert "shadow False" in out
@@ -112,7 +119,9 @@ print('repo_visible', os.path.exists({os.path.dirname(__file__)!r}))
 
 def test_no_network_egress_or_loopback(engine, witness):
     sid = engine.create()
-    out = engine.ok(sid, """
+    out = engine.ok(
+        sid,
+        """
 import socket
 for target in [('1.1.1.1', 80), ('8.8.8.8', 53), ('127.0.0.1', 6379), ('10.0.0.1', 22)]:
     s = socket.socket()
@@ -128,14 +137,17 @@ try:
 except OSError:
     print('no dns')
 print(sorted(i[1] for i in socket.if_nameindex()))
-""")
+""",
+    )
     assert "CONNECTED" not in out and "RESOLVED" not in out
     assert "['lo']" in out
 
 
 def test_cannot_reach_another_sandbox_over_tcp_or_abstract_unix(engine, witness):
     a, b = engine.create(), engine.create()
-    engine.ok(a, """
+    engine.ok(
+        a,
+        """
 import socket
 srv = socket.socket(socket.AF_UNIX)
 srv.bind('\\0mem0-probe')
@@ -147,8 +159,11 @@ try:
     print('tcp listening')
 except OSError as e:
     print('no tcp', e.errno)
-""")
-    out = engine.ok(b, """
+""",
+    )
+    out = engine.ok(
+        b,
+        """
 import socket
 c = socket.socket(socket.AF_UNIX)
 try:
@@ -163,13 +178,16 @@ try:
     print('REACHED tcp')
 except OSError as e:
     print('tcp blocked', e.errno)
-""")
+""",
+    )
     assert "REACHED" not in out
 
 
 def test_ptrace_mount_unshare_setuid_mknod_are_denied(engine, witness):
     sid = engine.create()
-    out = engine.ok(sid, """
+    out = engine.ok(
+        sid,
+        """
 import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
 def errno_of(rc):
@@ -193,14 +211,17 @@ except PermissionError:
 os.mkfifo('/workspace/fifo')
 print('fifo ok')
 print('uid', os.getuid(), os.geteuid())
-""")
+""",
+    )
     assert "ALLOWED" not in out, out
     assert "uid 1000 1000" in out
 
 
 def test_kill_minus_one_and_signalling_the_agent_harm_nobody(engine, witness):
     sid = engine.create()
-    out = engine.ok(sid, f"""
+    out = engine.ok(
+        sid,
+        f"""
 import os, signal
 for target in ({os.getpid()}, 1):
     try:
@@ -208,7 +229,8 @@ for target in ({os.getpid()}, 1):
         print('SIGNALLED', target)
     except OSError as e:
         print('denied', target, e.errno)
-""")
+""",
+    )
     assert "SIGNALLED" not in out
     engine.run(sid, "import os, signal\nos.kill(-1, signal.SIGKILL)")
     assert engine.ok(witness, "print('still here')") == "still here\n"
@@ -222,7 +244,9 @@ def test_background_child_is_killed_with_the_sandbox(engine, witness):
     assert len(pids) == 2  # interpreter + background sleep
     engine.kill(sid)
     deadline = time.monotonic() + 5
-    while any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z" for p in pids):
+    while any(
+        os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z" for p in pids
+    ):
         assert time.monotonic() < deadline, "background child survived the kill"
         time.sleep(0.02)
 
@@ -230,7 +254,9 @@ def test_background_child_is_killed_with_the_sandbox(engine, witness):
 def test_cannot_read_another_sandboxs_workspace(engine, witness):
     a, b = engine.create(), engine.create()
     engine.ok(a, "open('/workspace/secret.txt', 'w').write('tenant-a-secret')")
-    out = engine.ok(b, """
+    out = engine.ok(
+        b,
+        """
 import os
 hits = []
 for root in ['/workspace', '/tmp', '/proc']:
@@ -240,7 +266,8 @@ for root in ['/workspace', '/tmp', '/proc']:
         if 'secret.txt' in files:
             hits.append(dirpath)
 print('hits', hits)
-""")
+""",
+    )
     assert "hits []" in out
 
 

@@ -24,8 +24,13 @@ def test_env_is_set_at_create(engine):
 def test_output_streams_line_by_line_as_produced(engine):
     sid = engine.create()
     eid = f"ex-{uuid.uuid4().hex}"
-    engine.client.run(engine.agent_id, sandbox_id=sid, execution_id=eid, timeout_s=10,
-                      code="import time\nfor i in range(4):\n    print(i)\n    time.sleep(0.2)")
+    engine.client.run(
+        engine.agent_id,
+        sandbox_id=sid,
+        execution_id=eid,
+        timeout_s=10,
+        code="import time\nfor i in range(4):\n    print(i)\n    time.sleep(0.2)",
+    )
     arrivals = []
     seq = 0
     while True:
@@ -45,8 +50,13 @@ def test_output_streams_line_by_line_as_produced(engine):
 def test_output_replays_from_any_seq(engine):
     sid = engine.create()
     eid = f"ex-{uuid.uuid4().hex}"
-    engine.client.run(engine.agent_id, sandbox_id=sid, execution_id=eid, timeout_s=10,
-                      code="import sys\nprint('a')\nprint('b', file=sys.stderr)\nprint('c')")
+    engine.client.run(
+        engine.agent_id,
+        sandbox_id=sid,
+        execution_id=eid,
+        timeout_s=10,
+        code="import sys\nprint('a')\nprint('b', file=sys.stderr)\nprint('c')",
+    )
     engine.client.wait(eid, timeout=10)
     everything = engine.client.output(eid)
     assert isinstance(everything[-1], ExitEvent)
@@ -66,12 +76,15 @@ def test_exception_fails_the_run_with_a_clean_traceback(engine):
     assert engine.ok(sid, "print(x)") == "1\n"
 
 
-@pytest.mark.parametrize("code,status,exit_code", [
-    ("raise SystemExit", "succeeded", 0),
-    ("raise SystemExit(3)", "failed", 3),
-    ("import sys\nsys.exit('bye')", "failed", 1),
-    ("raise KeyboardInterrupt", "failed", 130),
-])
+@pytest.mark.parametrize(
+    "code,status,exit_code",
+    [
+        ("raise SystemExit", "succeeded", 0),
+        ("raise SystemExit(3)", "failed", 3),
+        ("import sys\nsys.exit('bye')", "failed", 1),
+        ("raise KeyboardInterrupt", "failed", 130),
+    ],
+)
 def test_system_exit_and_keyboard_interrupt_end_the_run_not_the_sandbox(engine, code, status, exit_code):
     sid = engine.create()
     res = engine.run(sid, code)
@@ -100,8 +113,9 @@ def test_segfault_ends_the_sandbox(engine, witness):
 def test_kill_during_a_run(engine):
     sid = engine.create()
     eid = f"ex-{uuid.uuid4().hex}"
-    engine.client.run(engine.agent_id, sandbox_id=sid, execution_id=eid, code="import time\ntime.sleep(30)",
-                      timeout_s=60)
+    engine.client.run(
+        engine.agent_id, sandbox_id=sid, execution_id=eid, code="import time\ntime.sleep(30)", timeout_s=60
+    )
     time.sleep(0.1)
     engine.kill(sid)
     engine.kill(sid)  # idempotent
@@ -120,8 +134,9 @@ def test_run_accounting(engine):
 def test_second_run_while_busy_is_refused(engine):
     sid = engine.create()
     eid = f"ex-{uuid.uuid4().hex}"
-    engine.client.run(engine.agent_id, sandbox_id=sid, execution_id=eid, code="import time\ntime.sleep(0.5)",
-                      timeout_s=5)
+    engine.client.run(
+        engine.agent_id, sandbox_id=sid, execution_id=eid, code="import time\ntime.sleep(0.5)", timeout_s=5
+    )
     with pytest.raises(EngineError) as err:
         engine.run(sid, "print(1)")
     assert err.value.code == "invalid_request"
@@ -130,8 +145,11 @@ def test_second_run_while_busy_is_refused(engine):
 
 def test_python_ml_has_numpy_and_pandas_ready(engine):
     sid = engine.create(runtime="python-ml")
-    out = engine.ok(sid, "import sys\nprint('numpy' in sys.modules)\nimport numpy as np, pandas as pd\n"
-                         "print(int(np.arange(10).sum()), pd.DataFrame({'a': [1, 2]}).a.sum())")
+    out = engine.ok(
+        sid,
+        "import sys\nprint('numpy' in sys.modules)\nimport numpy as np, pandas as pd\n"
+        "print(int(np.arange(10).sum()), pd.DataFrame({'a': [1, 2]}).a.sum())",
+    )
     assert out == "True\n45 3\n"
 
 

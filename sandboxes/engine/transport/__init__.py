@@ -48,10 +48,12 @@ class Bus(abc.ABC):
     def publish(self, execution_id: str, events: list[OutputEvent | ExitEvent]) -> None: ...
 
     @abc.abstractmethod
-    def read_output(self, execution_id: str, after_seq: int, block_ms: int, count: int) -> list[OutputEvent | ExitEvent]: ...
+    def read_output(
+        self, execution_id: str, after_seq: int, block_ms: int, count: int
+    ) -> list[OutputEvent | ExitEvent]: ...
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op for the in-process bus
+        """Release connections (Redis); the in-process bus holds none."""
 
 
 _INPROCESS: dict[str, Bus] = {}

@@ -9,7 +9,16 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from ..protocol import OUTPUT_MAXLEN, OUTPUT_TTL_S, AgentInfo, EngineError, ExitEvent, OpReply, OpRequest, OutputEvent
+from ..protocol import (
+    OUTPUT_MAXLEN,
+    OUTPUT_TTL_S,
+    AgentInfo,
+    EngineError,
+    ExitEvent,
+    OpReply,
+    OpRequest,
+    OutputEvent,
+)
 from . import Bus
 
 
@@ -60,7 +69,9 @@ class InProcessBus(Bus):
             return fut.result(timeout)
         except FutureTimeout:
             alive = any(a.id == agent_id and a.alive for a in self.list_agents())
-            raise EngineError("agent_timeout" if alive else "agent_lost", f"{request.op} on {agent_id}") from None
+            raise EngineError(
+                "agent_timeout" if alive else "agent_lost", f"{request.op} on {agent_id}"
+            ) from None
         finally:
             self._pending.pop(request.request_id, None)
 
@@ -101,7 +112,9 @@ class InProcessBus(Bus):
         for key in [k for k, s in self._streams.items() if now - s.touched > OUTPUT_TTL_S]:
             del self._streams[key]
 
-    def read_output(self, execution_id: str, after_seq: int, block_ms: int, count: int) -> list[OutputEvent | ExitEvent]:
+    def read_output(
+        self, execution_id: str, after_seq: int, block_ms: int, count: int
+    ) -> list[OutputEvent | ExitEvent]:
         deadline = time.monotonic() + block_ms / 1000
         with self._cond:
             while True:

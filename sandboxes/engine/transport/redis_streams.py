@@ -1,0 +1,188 @@
+"""Redis Streams transport (multi-host, production).
+
+Keys (all under ``prefix``):
+  ``{p}:agents``            hash agent id -> AgentInfo JSON (heartbeat inside)
+  ``{p}:ops:{agent}``       stream of OpRequest, consumer group ``agents``; an entry is acked
+                            after its reply is sent, so a crashed agent's unanswered ops are
+                            reclaimed with XAUTOCLAIM when it restarts (stale ones, past their
+                            deadline, are dropped unanswered: their caller has given up)
+  ``{p}:reply:{request}``   list holding the OpReply; the caller BLPOPs it; expires
+  ``{p}:exec:{execution}``  stream of output events; entry id ``0-{seq}``, so "events after
+                            seq N" is XREAD from ``0-N``; capped (MAXLEN) and expiring
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from ..protocol import (
+    OUTPUT_MAXLEN,
+    OUTPUT_TTL_S,
+    AgentInfo,
+    EngineError,
+    ExitEvent,
+    OpReply,
+    OpRequest,
+    OutputEvent,
+    event_from_dict,
+)
+from . import Bus
+
+log = logging.getLogger("mem0.engine.redis")
+
+GROUP = "agents"
+OPS_MAXLEN = 10_000
+REPLY_TTL_S = 120
+RECLAIM_IDLE_MS = 30_000
+
+
+class RedisBus(Bus):
+    def __init__(self, url: str, prefix: str = "mem0"):
+        self.prefix = prefix
+        self.r = redis.Redis.from_url(url, socket_keepalive=True, health_check_interval=30)
+        self._entries: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # -- registry
+    def register_agent(self, info: AgentInfo) -> None:
+        self.r.hset(self._k("agents"), info.id, json.dumps(info.to_dict()))
+
+    def unregister_agent(self, agent_id: str) -> None:
+        self.r.hdel(self._k("agents"), agent_id)
+
+    def list_agents(self) -> list[AgentInfo]:
+        now = time.time()
+        return [AgentInfo.from_dict(json.loads(v), now) for v in self.r.hgetall(self._k("agents")).values()]
+
+    def _agent_alive(self, agent_id: str) -> bool | None:
+        raw = self.r.hget(self._k("agents"), agent_id)
+        return None if raw is None else AgentInfo.from_dict(json.loads(raw), time.time()).alive
+
+    # -- ops, client side
+    def call(self, agent_id: str, request: OpRequest, timeout: float) -> OpReply:
+        request.deadline = time.time() + timeout
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hget(self._k("agents"), agent_id)
+        pipe.xadd(
+            self._k("ops", agent_id),
+            {"r": json.dumps(request.to_dict())},
+            maxlen=OPS_MAXLEN,
+            approximate=True,
+        )
+        raw_info, _ = pipe.execute()
+        if raw_info is None:
+            raise EngineError("agents_unavailable", f"agent {agent_id} is not registered")
+        if not AgentInfo.from_dict(json.loads(raw_info), time.time()).alive:
+            raise EngineError("agent_lost", f"agent {agent_id} has stopped sending heartbeats")
+        got = self.r.blpop([self._k("reply", request.request_id)], timeout=max(0.01, timeout))
+        if got is None:
+            alive = self._agent_alive(agent_id)
+            raise EngineError("agent_timeout" if alive else "agent_lost", f"{request.op} on {agent_id}")
+        return OpReply.from_dict(json.loads(got[1]))
+
+    # -- ops, agent side
+    def serve_ops(self, agent_id: str, handle: Callable[[OpRequest], None], stop: threading.Event) -> None:
+        key = self._k("ops", agent_id)
+        consumer = f"{agent_id}@{socket.gethostname()}"
+        self._ensure_group(key)
+        self._reclaim(key, consumer, handle, min_idle_ms=0)  # our own pending ops from before a crash
+        last_reclaim = time.monotonic()
+        while not stop.is_set():
+            try:
+                got = self.r.xreadgroup(GROUP, consumer, {key: ">"}, count=100, block=500)
+            except redis.ConnectionError:
+                log.warning("event=redis_unavailable")
+                time.sleep(0.5)
+                continue
+            except redis.ResponseError as exc:  # stream or group deleted under us (NOGROUP, UNBLOCKED)
+                log.warning("event=ops_stream_reset detail=%s", exc)
+                self._ensure_group(key)
+                continue
+            for _, entries in got or []:
+                for entry_id, fields in entries:
+                    self._dispatch(key, entry_id, fields, handle)
+            if time.monotonic() - last_reclaim > RECLAIM_IDLE_MS / 1000:
+                last_reclaim = time.monotonic()
+                self._reclaim(key, consumer, handle, min_idle_ms=RECLAIM_IDLE_MS)
+
+    def _ensure_group(self, key: str) -> None:
+        try:
+            self.r.xgroup_create(key, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def _reclaim(self, key: str, consumer: str, handle, min_idle_ms: int) -> None:
+        start = "0-0"
+        while True:
+            res = self.r.xautoclaim(
+                key, GROUP, consumer, min_idle_time=min_idle_ms, start_id=start, count=100
+            )
+            start, entries = res[0], res[1]
+            for entry_id, fields in entries:
+                if fields:
+                    self._dispatch(key, entry_id, fields, handle)
+            if start in (b"0-0", "0-0") or not entries:
+                return
+
+    def _dispatch(self, key: str, entry_id: bytes, fields: dict, handle) -> None:
+        try:
+            req = OpRequest.from_dict(json.loads(fields[b"r"]))
+        except (KeyError, ValueError, TypeError):
+            self.r.xack(key, GROUP, entry_id)
+            return
+        if req.deadline and time.time() > req.deadline:
+            self.r.xack(key, GROUP, entry_id)  # the caller has given up
+            return
+        with self._lock:
+            self._entries[req.request_id] = (key, entry_id)
+        handle(req)
+
+    def reply(self, request: OpRequest, reply: OpReply) -> None:
+        with self._lock:
+            entry = self._entries.pop(request.request_id, None)
+        pipe = self.r.pipeline(transaction=False)
+        rkey = self._k("reply", request.request_id)
+        pipe.rpush(rkey, json.dumps(reply.to_dict()))
+        pipe.expire(rkey, REPLY_TTL_S)
+        if entry:
+            pipe.xack(entry[0], GROUP, entry[1])
+        pipe.execute()
+
+    # -- output
+    def publish(self, execution_id: str, events: list[OutputEvent | ExitEvent]) -> None:
+        key = self._k("exec", execution_id)
+        pipe = self.r.pipeline(transaction=False)
+        for e in events:
+            pipe.xadd(
+                key, {"e": json.dumps(e.to_dict())}, id=f"0-{e.seq}", maxlen=OUTPUT_MAXLEN, approximate=True
+            )
+        pipe.expire(key, OUTPUT_TTL_S)
+        pipe.execute()
+
+    def read_output(
+        self, execution_id: str, after_seq: int, block_ms: int, count: int
+    ) -> list[OutputEvent | ExitEvent]:
+        got = self.r.xread(
+            {self._k("exec", execution_id): f"0-{after_seq}"},
+            count=count,
+            block=block_ms if block_ms > 0 else None,
+        )
+        out = []
+        for _, entries in got or []:
+            for _, fields in entries:
+                out.append(event_from_dict(json.loads(fields[b"e"])))
+        return out
+
+    def close(self) -> None:
+        self.r.close()
