@@ -5,7 +5,14 @@ import uuid
 
 import pytest
 
-from mem0sdk import Execution, NotFoundError, OutputEvent, SandboxNotRunningError
+from mem0sdk import (
+    Execution,
+    NotFoundError,
+    OutputEvent,
+    PayloadTooLargeError,
+    QuotaExceededError,
+    SandboxNotRunningError,
+)
 
 TICKS = 3
 TICK_S = 0.6
@@ -45,6 +52,15 @@ def test_failed_run_reports_exit_code_and_stderr(sandbox):
     execution = sandbox.run("import sys\nprint('bad', file=sys.stderr)\nraise SystemExit(3)")
     assert (execution.status, execution.exit_code) == ("failed", 3)
     assert execution.stderr == "bad\n" and not execution.ok
+
+
+def test_oversized_code_raises_payload_too_large_and_long_timeouts_quota_exceeded(sandbox):
+    with pytest.raises(PayloadTooLargeError) as big:
+        sandbox.run("#" * (2 * 1024 * 1024))
+    assert big.value.status == 413 and big.value.details["limit"] > 0
+    with pytest.raises(QuotaExceededError) as quota:
+        sandbox.run("print(1)", timeout_s=1_000_000)
+    assert quota.value.status == 429 and quota.value.details["limit_name"] == "max_run_seconds"
 
 
 def test_run_that_hits_its_timeout_says_so(sandbox):
@@ -116,7 +132,9 @@ def test_files_write_read_list_delete(sandbox):
 
 def test_kill_stops_the_sandbox_and_later_runs_raise_sandbox_not_running(client):
     sandbox = client.sandboxes.create()
+    same = client.sandboxes.get(sandbox.id)
     assert sandbox.kill().state == "stopped"
+    assert same.state == "running" and same.refresh().state == "stopped" and same.stopped_at is not None
     assert client.sandboxes.get(sandbox.id).state == "stopped"
     with pytest.raises(SandboxNotRunningError) as exc:
         sandbox.run("print(1)")
