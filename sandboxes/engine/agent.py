@@ -72,6 +72,8 @@ class Agent:
         pool_min: int = 2,
         pool_max: int = 32,
         templates: list[str] | None = None,
+        blockstore=None,
+        blockstore_dir: str | None = None,
     ):
         self.bus = bus
         self.agent_id = agent_id
@@ -94,7 +96,8 @@ class Agent:
         self.hub = IOHub(self._tick, self._flush)
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="mem0-op")
         self.cleaner = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mem0-cleanup")
-        self._blockstore = None
+        self._blockstore = blockstore  # a configured BlockStore (S3 tier...), or a local one made lazily
+        self.blockstore_dir = blockstore_dir or os.path.join(self.state_dir, "blocks")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -522,7 +525,7 @@ class Agent:
                 from .blockstore import BlockStore
             except ImportError as exc:
                 raise EngineError("internal_error", "block store is not available") from exc
-            self._blockstore = BlockStore(os.path.join(self.state_dir, "blocks"))
+            self._blockstore = BlockStore(self.blockstore_dir)
         return self._blockstore
 
     def op_snapshot(self, *, sandbox_id: str) -> dict:
@@ -532,6 +535,8 @@ class Agent:
             sb.cgroup.freeze()  # a consistent tree even while a run writes
             try:
                 res = store.snapshot_tree(sb.zygote.workspace_path(sb.slot), previous_index=sb.snapshot_index)
+            except Exception as exc:
+                raise _blockstore_error(exc, "") from exc
             finally:
                 sb.cgroup.thaw()
             sb.snapshot_index = res.index
@@ -553,21 +558,17 @@ class Agent:
         limits: dict | None = None,
     ) -> dict:
         env, lim = self._check_new(new_sandbox_id, env, limits)
+        if not isinstance(digest, str) or not digest:
+            raise EngineError("invalid_request", "digest must be a non-empty string")
         store = self._store()
         sb = self._take(runtime)
         try:
             ws = self._workspace(sb)
-            store.restore_tree(digest, ws.root)
+            store.restore_tree(digest, ws.root)  # into the still-empty workspace, before hand-over
             ws.chown_tree()
-        except EngineError:
+        except BaseException as exc:
             self._kill_sandbox(sb)
-            raise
-        except (KeyError, FileNotFoundError) as exc:
-            self._kill_sandbox(sb)
-            raise EngineError("not_found", f"snapshot {digest} not found") from exc
-        except Exception:
-            self._kill_sandbox(sb)
-            raise
+            raise _blockstore_error(exc, digest) from exc
         return self._hand_over(sb, new_sandbox_id, env, lim)
 
     # ------------------------------------------------------------------ killing and cleanup
@@ -794,26 +795,31 @@ class Agent:
                 self._finish_dead(sb)
 
 
+def _blockstore_error(exc: BaseException, digest: str) -> BaseException:
+    """Block store failures as engine errors (the block store is imported lazily)."""
+    if isinstance(exc, EngineError) or not isinstance(exc, Exception):
+        return exc
+    code = getattr(exc, "code", "")
+    if code in ("chunk_missing", "not_a_snapshot") or isinstance(exc, (KeyError, FileNotFoundError)):
+        return EngineError("not_found", f"snapshot {digest} not found")
+    if isinstance(exc, ValueError):
+        return EngineError("invalid_request", f"bad digest {digest!r}")
+    if code == "chunk_archived":
+        return EngineError(
+            "invalid_request", f"snapshot {digest} is archived; restore it from cold storage first"
+        )
+    return EngineError("internal_error", f"block store: {type(exc).__name__}: {exc}")
+
+
 def start_embedded_agent(
-    bus: Bus,
-    *,
-    agent_id: str = "local",
-    state_dir: str,
-    capacity: int = 100,
-    pool_min: int = 2,
-    pool_max: int = 32,
-    templates: list[str] | None = None,
+    bus: Bus, *, agent_id: str = "local", state_dir: str, capacity: int = 100, **options
 ) -> Agent:
-    """Run an agent as threads of this process (zygotes are child processes). ``.stop()`` ends it."""
-    return Agent(
-        bus,
-        agent_id=agent_id,
-        state_dir=state_dir,
-        capacity=capacity,
-        pool_min=pool_min,
-        pool_max=pool_max,
-        templates=templates,
-    ).start()
+    """Run an agent as threads of this process (zygotes are child processes); ``.stop()`` ends it.
+
+    ``options``: pool_min, pool_max, templates (runtime names to serve), blockstore (a configured
+    ``BlockStore``, e.g. with the S3 tier) or blockstore_dir (default ``{state_dir}/blocks``).
+    """
+    return Agent(bus, agent_id=agent_id, state_dir=state_dir, capacity=capacity, **options).start()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -828,6 +834,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state-dir", default="/var/lib/mem0/agent")
     parser.add_argument("--pool-min", type=int, default=2)
     parser.add_argument("--pool-max", type=int, default=32)
+    parser.add_argument(
+        "--blockstore-dir", default=None, help="snapshot chunk store (default STATE_DIR/blocks)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     bus = make_bus(args.redis_url, args.prefix)
@@ -839,6 +848,7 @@ def main(argv: list[str] | None = None) -> None:
         state_dir=args.state_dir,
         pool_min=args.pool_min,
         pool_max=args.pool_max,
+        blockstore_dir=args.blockstore_dir,
     ).start()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
