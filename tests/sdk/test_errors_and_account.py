@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import httpx
 import pytest
 
 from mem0sdk import (
@@ -13,6 +14,7 @@ from mem0sdk import (
     Mem0ConnectionError,
     Mem0Error,
     NotFoundError,
+    PermissionDeniedError,
 )
 from tests.sdk.live_server import ROOT, free_port
 
@@ -59,6 +61,22 @@ def test_unknown_key_raises_authentication_error_key_unknown(mem0_server):
         with pytest.raises(AuthenticationError) as exc:
             c.sandboxes.get("sbx_whatever")
     assert (exc.value.code, exc.value.status) == ("key_unknown", 401)
+
+
+def test_key_without_write_scope_raises_permission_denied(mem0_server, client):
+    # Keys are not part of the SDK's surface: make a read-only one with a plain HTTP call.
+    created = httpx.post(
+        f"{mem0_server.base_url}/api/v1/keys",
+        json={"name": "sdk read-only", "scopes": ["sandboxes:read"]},
+        headers={"Authorization": f"Bearer {mem0_server.api_key}"},
+    )
+    assert created.status_code == 201, created.text
+    with Mem0(api_key=created.json()["key"], base_url=mem0_server.base_url) as read_only:
+        assert list(read_only.sandboxes.list(metadata={"suite": "never-used-label"})) == []
+        with pytest.raises(PermissionDeniedError) as exc:
+            read_only.sandboxes.create()
+    assert (exc.value.code, exc.value.status) == ("permission_denied", 403)
+    assert exc.value.details["required_scope"] == "sandboxes:write"
 
 
 def test_missing_sandbox_raises_not_found(client):
