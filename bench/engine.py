@@ -1,0 +1,373 @@
+"""Engine benchmark: prints a table of latencies and capacities against the issue's targets.
+
+Run from the repo root as root: ``.venv/bin/python bench/engine.py`` (``--quick`` for fewer
+iterations, ``--redis-url`` to pick the Redis used for the Redis-transport figures,
+``--no-redis`` to skip them). Not a test: it only measures and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import psutil  # noqa: E402
+
+from sandboxes.engine.agent import start_embedded_agent  # noqa: E402
+from sandboxes.engine.client import EngineClient  # noqa: E402
+from sandboxes.engine.protocol import ExitEvent, Limits  # noqa: E402
+from sandboxes.engine.transport import make_bus  # noqa: E402
+
+ROWS: list[tuple] = []
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def record(
+    metric: str, transport: str, samples: list[float] | float, unit: str, target: str = "", check=None
+) -> None:
+    if isinstance(samples, list):
+        p50, p99, n = pct(samples, 50), pct(samples, 99), len(samples)
+    else:
+        p50, p99, n = samples, None, 1
+    ok = "" if check is None else ("yes" if check(p50, p99) else "NO")
+    ROWS.append((metric, transport, p50, p99, n, unit, target, ok))
+    p99s = f"{p99:.2f}" if p99 is not None else "-"
+    print(f"  {metric:<46} {transport:<10} p50={p50:.2f} p99={p99s} {unit} (n={n}) {target} {ok}", flush=True)
+
+
+class Bench:
+    def __init__(self, client: EngineClient, agent, agent_id: str, transport: str):
+        self.c, self.agent, self.agent_id, self.transport = client, agent, agent_id, transport
+
+    def sid(self) -> str:
+        return f"b-{uuid.uuid4().hex[:12]}"
+
+    def create(self, runtime="python", limits=None) -> str:
+        sid = self.sid()
+        self.c.create(self.agent_id, sandbox_id=sid, runtime=runtime, env={}, limits=limits or Limits())
+        return sid
+
+    def run_wait(self, sid: str, code: str, timeout_s: float = 30) -> ExitEvent:
+        eid = uuid.uuid4().hex
+        self.c.run(self.agent_id, sandbox_id=sid, execution_id=eid, code=code, timeout_s=timeout_s)
+        return self.c.wait(eid, timeout=timeout_s + 30)
+
+    def first_output(self, sid: str, code: str) -> None:
+        eid = uuid.uuid4().hex
+        self.c.run(self.agent_id, sandbox_id=sid, execution_id=eid, code=code, timeout_s=10)
+        while not self.c.output(eid, block_ms=5000, count=1):
+            pass
+
+    def kill(self, sid: str) -> None:
+        self.c.kill(self.agent_id, sandbox_id=sid)
+
+    def wait_pool(self, runtime="python", n=2, timeout=10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.agent.pools[runtime].size() < n and time.monotonic() < deadline:
+            time.sleep(0.002)
+
+    def create_to_first_output(self, n: int) -> None:
+        samples = []
+        for _ in range(n):
+            self.wait_pool(n=2)
+            t = time.perf_counter()
+            sid = self.create()
+            self.first_output(sid, "print(1)")
+            samples.append((time.perf_counter() - t) * 1000)
+            self.kill(sid)
+        record(
+            "create from pool -> first output of print(1)",
+            self.transport,
+            samples,
+            "ms",
+            "p50<=3 p99<=10",
+            lambda p50, p99: p50 <= 3 and p99 <= 10,
+        )
+
+    def warm_run(self, n: int) -> None:
+        sid = self.create()
+        self.run_wait(sid, "x = 0")
+        samples = []
+        for _ in range(n):
+            t = time.perf_counter()
+            self.run_wait(sid, "x += 1")
+            samples.append((time.perf_counter() - t) * 1000)
+        self.kill(sid)
+        record(
+            "warm run of a trivial snippet (accept -> exit)",
+            self.transport,
+            samples,
+            "ms",
+            "p50<=1",
+            lambda p50, p99: p50 <= 1,
+        )
+
+    def fork(self, sizes: list[tuple[str, int]], n: int) -> None:
+        for label, nbytes in sizes:
+            sid = self.create(limits=Limits(memory_bytes=max(512 << 20, nbytes * 3), pids=256))
+            count = max(1, nbytes // 1024)
+            self.run_wait(sid, f"blob = [bytes(1000) + i.to_bytes(8, 'little') for i in range({count})]", 300)
+            samples = []
+            for _ in range(n):
+                new = self.sid()
+                t = time.perf_counter()
+                self.c.fork(
+                    self.agent_id,
+                    sandbox_id=sid,
+                    new_sandbox_id=new,
+                    limits=Limits(memory_bytes=max(512 << 20, nbytes * 3)),
+                    timeout=120,
+                )
+                samples.append((time.perf_counter() - t) * 1000)
+                self.kill(new)
+            self.kill(sid)
+            target = "p50<=10" if label == "100 MB" else ""
+            record(
+                f"fork of a sandbox holding {label} of objects",
+                self.transport,
+                samples,
+                "ms",
+                target,
+                (lambda p50, p99: p50 <= 10) if target else None,
+            )
+
+    def kill_latency(self, n: int) -> None:
+        samples = []
+        for _ in range(n):
+            self.wait_pool(n=1)
+            sid = self.create()
+            t = time.perf_counter()
+            self.kill(sid)
+            samples.append((time.perf_counter() - t) * 1000)
+        record("kill", self.transport, samples, "ms")
+
+    def sustained(self, seconds: float, threads: int) -> None:
+        done = [0]
+        lock = threading.Lock()
+        stop = time.monotonic() + seconds
+
+        def worker():
+            while time.monotonic() < stop:
+                sid = self.create()
+                self.run_wait(sid, "print(1)")
+                self.kill(sid)
+                with lock:
+                    done[0] += 1
+
+        ts = [threading.Thread(target=worker) for _ in range(threads)]
+        t = time.monotonic()
+        for th in ts:
+            th.start()
+        for th in ts:
+            th.join()
+        rate = done[0] / (time.monotonic() - t)
+        record(
+            f"sustained create+run+kill ({threads} clients)",
+            self.transport,
+            rate,
+            "/s",
+            ">=300",
+            lambda p50, p99: p50 >= 300,
+        )
+
+    def ml_numpy(self, n: int) -> None:
+        samples = []
+        for _ in range(n):
+            self.wait_pool("python-ml", n=2)
+            t = time.perf_counter()
+            sid = self.create("python-ml")
+            self.run_wait(sid, "import numpy, pandas\nnumpy.zeros(3)")
+            samples.append((time.perf_counter() - t) * 1000)
+            self.kill(sid)
+        record(
+            "python-ml create -> numpy usable",
+            self.transport,
+            samples,
+            "ms",
+            "p50<=5",
+            lambda p50, p99: p50 <= 5,
+        )
+
+    def idle_memory(self, n: int) -> None:
+        sids = [self.create() for _ in range(n)]
+        for sid in sids:
+            self.run_wait(sid, "pass")
+        time.sleep(0.3)
+        uss, pss, charged = [], [], []
+        for sid in sids:
+            sb = self.agent.sandboxes[sid]
+            procs = [psutil.Process(sb.host_pid), psutil.Process(sb.lineage.init_pid)]
+            infos = [p.memory_full_info() for p in procs]
+            uss.append(sum(i.uss for i in infos) / 2**20)
+            pss.append(sum(i.pss for i in infos) / 2**20)
+            charged.append(sb.cgroup.memory_current() / 2**20)
+        record(
+            "idle sandbox USS (interpreter + init)",
+            self.transport,
+            uss,
+            "MiB",
+            "<=2",
+            lambda p50, p99: p50 <= 2,
+        )
+        record("idle sandbox PSS (interpreter + init)", self.transport, pss, "MiB")
+        record("idle sandbox memory charged to its cgroup", self.transport, charged, "MiB")
+        avail = psutil.virtual_memory().available / 2**20
+        per = statistics.median(uss) + 0.5  # + init/kernel structures not in the interpreter's USS
+        record("idle sandboxes that fit in available memory", self.transport, avail / per, "sandboxes")
+        for sid in sids:
+            self.kill(sid)
+
+
+def baselines(n: int) -> None:
+    py = os.path.realpath(sys.executable)
+
+    def timed(cmd: list[str]) -> list[float] | None:
+        out = []
+        for _ in range(n):
+            t = time.perf_counter()
+            r = subprocess.run(cmd, capture_output=True)
+            out.append((time.perf_counter() - t) * 1000)
+            if r.returncode != 0:
+                return None
+        return out
+
+    cases = [
+        ("baseline: python -c 'print(1)' cold", [py, "-c", "print(1)"]),
+        (
+            "baseline: same under unshare (6 namespaces)",
+            [
+                "unshare",
+                "--user",
+                "--map-root-user",
+                "--pid",
+                "--fork",
+                "--mount",
+                "--net",
+                "--ipc",
+                "--uts",
+                py,
+                "-c",
+                "print(1)",
+            ],
+        ),
+    ]
+    if shutil.which("bwrap"):
+        cases.append(
+            (
+                "baseline: same under bwrap --unshare-all",
+                [
+                    "bwrap",
+                    "--ro-bind",
+                    "/",
+                    "/",
+                    "--dev",
+                    "/dev",
+                    "--proc",
+                    "/proc",
+                    "--unshare-all",
+                    "--die-with-parent",
+                    py,
+                    "-c",
+                    "print(1)",
+                ],
+            )
+        )
+    else:
+        print("  (bwrap not installed: skipped)")
+    cases.append(
+        ("baseline: python -c 'import numpy, pandas'", [sys.executable, "-c", "import numpy, pandas"])
+    )
+    for label, cmd in cases:
+        samples = timed(cmd)
+        if samples is None:
+            print(f"  {label}: failed to run, skipped")
+            continue
+        record(label, "-", samples, "ms")
+
+
+def run_suite(bench: Bench, quick: bool, full: bool) -> None:
+    k = 0.25 if quick else 1.0
+    bench.create_to_first_output(int(200 * k))
+    bench.warm_run(int(500 * k))
+    bench.kill_latency(int(100 * k))
+    bench.ml_numpy(int(40 * k))
+    if full:
+        sizes = [("1 MB", 1 << 20), ("100 MB", 100 << 20)] + ([] if quick else [("1 GB", 1 << 30)])
+        bench.fork(sizes, 5)
+        bench.idle_memory(int(40 * k))
+    bench.sustained(3.0 if quick else 5.0, 4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("MEM0_BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
+    )
+    parser.add_argument("--no-redis", action="store_true")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/engine.py needs root (namespaces, cgroups, mounts)")
+    state = tempfile.mkdtemp(prefix="mem0-bench-")
+    try:
+        print("in-process transport")
+        bus = make_bus(None, prefix=f"bench-{uuid.uuid4().hex[:6]}")
+        agent = start_embedded_agent(
+            bus, agent_id="bench", state_dir=state, capacity=1000, pool_min=4, pool_max=64
+        )
+        agent.wait_ready()
+        time.sleep(1.0)
+        try:
+            run_suite(Bench(EngineClient(bus), agent, "bench", "in-process"), args.quick, full=True)
+        finally:
+            agent.stop()
+        if not args.no_redis:
+            print("redis transport")
+            prefix = f"bench-{uuid.uuid4().hex[:6]}"
+            agent = start_embedded_agent(
+                make_bus(args.redis_url, prefix),
+                agent_id="bench-redis",
+                state_dir=state,
+                capacity=1000,
+                pool_min=4,
+                pool_max=64,
+            )
+            agent.wait_ready()
+            time.sleep(1.0)
+            client_bus = make_bus(args.redis_url, prefix)
+            try:
+                run_suite(
+                    Bench(EngineClient(client_bus), agent, "bench-redis", "redis"), args.quick, full=False
+                )
+            finally:
+                agent.stop()
+                for key in client_bus.r.scan_iter(f"{prefix}:*"):
+                    client_bus.r.delete(key)
+        print("baselines")
+        baselines(5 if args.quick else 20)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+    print()
+    print(f"{'metric':<48} {'transport':<10} {'p50':>9} {'p99':>9} {'n':>5}  {'unit':<10} {'target':<15} ok")
+    print("-" * 118)
+    for metric, transport, p50, p99, n, unit, target, ok in ROWS:
+        p99s = f"{p99:9.2f}" if p99 is not None else f"{'-':>9}"
+        print(f"{metric:<48} {transport:<10} {p50:9.2f} {p99s} {n:5d}  {unit:<10} {target:<15} {ok}")
+
+
+if __name__ == "__main__":
+    main()
