@@ -76,7 +76,8 @@ class AsyncMem0:
             timeout=timeout or httpx.USE_CLIENT_DEFAULT,
         )
         retries = self.settings.max_retries if transport.may_retry(method, headers) else 0
-        for attempt in range(retries + 1):
+        attempt = 0
+        while True:
             try:
                 response = await self._http.send(request, stream=stream)
             except httpx.TransportError as exc:
@@ -90,7 +91,7 @@ class AsyncMem0:
             if attempt >= retries or not transport.retryable(error):
                 raise error
             await asyncio.sleep(transport.backoff(attempt, error))
-        raise AssertionError("unreachable")
+            attempt += 1
 
     async def get_json(self, path: str, params: dict | None = None) -> Any:
         return transport.json_or_none(await self.request("GET", path, params=params))

@@ -78,7 +78,8 @@ class Mem0:
             timeout=timeout or httpx.USE_CLIENT_DEFAULT,
         )
         retries = self.settings.max_retries if transport.may_retry(method, headers) else 0
-        for attempt in range(retries + 1):
+        attempt = 0
+        while True:
             try:
                 response = self._http.send(request, stream=stream)
             except httpx.TransportError as exc:
@@ -92,7 +93,7 @@ class Mem0:
             if attempt >= retries or not transport.retryable(error):
                 raise error
             time.sleep(transport.backoff(attempt, error))
-        raise AssertionError("unreachable")
+            attempt += 1
 
     def get_json(self, path: str, params: dict | None = None) -> Any:
         return transport.json_or_none(self.request("GET", path, params=params))
@@ -191,7 +192,9 @@ class Sandboxes:
     def stream(
         self, sandbox_id: str, code: str, timeout_s: float | None = None
     ) -> Iterator[OutputEvent | Execution]:
-        """Start a run, yield each OutputEvent as it is produced, then the finished Execution."""
+        """Start a run, yield each OutputEvent as it is produced, then the finished Execution.
+
+        The run starts when iteration does (this is a generator); a dropped stream is resumed, see events()."""
         execution = self.start(sandbox_id, code, timeout_s)
         for event in self._client.executions.events(execution.id):
             if isinstance(event, OutputEvent):

@@ -32,6 +32,13 @@ def test_me_returns_the_keys_organisation_and_scopes(client):
     assert me["limits"]["concurrent_sandboxes"] > 0
 
 
+def test_usage_reports_used_and_limit_per_metric(client):
+    usage = client.usage()
+    assert usage["period"]
+    for metric in ("executions", "cpu_ms", "sandbox_seconds", "storage_bytes", "concurrent_sandboxes"):
+        assert {"used", "limit"} <= set(usage[metric])
+
+
 def test_api_key_and_base_url_come_from_the_environment(mem0_server, monkeypatch):
     monkeypatch.setenv("MEM0_API_KEY", mem0_server.api_key)
     monkeypatch.setenv("MEM0_BASE_URL", mem0_server.base_url + "/")
