@@ -12,8 +12,10 @@ from accounts import selectors, services
 from accounts.audit import audit_record
 from accounts.authentication import principal_for_session
 from accounts.forms import KeyCreateForm, SignupForm
-from billing.selectors import effective_limits
+from billing.selectors import effective_limits, usage_report
 from mem0web.errors import Mem0Error, NotFound
+
+USAGE_PANEL = ("concurrent_sandboxes", "executions", "cpu_ms", "sandbox_seconds", "storage_bytes")
 
 
 def _principal(request):
@@ -66,7 +68,10 @@ def home(request):
     principal = _principal(request)
     if principal is None:
         return render(request, "accounts/no_org.html")
-    return render(request, "accounts/home.html", {"p": principal, "limits": effective_limits(principal.org)})
+    usage = usage_report(principal.org, history_count=6)
+    meters = [{"name": name, **usage[name]} for name in USAGE_PANEL]
+    return render(request, "accounts/home.html", {"p": principal, "limits": effective_limits(principal.org),
+                                                  "usage": usage, "meters": meters})
 
 
 @login_required
