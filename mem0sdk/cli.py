@@ -194,7 +194,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_API_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-
-
-if __name__ == "__main__":
-    sys.exit(main())

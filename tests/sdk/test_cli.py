@@ -87,7 +87,7 @@ def test_cli_as_a_subprocess_streams_and_returns_the_exit_code(mem0_server, tmp_
     )
     env = {**os.environ, "MEM0_API_KEY": mem0_server.api_key, "MEM0_BASE_URL": mem0_server.base_url}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mem0sdk.cli", "run", str(path)],
+        [sys.executable, "-m", "mem0sdk", "run", str(path)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
