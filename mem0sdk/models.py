@@ -25,7 +25,7 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def _known(cls, data: dict) -> dict:
-    """The keys of `data` that are plain fields of `cls` (not raw/private ones, not times)."""
+    """The keys of `data` that are data fields of `cls` (not `raw`, not the private client)."""
     names = {f.name for f in fields(cls) if f.name != "raw" and not f.name.startswith("_")}
     return {k: v for k, v in data.items() if k in names}
 
@@ -220,36 +220,41 @@ class Sandbox:
             known[name] = dict(data.get(name) or {})
         return cls(**known, raw=data, _client=client)
 
+    def _sandboxes(self):
+        if self._client is None:
+            raise RuntimeError("This Sandbox is not bound to a client; get it with client.sandboxes.get(id).")
+        return self._client.sandboxes
+
     def _update(self, other: Sandbox) -> None:
         for f in fields(self):
             if f.name != "_client":
                 setattr(self, f.name, getattr(other, f.name))
 
     def refresh(self) -> Sandbox:
-        self._update(self._client.sandboxes.get(self.id))
+        self._update(self._sandboxes().get(self.id))
         return self
 
     def run(self, code: str, timeout_s: float | None = None) -> Execution:
         """Run code and wait for it to finish; variables persist between runs (like a notebook kernel)."""
-        return self._client.sandboxes.run(self.id, code, timeout_s=timeout_s)
+        return self._sandboxes().run(self.id, code, timeout_s=timeout_s)
 
     def stream(self, code: str, timeout_s: float | None = None) -> Iterator[OutputEvent | Execution]:
         """Run code and yield its OutputEvents as they are produced, then the finished Execution."""
-        return self._client.sandboxes.stream(self.id, code, timeout_s=timeout_s)
+        return self._sandboxes().stream(self.id, code, timeout_s=timeout_s)
 
     def fork(self, idempotency_key: str | None = None) -> Sandbox:
-        return self._client.sandboxes.fork(self.id, idempotency_key=idempotency_key)
+        return self._sandboxes().fork(self.id, idempotency_key=idempotency_key)
 
     def kill(self) -> Sandbox:
-        self._update(self._client.sandboxes.kill(self.id))
+        self._update(self._sandboxes().kill(self.id))
         return self
 
     def snapshot(self, name: str | None = None, idempotency_key: str | None = None) -> Snapshot:
-        return self._client.sandboxes.snapshot(self.id, name=name, idempotency_key=idempotency_key)
+        return self._sandboxes().snapshot(self.id, name=name, idempotency_key=idempotency_key)
 
     @property
     def files(self):
-        return self._client.sandboxes.files(self.id)
+        return self._sandboxes().files(self.id)
 
     def __enter__(self) -> Sandbox:
         return self
@@ -263,24 +268,24 @@ class AsyncSandbox(Sandbox):
     """`Sandbox` bound to an `AsyncMem0`: the same methods, awaited; `stream` is an async iterator."""
 
     async def refresh(self) -> AsyncSandbox:
-        self._update(await self._client.sandboxes.get(self.id))
+        self._update(await self._sandboxes().get(self.id))
         return self
 
     async def run(self, code: str, timeout_s: float | None = None) -> Execution:
-        return await self._client.sandboxes.run(self.id, code, timeout_s=timeout_s)
+        return await self._sandboxes().run(self.id, code, timeout_s=timeout_s)
 
     def stream(self, code: str, timeout_s: float | None = None) -> AsyncIterator[OutputEvent | Execution]:
-        return self._client.sandboxes.stream(self.id, code, timeout_s=timeout_s)
+        return self._sandboxes().stream(self.id, code, timeout_s=timeout_s)
 
     async def fork(self, idempotency_key: str | None = None) -> AsyncSandbox:
-        return await self._client.sandboxes.fork(self.id, idempotency_key=idempotency_key)
+        return await self._sandboxes().fork(self.id, idempotency_key=idempotency_key)
 
     async def kill(self) -> AsyncSandbox:
-        self._update(await self._client.sandboxes.kill(self.id))
+        self._update(await self._sandboxes().kill(self.id))
         return self
 
     async def snapshot(self, name: str | None = None, idempotency_key: str | None = None) -> Snapshot:
-        return await self._client.sandboxes.snapshot(self.id, name=name, idempotency_key=idempotency_key)
+        return await self._sandboxes().snapshot(self.id, name=name, idempotency_key=idempotency_key)
 
     def __enter__(self):
         raise TypeError("Use 'async with' on an AsyncSandbox.")
