@@ -107,7 +107,6 @@ class Kernel:
                 self.fork(fds)
             elif op == "resume":
                 os.chdir("/workspace")
-                self.send({"ev": "resumed"})
             else:
                 self.send({"ev": "pong"})
 

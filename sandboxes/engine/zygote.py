@@ -199,6 +199,9 @@ class ZygoteProcess:
             "OMP_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1",
             "NUMEXPR_NUM_THREADS": "1",
+            # glibc marks its heaps MADV_HUGEPAGE (THP is "madvise" here): fork then copies one
+            # PMD per 2 MiB instead of 512 PTEs; forking a 117 MB heap: 1.64 ms -> 0.35 ms.
+            "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1",
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sandboxes.engine.zygote", runtime.name, state_dir, str(theirs.fileno())],
