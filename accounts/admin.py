@@ -64,9 +64,9 @@ class OrganizationAdmin(admin.ModelAdmin):
     def executions_today(self, org):
         return org.executions_today
 
-    @admin.display(description="CPU s this month", ordering="cpu_ms_month")
+    @admin.display(description="CPU s this month", ordering="cpu_us_month")
     def cpu_seconds_month(self, org):
-        return round(org.cpu_ms_month / 1000, 1)
+        return round(org.cpu_us_month / 1_000_000, 1)
 
     @admin.display(description="snapshot bytes", ordering="storage_bytes_now")
     def storage_bytes_now(self, org):

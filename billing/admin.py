@@ -38,7 +38,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(UsagePeriod)
 class UsagePeriodAdmin(ReadOnlyAdmin):
-    list_display = ["organization", "kind", "start", "executions", "executions_admitted", "cpu_ms", "sandbox_seconds",
+    list_display = ["organization", "kind", "start", "executions", "executions_admitted", "cpu_us", "sandbox_ms",
                     "storage_bytes"]
     list_filter = ["kind"]
     search_fields = ["organization__slug"]
@@ -47,7 +47,7 @@ class UsagePeriodAdmin(ReadOnlyAdmin):
 
 @admin.register(UsageEvent)
 class UsageEventAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "organization", "source", "executions", "cpu_ms", "sandbox_seconds", "rolled_up"]
+    list_display = ["created_at", "organization", "source", "executions", "cpu_us", "sandbox_ms", "rolled_up"]
     list_filter = ["rolled_up"]
     search_fields = ["organization__slug", "source"]
     date_hierarchy = "created_at"

@@ -66,8 +66,8 @@ class SandboxSlots(models.Model):
 class UsagePeriod(models.Model):
     """Usage of one organisation in one period (a UTC day or month), rolled up from UsageEvents.
 
-    `executions`, `cpu_ms` and `sandbox_seconds` are sums of agent-reported UsageEvents (metered after the
-    work). `executions_admitted` is the admission counter the daily limit is enforced on (taken before the
+    `executions`, `cpu_us` and `sandbox_ms` are sums of reported UsageEvents (metered after the work), kept
+    in micro- and milliseconds so the sums equal the reported figures (the API shows ms and seconds). `executions_admitted` is the admission counter the daily limit is enforced on (taken before the
     work, with a conditional UPDATE), so it also counts runs still in flight or whose dispatch failed.
     `storage_bytes` is the highest snapshot storage seen by a roll-up during the period (a gauge, not a sum).
     """
@@ -80,8 +80,8 @@ class UsagePeriod(models.Model):
     kind = models.CharField(max_length=5, choices=Kind.choices)
     start = models.DateField()
     executions = models.PositiveBigIntegerField(default=0)
-    cpu_ms = models.PositiveBigIntegerField(default=0)
-    sandbox_seconds = models.PositiveBigIntegerField(default=0)
+    cpu_us = models.PositiveBigIntegerField(default=0)
+    sandbox_ms = models.PositiveBigIntegerField(default=0)
     storage_bytes = models.PositiveBigIntegerField(default=0)
     executions_admitted = models.PositiveBigIntegerField(default=0)
 
@@ -95,8 +95,8 @@ class UsageEvent(models.Model):
     organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
     source = models.CharField(max_length=80, unique=True)
     executions = models.PositiveIntegerField(default=0)
-    cpu_ms = models.PositiveBigIntegerField(default=0)
-    sandbox_seconds = models.PositiveBigIntegerField(default=0)
+    cpu_us = models.PositiveBigIntegerField(default=0)
+    sandbox_ms = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     rolled_up = models.BooleanField(default=False, db_index=True)
 

@@ -65,7 +65,7 @@ def execution_admit(*, org, timeout_s: float | None, now: datetime | None = None
     cpu_ms = usage_totals(org, month)["cpu_ms"]
     if cpu_ms >= limits["cpu_seconds_per_month"] * 1000:
         raise _exceeded("This month's CPU time is used up.", limit_name="cpu_seconds_per_month",
-                        used=cpu_ms // 1000, limit=limits["cpu_seconds_per_month"], resets_at=month.ends_at)
+                        used=int(cpu_ms // 1000), limit=limits["cpu_seconds_per_month"], resets_at=month.ends_at)
     day = period_of(DAY, now)
     period_row_ensure(org.pk, DAY, day.start)
     admitted = UsagePeriod.objects.filter(organization=org, kind=DAY, start=day.start,
@@ -100,19 +100,22 @@ def period_row_ensure(organization_id: int, kind: str, start: date) -> None:
             pass
 
 
-def cpu_ms_used(org, now: datetime | None = None) -> int:
+def cpu_ms_used(org, now: datetime | None = None) -> float:
     """CPU ms this month: rolled-up figures plus events not rolled up yet."""
     return usage_totals(org, period_of(MONTH, now))["cpu_ms"]
 
 
 def usage_record(*, org, source: str, executions: int = 0, cpu_ms: float = 0, sandbox_seconds: float = 0,
                  now: datetime | None = None) -> bool:
-    """Record an agent-reported figure once; a second report with the same source is ignored (False)."""
+    """Record a reported figure once; a second report with the same source is ignored (returns False).
+
+    CPU is kept to the microsecond and sandbox time to the millisecond (what the agent and the clock give),
+    so the reported sums are exact rather than a sum of per-run roundings."""
     try:
         with transaction.atomic():
             UsageEvent.objects.create(organization=org, source=source, executions=executions,
-                                      cpu_ms=max(0, int(round(cpu_ms))),
-                                      sandbox_seconds=max(0, int(round(sandbox_seconds))),
+                                      cpu_us=max(0, round(cpu_ms * 1000)),
+                                      sandbox_ms=max(0, round(sandbox_seconds * 1000)),
                                       created_at=now or timezone.now())
     except IntegrityError:
         return False

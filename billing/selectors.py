@@ -2,7 +2,8 @@
 
 Metered figures (executions, cpu_ms, sandbox_seconds) are always the rolled-up UsagePeriod row plus the
 UsageEvents not rolled up yet, read in one consistent snapshot (`consistent_reads()`), so what the API
-reports equals the sum of agent-reported figures whether or not the roll-up has run.
+reports equals the sum of agent-reported figures whether or not the roll-up has run. They are stored in
+finer units (cpu_us, sandbox_ms) and shown in the API's (cpu_ms, sandbox_seconds, 3 decimals).
 """
 
 from collections.abc import Iterator
@@ -18,7 +19,13 @@ from accounts.models import Organization
 from billing.models import LIMIT_FIELDS, Plan, PlanOverride, SandboxSlots, UsageEvent, UsagePeriod
 from billing.periods import DAY, MONTH, Period, period_of
 
-METERED = ("executions", "cpu_ms", "sandbox_seconds")
+METERED = ("executions", "cpu_us", "sandbox_ms")
+
+
+def _public(stored: dict) -> dict:
+    """Stored units → the API's: executions, cpu_ms (µs precision), sandbox_seconds (ms precision)."""
+    return {"executions": int(stored["executions"] or 0), "cpu_ms": round((stored["cpu_us"] or 0) / 1000, 3),
+            "sandbox_seconds": round((stored["sandbox_ms"] or 0) / 1000, 3)}
 
 
 def effective_limits(org: Organization) -> dict[str, int]:
@@ -71,13 +78,13 @@ def _pending(org: Organization, starts_at: datetime, ends_at: datetime):
                                      created_at__lt=ends_at)
 
 
-def usage_totals(org: Organization, period: Period) -> dict[str, int]:
+def usage_totals(org: Organization, period: Period) -> dict[str, float]:
     """Metered executions, cpu_ms and sandbox_seconds of one period: rolled-up plus pending events."""
     with consistent_reads():
         row = UsagePeriod.objects.filter(organization=org, kind=period.kind, start=period.start).values(
             *METERED).first() or {}
         pending = _pending(org, period.starts_at, period.ends_at).aggregate(**{m: Sum(m) for m in METERED})
-    return {m: int(row.get(m) or 0) + int(pending[m] or 0) for m in METERED}
+    return _public({m: int(row.get(m) or 0) + int(pending[m] or 0) for m in METERED})
 
 
 def executions_admitted(org: Organization, now: datetime | None = None) -> int:
@@ -118,8 +125,8 @@ def usage_history(org: Organization, kind: str, *, before: Period, count: int) -
     history = []
     for start in sorted(rows, reverse=True)[:count]:
         row = rows[start]
-        history.append({"period": Period(kind, start).as_dict(), "storage_bytes": int(row["storage_bytes"]),
-                        **{m: int(row[m]) for m in METERED}})
+        history.append({"period": Period(kind, start).as_dict(), **_public(row),
+                        "storage_bytes": int(row["storage_bytes"])})
     return history
 
 
@@ -160,7 +167,7 @@ def usage_report(org: Organization, *, now: datetime | None = None, history: str
 
 def organizations_with_usage(qs, *, now: datetime | None = None):
     """Annotate organisations with their current usage for operators' lists, in one query:
-    `sandboxes_in_use`, `executions_today`, `cpu_ms_month`, `storage_bytes_now` (rolled plus pending)."""
+    `sandboxes_in_use`, `executions_today`, `cpu_us_month`, `storage_bytes_now` (rolled plus pending)."""
     from sandboxes.models import Snapshot
 
     now = now or timezone.now()
@@ -183,7 +190,7 @@ def organizations_with_usage(qs, *, now: datetime | None = None):
                                            .values("in_use")[:1]), zero),
         executions_today=Coalesce(rolled(DAY, day.start, "executions"), zero)
         + Coalesce(pending(day, "executions"), zero),
-        cpu_ms_month=Coalesce(rolled(MONTH, month.start, "cpu_ms"), zero) + Coalesce(pending(month, "cpu_ms"), zero),
+        cpu_us_month=Coalesce(rolled(MONTH, month.start, "cpu_us"), zero) + Coalesce(pending(month, "cpu_us"), zero),
         storage_bytes_now=Coalesce(storage, zero),
     )
 

@@ -51,20 +51,20 @@ def _roll_up_batch(batch: int) -> int:
     pending = UsageEvent.objects.filter(rolled_up=False).order_by("id")
     if connection.features.has_select_for_update_skip_locked:
         pending = pending.select_for_update(skip_locked=True)
-    events = list(pending.values_list("id", "organization_id", "created_at", "executions", "cpu_ms",
-                                      "sandbox_seconds")[:batch])
+    events = list(pending.values_list("id", "organization_id", "created_at", "executions", "cpu_us",
+                                      "sandbox_ms")[:batch])
     sums: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for _, org_id, created_at, executions, cpu_ms, sandbox_seconds in events:
+    for _, org_id, created_at, executions, cpu_us, sandbox_ms in events:
         for kind in (DAY, MONTH):
             acc = sums[(org_id, kind, period_of(kind, created_at).start)]
             acc[0] += executions
-            acc[1] += cpu_ms
-            acc[2] += sandbox_seconds
-    for (org_id, kind, start), (executions, cpu_ms, sandbox_seconds) in sums.items():
+            acc[1] += cpu_us
+            acc[2] += sandbox_ms
+    for (org_id, kind, start), (executions, cpu_us, sandbox_ms) in sums.items():
         period_row_ensure(org_id, kind, start)
         UsagePeriod.objects.filter(organization_id=org_id, kind=kind, start=start).update(
-            executions=F("executions") + executions, cpu_ms=F("cpu_ms") + cpu_ms,
-            sandbox_seconds=F("sandbox_seconds") + sandbox_seconds)
+            executions=F("executions") + executions, cpu_us=F("cpu_us") + cpu_us,
+            sandbox_ms=F("sandbox_ms") + sandbox_ms)
     UsageEvent.objects.filter(id__in=[e[0] for e in events]).update(rolled_up=True)
     return len(events)
 

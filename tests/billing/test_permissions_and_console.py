@@ -62,10 +62,10 @@ def test_a_key_without_usage_scope_can_still_do_what_its_scopes_allow(org_a):
 def test_dashboard_shows_usage_against_limits(client, org_a):
     org, owner, _ = org_a
     quotas.sandbox_slot_reserve(org=org)
-    quotas.usage_record(org=org, source="exec:1", executions=1, cpu_ms=4200)
+    quotas.usage_record(org=org, source="exec:1", executions=1, cpu_ms=4200.25)
     client.force_login(owner)
     page = client.get("/").content.decode()
     assert 'id="usage"' in page
     assert '<tr data-metric="cpu_ms">' in page
-    assert "<td>4200</td><td>3600000</td>" in page
+    assert "<td>4200.25</td><td>3600000</td>" in page
     assert '<meter min="0" max="3" high="3" value="1">' in page

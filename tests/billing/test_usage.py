@@ -26,8 +26,9 @@ def record(org, source: str, when: datetime, *, cpu_ms: int = 0, seconds: int = 
 
 
 def period_row(org, kind: str, start: date) -> dict:
-    return UsagePeriod.objects.filter(organization=org, kind=kind, start=start).values(
-        "executions", "cpu_ms", "sandbox_seconds").get()
+    """A rolled-up row in the API's units."""
+    row = UsagePeriod.objects.get(organization=org, kind=kind, start=start)
+    return {"executions": row.executions, "cpu_ms": row.cpu_us / 1000, "sandbox_seconds": row.sandbox_ms / 1000}
 
 
 def test_a_second_report_from_the_same_source_is_ignored(org_a):
@@ -35,6 +36,17 @@ def test_a_second_report_from_the_same_source_is_ignored(org_a):
     assert record(org, "exec:1", MARCH_31, cpu_ms=100, runs=1)
     assert not record(org, "exec:1", MARCH_31, cpu_ms=100, runs=1)
     assert UsageEvent.objects.filter(organization=org).count() == 1
+
+
+def test_fractional_figures_add_up_exactly_not_as_a_sum_of_roundings(org_a):
+    org = org_a[0]
+    for i in range(200):
+        record(org, f"exec:{i}", MARCH_31, cpu_ms=0.4, runs=1)
+        record(org, f"lifetime:{i}", MARCH_31, seconds=1.4)
+    report = usage_report(org, now=MARCH_31)
+    assert report["cpu_ms"]["used"] == 80.0 and report["sandbox_seconds"]["used"] == 280.0
+    usage_roll_up(now=MARCH_31)
+    assert usage_report(org, now=MARCH_31)["cpu_ms"]["used"] == 80.0
 
 
 def test_roll_up_folds_each_event_into_its_utc_day_and_month_once(org_a):
@@ -200,7 +212,7 @@ def test_concurrent_roll_ups_and_reports_count_every_event_exactly_once(tenant):
     usage_roll_up(now=now)
     assert UsageEvent.objects.filter(organization=org, rolled_up=False).count() == 0
     month = UsagePeriod.objects.get(organization=org, kind="month", start=now.date().replace(day=1))
-    assert (month.executions, month.cpu_ms) == (300, 900)
+    assert (month.executions, month.cpu_us) == (300, 900_000)
     for seen in seen_by_roller:
         assert seen == sorted(seen) and seen[-1] <= 900, "a report mid-roll-up lost or double-counted events"
     assert usage_report(org)["cpu_ms"]["used"] == 900
