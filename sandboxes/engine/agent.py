@@ -29,7 +29,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import cgroups
+from . import cgroups, isolation
 from .files import Workspace
 from .iohub import PRIORITY_CONTROL, PRIORITY_OUTPUT, PRIORITY_REAPER, IOHub
 from .pool import WarmPool
@@ -240,28 +240,28 @@ class Agent:
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         reap_r, reap_w = os.pipe2(os.O_CLOEXEC)
+        sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
         try:
             rep = z.request(
-                {
-                    "op": "spawn",
-                    "slot": slot,
-                    "uid_base": uid_base,
-                    "procs": cg.procs_files(),
-                    "ws_bytes": POOL_WORKSPACE_BYTES,
-                },
-                [ctl_theirs.fileno(), out_w, err_w, reap_w],
+                {"op": "spawn", "slot": slot, "uid_base": uid_base, "ws_bytes": POOL_WORKSPACE_BYTES},
+                [ctl_theirs.fileno(), out_w, err_w, reap_w, sync_r],
             )
+            isolation.release_sandbox_init(rep["pid"], cg.procs_files(), sync_w)
         except Exception:
             for fd in (out_r, err_r, reap_r):
                 os.close(fd)
             ctl.close()
             cg.destroy()
+            try:
+                z.request({"op": "release", "slot": slot})
+            except Exception:
+                pass
             with self.lock:
                 self.free_uids.append(uid_slot)
             raise
         finally:
             ctl_theirs.close()
-            for fd in (out_w, err_w, reap_w):
+            for fd in (out_w, err_w, reap_w, sync_r, sync_w):
                 os.close(fd)
         lineage = Lineage(init_pid=rep["pid"], uid_base=uid_base, reaper_fd=reap_r)
         sb = Sandbox(

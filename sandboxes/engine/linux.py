@@ -170,5 +170,20 @@ def set_capabilities(keep: set[int]) -> None:
     _check(_libc.syscall(SYS_capset, ctypes.byref(header), ctypes.byref(data)), "capset")
 
 
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+SYS_seccomp = 317
+SECCOMP_SET_MODE_FILTER = 1
+
+
+def load_seccomp_bpf(program: bytes) -> None:
+    """Install a compiled classic-BPF seccomp program (8 bytes per instruction)."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
+    _check(_libc.syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, ctypes.byref(prog)), "seccomp")
+
+
 def sethostname(name: str) -> None:
     _check(_libc.sethostname(name.encode(), len(name)), "sethostname")

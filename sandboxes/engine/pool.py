@@ -49,6 +49,7 @@ class WarmPool:
         min_size: int = 2,
         max_size: int = 32,
         horizon_s: float = 0.5,
+        refill_threads: int = 2,
     ):
         self.runtime = runtime
         self.spawn = spawn
@@ -61,10 +62,16 @@ class WarmPool:
         self.cond = threading.Condition()
         self.stopped = False
         self.failures = 0
-        self.thread = threading.Thread(target=self._refill_loop, name=f"mem0-pool-{runtime}", daemon=True)
+        # Two refillers: a spawn spends most of its time waiting (the zygote's clone, the cgroup
+        # join's RCU grace period, the new interpreter's start), which two can overlap.
+        self.threads = [
+            threading.Thread(target=self._refill_loop, name=f"mem0-pool-{runtime}-{i}", daemon=True)
+            for i in range(refill_threads)
+        ]
 
     def start(self) -> None:
-        self.thread.start()
+        for t in self.threads:
+            t.start()
 
     def target(self) -> int:
         want = self.min_size + math.ceil(self.demand.value() * self.horizon_s)

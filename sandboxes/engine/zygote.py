@@ -51,7 +51,7 @@ class ZygoteServer:
         os.makedirs(self.root)
         isolation.build_rootfs(self.root, self.runtime.ro_binds)
         self.layers = LayerStore(self.base)
-        self.filter = isolation.seccomp_filter()  # seccomp_init costs ~ms: built once, loaded per sandbox
+        self.seccomp_program = isolation.compile_seccomp()
         os.chdir("/")
         # Objects created so far are shared copy-on-write with every sandbox: keep the cyclic
         # GC from touching (and so copying) them in each child.
@@ -116,29 +116,27 @@ class ZygoteServer:
         return {"ok": True}
 
     def spawn(self, req: dict, fds: list[int]) -> dict:
-        ctl, out, err, reaper = fds
+        """Clone a sandbox init and map its user namespace. The init then waits on ``sync`` (a
+        pipe whose write end the agent holds) until the agent has put it in its cgroups: joining
+        a v1 cgroup can wait ~10 ms for an RCU grace period, and the zygote serves the next
+        spawn meanwhile."""
+        ctl, out, err, reaper, sync = fds
         uid_base = int(req["uid_base"])
         workspace = self.layers.create(req["slot"], uid_base + isolation.SANDBOX_UID, int(req["ws_bytes"]))
-        sync_r, sync_w = os.pipe()
         pid = linux.clone_process(isolation.SANDBOX_CLONE_FLAGS)
         if pid == 0:
-            self._become_sandbox(sync_r, sync_w, workspace, ctl, out, err, reaper)
-        os.close(sync_r)
+            self._become_sandbox(sync, workspace, ctl, out, err, reaper)
         try:
-            isolation.prepare_sandbox(pid, uid_base, req["procs"])
-            os.write(sync_w, b"1")
+            isolation.map_user_namespace(pid, uid_base)
         except Exception:
             os.kill(pid, 9)
             self.layers.release(req["slot"])
             raise
-        finally:
-            os.close(sync_w)
         return {"ok": True, "pid": pid}
 
-    def _become_sandbox(self, sync_r, sync_w, workspace, ctl, out, err, reaper) -> None:
+    def _become_sandbox(self, sync_r, workspace, ctl, out, err, reaper) -> None:
         """In the clone: the init steps, fork the interpreter, then reap until the namespace is empty."""
         try:
-            os.close(sync_w)
             self.sock.detach()
             isolation.run_init_steps(sync_r, self.root, workspace, TMP_BYTES)
             kpid = os.fork()
@@ -148,7 +146,7 @@ class ZygoteServer:
                     POOL_RLIMITS["nofile"],
                     POOL_RLIMITS["nproc"],
                     POOL_RLIMITS["fsize"],
-                    self.filter,
+                    self.seccomp_program,
                 )
                 Kernel().serve()
                 os._exit(0)
