@@ -1,9 +1,12 @@
 """REST views for sandboxes, executions, forks, files and runtimes: validate, call a service, serialize."""
 
+import json
+
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.parsers import BaseParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -109,10 +112,21 @@ class ExecutionDetailView(APIView):
         return Response(ExecutionSerializer(executions.execution_refresh(execution)).data)
 
 
+class EventStreamRenderer(BaseRenderer):
+    """Lets `Accept: text/event-stream` through content negotiation; errors are still JSON bodies."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return json.dumps(data).encode() if data is not None else b""
+
+
 class ExecutionEventsView(APIView):
     """Server-Sent Events with `Accept: text/event-stream`; otherwise the events so far as JSON."""
 
     scope = "sandboxes"
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
 
     @extend_schema(parameters=[OpenApiParameter("after", int)])
     def get(self, request, execution_id: str):

@@ -13,6 +13,10 @@ from django.conf import settings
 from mem0web.errors import Mem0Error
 
 BREAKER_OPEN_SECONDS = 5.0
+# Control ops (run start, kill, files, fork) are acknowledged in milliseconds; 5 s is well under the
+# heartbeat TTL, so a silent-but-registered agent answers 504 agent_timeout, a dead one 503 agent_lost.
+OP_TIMEOUT_S = 5.0
+CONTROL_OPS = frozenset({"run", "fork", "kill", "files_list", "file_delete"})
 _lock = threading.Lock()
 _engine = None
 _embedded = None
@@ -45,13 +49,23 @@ def engine():
             from sandboxes.engine.client import EngineClient
             from sandboxes.engine.transport import make_bus
 
-            bus = make_bus(settings.REDIS_URL or None, prefix=settings.MEM0_BUS_PREFIX)
+            bus = make_bus(settings.MEM0_BUS_URL or None, prefix=settings.MEM0_BUS_PREFIX)
             if settings.MEM0_EMBEDDED_AGENT:
                 from sandboxes.engine.agent import start_embedded_agent
+                from sandboxes.storage import block_store
 
-                _embedded = start_embedded_agent(bus, agent_id="local", state_dir=settings.MEM0_AGENT_STATE_DIR)
+                _embedded = start_embedded_agent(bus, agent_id="local", state_dir=settings.MEM0_AGENT_STATE_DIR,
+                                                 blockstore=block_store())
             _engine = EngineClient(bus)
     return _engine
+
+
+def reset() -> None:
+    """Forget the engine client and breaker state (tests switch buses)."""
+    global _engine
+    with _lock:
+        _engine = None
+        _open_until.clear()
 
 
 def engine_error(exc) -> Mem0Error:
@@ -66,6 +80,8 @@ def call(agent_id: str, method: str, **kwargs):
     if _open_until.get(agent_id, 0) > time.monotonic():
         raise AgentsUnavailable(f"Agent {agent_id} is failing; retry shortly.")
     try:
+        if method in CONTROL_OPS:
+            kwargs.setdefault("timeout", OP_TIMEOUT_S)
         return getattr(engine(), method)(agent_id, **kwargs)
     except EngineError as exc:
         if exc.code in ("agent_timeout", "agent_lost"):

@@ -7,6 +7,7 @@ retried with its key. Records older than RETENTION are deleted by the reaper.
 """
 
 import hashlib
+import json
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -25,7 +26,8 @@ def idempotent(request, org, handler: Callable[[], Response]) -> Response:
         return handler()
     if len(key) > 200:
         raise InvalidRequest("Idempotency-Key may be at most 200 characters.")
-    fingerprint = hashlib.sha256(b"\0".join([request.method.encode(), request.path.encode(), request.body])).hexdigest()
+    body = json.dumps(request.data, sort_keys=True, default=str).encode()
+    fingerprint = hashlib.sha256(b"\0".join([request.method.encode(), request.path.encode(), body])).hexdigest()
     try:
         with transaction.atomic():
             record = IdempotencyRecord.objects.create(organization=org, key=key, fingerprint=fingerprint)

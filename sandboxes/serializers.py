@@ -22,8 +22,8 @@ class SandboxSerializer(serializers.ModelSerializer):
 
 class SandboxCreateSerializer(serializers.Serializer):
     runtime = serializers.CharField(max_length=32)
-    env = serializers.DictField(child=serializers.CharField(allow_blank=True, trim_whitespace=False), required=False)
-    metadata = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
+    env = serializers.JSONField(required=False, help_text="Environment variables: an object of strings.")
+    metadata = serializers.JSONField(required=False, help_text="Your labels: an object of strings.")
     timeout_s = serializers.FloatField(required=False, min_value=1)
 
 

@@ -53,7 +53,7 @@ def _lifetime(org, timeout_s) -> timezone.datetime:
 def _start(sandbox: Sandbox, method: str, **kwargs) -> dict:
     """Ask the agent to start `sandbox`; on failure the row ends `stopped` and the slot is returned."""
     try:
-        reply = dispatch.call(sandbox.agent_id, method, timeout=10, **kwargs)
+        reply = dispatch.call(sandbox.agent_id, method, **kwargs)
     except Mem0Error:
         sandbox_mark_ended(sandbox, state=Sandbox.State.STOPPED, reason="start_failed")
         raise

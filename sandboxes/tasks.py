@@ -2,7 +2,8 @@
 
 from celery import shared_task
 
-from sandboxes import reaping
+from sandboxes import reaping, storage
+from sandboxes.models import Snapshot
 
 
 @shared_task
@@ -13,3 +14,19 @@ def reap_sandboxes() -> int:
 @shared_task
 def sweep_dead_agents() -> dict:
     return reaping.agents_sweep()
+
+
+@shared_task
+def gc_chunks() -> dict:
+    return storage.chunks_collect()
+
+
+@shared_task
+def tier_snapshots() -> int:
+    return storage.snapshots_tier()
+
+
+@shared_task
+def move_snapshot_cold(snapshot_id: str) -> bool:
+    snapshot = Snapshot.objects.filter(pk=snapshot_id).first()
+    return storage.snapshot_move_cold(snapshot) if snapshot is not None else False

@@ -1,5 +1,7 @@
 """Personas shared by the Django-side tests: an owner's organisation with a key, a second tenant, a member."""
 
+import importlib
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -7,9 +9,20 @@ from accounts import services
 from accounts.models import Membership
 
 
+def ensure_plans() -> None:
+    """Transactional tests flush the tables, seeded plans included; put the seeded plans back."""
+    from billing.models import Plan
+
+    seed = importlib.import_module("billing.migrations.0002_seed_plans")
+    if Plan.objects.count() < len(seed.PLANS):
+        for plan in seed.PLANS:
+            Plan.objects.update_or_create(slug=plan["slug"], defaults=plan)
+
+
 @pytest.fixture
 def tenant(db):
     """Factory: tenant(slug, plan) → (org, owner user, full key)."""
+    ensure_plans()
 
     def make(slug: str = "acme", plan: str = "free"):
         return services.tenant_signup(username=f"{slug}-owner", email=f"{slug}@example.com",

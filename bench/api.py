@@ -1,0 +1,179 @@
+"""API benchmark: the REST path end to end on PostgreSQL + Redis with a real fork-agent. Prints a table.
+
+    .venv/bin/python bench/api.py [--runs 200] [--seconds 10] [--clients 16]
+
+Starts its own Daphne (one process) and one agent on a private bus prefix and database (`mem0bench`),
+so it can run beside a development server. Figures: create+run `print(1)` → result (p50/p99),
+warm run, sustained runs/s with N concurrent clients (each on its own sandbox), and websocket
+first-byte latency: the sandbox prints `time.time()` and the client subtracts it from its receive time
+(same host clock), so the figure is agent emission → websocket client.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+PG = "postgres://postgres@127.0.0.1:5432"
+REDIS = "redis://127.0.0.1:6379/8"
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * p / 100))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def stack(tmp: str):
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS mem0bench")
+        conn.execute("CREATE DATABASE mem0bench")
+    prefix = f"mem0bench-{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "DATABASE_URL": f"{PG}/mem0bench", "REDIS_URL": REDIS, "MEM0_BUS_PREFIX": prefix,
+           "MEM0_VAR_DIR": tmp, "LOG_LEVEL": "WARNING"}
+    subprocess.run([PY, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    out = subprocess.run([PY, "manage.py", "createtenant", "bench", "--email", "b@example.com", "--plan",
+                          "enterprise"], cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
+    key = out.strip().splitlines()[-1]
+    port = free_port()
+    procs = [
+        subprocess.Popen([PY, "-m", "sandboxes.engine.agent", "--redis-url", REDIS, "--prefix", prefix,
+                          "--agent-id", "bench-agent", "--state-dir", f"{tmp}/agent", "--capacity", "200"],
+                         cwd=ROOT, env=env, start_new_session=True, stderr=open(f"{tmp}/agent.log", "w")),
+        subprocess.Popen([str(Path(PY).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "--access-log", "-",
+                          "mem0web.asgi:application"], cwd=ROOT, env=env, start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/web.log", "w")),
+    ]
+    wait_http(f"http://127.0.0.1:{port}/healthz")
+    return procs, f"http://127.0.0.1:{port}", key
+
+
+def bench_sequential(base: str, key: str, runs: int) -> dict:
+    c = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    for _ in range(5):
+        sid = c.post("/api/v1/sandboxes", json={"runtime": "python"}).json()["id"]
+        c.delete(f"/api/v1/sandboxes/{sid}")
+    create_run = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sid = c.post("/api/v1/sandboxes", json={"runtime": "python"}).json()["id"]
+        r = c.post(f"/api/v1/sandboxes/{sid}/executions", json={"code": "print(1)"}).json()
+        create_run.append((time.perf_counter() - t) * 1000)
+        assert r["stdout"] == "1\n", r
+        c.delete(f"/api/v1/sandboxes/{sid}")
+    sid = c.post("/api/v1/sandboxes", json={"runtime": "python"}).json()["id"]
+    warm = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        r = c.post(f"/api/v1/sandboxes/{sid}/executions", json={"code": "x = 1"})
+        warm.append((time.perf_counter() - t) * 1000)
+        assert r.status_code == 200
+    c.delete(f"/api/v1/sandboxes/{sid}")
+    return {"create_run": create_run, "warm": warm}
+
+
+def bench_concurrent(base: str, key: str, clients: int, seconds: float) -> float:
+    done, stop = [0] * clients, threading.Event()
+
+    def worker(i):
+        c = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+        sid = c.post("/api/v1/sandboxes", json={"runtime": "python"}).json()["id"]
+        while not stop.is_set():
+            if c.post(f"/api/v1/sandboxes/{sid}/executions", json={"code": "print(1)"}).status_code == 200:
+                done[i] += 1
+        c.delete(f"/api/v1/sandboxes/{sid}")
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    start, before = time.perf_counter(), sum(done)
+    time.sleep(seconds)
+    rate = (sum(done) - before) / (time.perf_counter() - start)
+    stop.set()
+    for t in threads:
+        t.join()
+    return rate
+
+
+async def bench_websocket(base: str, key: str, runs: int) -> list[float]:
+    c = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    sid = c.post("/api/v1/sandboxes", json={"runtime": "python"}).json()["id"]
+    lat = []
+    async with websockets.connect(base.replace("http", "ws") + f"/ws/sandboxes/{sid}/",
+                                  additional_headers={"Authorization": f"Bearer {key}"}) as ws:
+        for _ in range(runs):
+            await ws.send(json.dumps({"code": "import time\nprint(repr(time.time()), flush=True)"}))
+            while True:
+                msg = json.loads(await ws.recv())
+                if msg.get("stream") == "stdout":
+                    lat.append((time.time() - float(msg["data"])) * 1000)
+                if msg.get("type") == "exit":
+                    break
+    c.delete(f"/api/v1/sandboxes/{sid}")
+    return lat
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--clients", type=int, default=16)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        procs, base, key = stack(tmp)
+        try:
+            seq = bench_sequential(base, key, args.runs)
+            rate = bench_concurrent(base, key, args.clients, args.seconds)
+            ws = asyncio.run(bench_websocket(base, key, min(args.runs, 100)))
+        finally:
+            for p in procs:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(10)
+    rows = [
+        ("create + run print(1) → result", seq["create_run"], "p50 ≤ 20 ms"),
+        ("warm run (x = 1)", seq["warm"], "p50 ≤ 8 ms"),
+        ("websocket first byte after emit", ws, "≤ 5 ms"),
+    ]
+    print(f"\nbench/api.py — PostgreSQL + Redis, 1 Daphne process, 1 agent, {os.cpu_count()} cores")
+    print(f"{'measure':36} {'p50 ms':>8} {'p99 ms':>8} {'n':>5}  target")
+    for name, xs, target in rows:
+        print(f"{name:36} {statistics.median(xs):8.2f} {pct(xs, 99):8.2f} {len(xs):5d}  {target}")
+    print(f"{'runs/s, ' + str(args.clients) + ' concurrent clients':36} {rate:8.1f} {'':>8} {'':>5}  ≥ 200/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Agent death and silence: sandboxes become `lost`, runs end `agent_lost`, new work goes elsewhere, nothing hangs."""
+
+import os
+import signal
+import time
+
+from sandboxes import reaping
+from tests.sandboxes.conftest import start_agent, stop_agent, wait_alive
+
+
+def _create_on(api, agent_id: str, tries: int = 12) -> dict:
+    made = []
+    try:
+        for _ in range(tries):
+            sb = api.post("/api/v1/sandboxes", {"runtime": "python"}, format="json").json()
+            if sb.get("agent") == agent_id:
+                return sb
+            made.append(sb["id"])
+        raise AssertionError(f"no sandbox landed on {agent_id}")
+    finally:
+        for sid in made:
+            api.delete(f"/api/v1/sandboxes/{sid}")
+
+
+def test_killed_agent_mid_run_ends_lost_and_work_moves(api_pa, engine, tmp_path):
+    doomed = start_agent("a-doomed", tmp_path / "doomed")
+    try:
+        wait_alive({"a-doomed"})
+        sb = _create_on(api_pa, "a-doomed")
+        ex = api_pa.post(f"/api/v1/sandboxes/{sb['id']}/executions",
+                         {"code": "import time\nprint('start', flush=True)\ntime.sleep(60)", "wait": False},
+                         format="json").json()
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            reaping.agents_sweep()
+            if api_pa.get(f"/api/v1/sandboxes/{sb['id']}").json()["state"] == "lost":
+                break
+            time.sleep(0.5)
+        assert api_pa.get(f"/api/v1/sandboxes/{sb['id']}").json()["state"] == "lost"
+        assert api_pa.get(f"/api/v1/executions/{ex['id']}").json()["status"] == "agent_lost"
+        r = api_pa.post(f"/api/v1/sandboxes/{sb['id']}/executions", {"code": "print(1)"}, format="json")
+        assert r.status_code == 409 and r.json()["error"]["code"] == "sandbox_not_running"
+        for _ in range(4):
+            new = api_pa.post("/api/v1/sandboxes", {"runtime": "python"}, format="json").json()
+            assert new["agent"] in ("a0", "a1")
+            api_pa.delete(f"/api/v1/sandboxes/{new['id']}")
+    finally:
+        stop_agent(doomed)
+
+
+def test_silent_agent_gets_504_agent_timeout_not_a_hang(api_pa, engine, tmp_path):
+    mute = start_agent("a-mute", tmp_path / "mute")
+    try:
+        wait_alive({"a-mute"})
+        sb = _create_on(api_pa, "a-mute")
+        os.killpg(mute.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        r = api_pa.post(f"/api/v1/sandboxes/{sb['id']}/executions", {"code": "print(1)"}, format="json")
+        assert r.status_code == 504 and r.json()["error"]["code"] == "agent_timeout", r.content
+        assert time.monotonic() - t0 < 9
+        r = api_pa.post(f"/api/v1/sandboxes/{sb['id']}/executions", {"code": "print(1)"}, format="json")
+        assert r.status_code == 503 and r.json()["error"]["code"] == "agents_unavailable"  # breaker open: at once
+    finally:
+        os.killpg(mute.pid, signal.SIGCONT)
+        stop_agent(mute)
