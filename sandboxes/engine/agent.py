@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import base64
+import errno
 import itertools
 import logging
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -106,7 +108,9 @@ class Agent:
             raise EngineError("internal_error", "the agent must run as root (namespaces, cgroups, mounts)")
         os.makedirs(self.state_dir, exist_ok=True)
         self.cg_plan = cgroups.detect_cgroups(self.agent_id)
-        self._remove_stale_cgroups()
+        stale = cgroups.remove_dead_agents(self.cg_plan, self.agent_id)
+        if stale:
+            log.warning("event=stale_sandboxes_killed agent=%s count=%d", self.agent_id, stale)
         self.hub.start()
         for name, rt in self.runtimes.items():
             self.zygotes[name] = ZygoteProcess(rt, self.state_dir)
@@ -156,7 +160,7 @@ class Agent:
             z.stop()
         self.hub.stop()
         self.hub.join(timeout=5)
-        self._remove_stale_cgroups()
+        self._remove_own_cgroups()
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Block until every pool holds at least one warm sandbox (tests, benchmarks)."""
@@ -166,11 +170,13 @@ class Agent:
                 raise EngineError("agent_timeout", "warm pools did not fill")
             time.sleep(0.01)
 
-    def _remove_stale_cgroups(self) -> None:
+    def _remove_own_cgroups(self) -> None:
         for base in self.cg_plan.bases.values():
             for name in os.listdir(base):
                 if os.path.isdir(f"{base}/{name}"):
                     cgroups.Cgroup(self.cg_plan, name).destroy()
+        time.sleep(0.05)  # parked inits exit once their last sandbox is gone
+        cgroups.remove_plan(self.cg_plan)
 
     def _heartbeat(self) -> None:
         self.bus.register_agent(
@@ -227,8 +233,18 @@ class Agent:
 
     # ------------------------------------------------------------------ spawning
 
+    def _zygote(self, runtime: Runtime) -> ZygoteProcess:
+        """The runtime's zygote, restarted if it died (its sandboxes live on; their workspaces
+        are reachable only while the old zygote's mount namespace exists, i.e. until they end)."""
+        with self.lock:
+            z = self.zygotes[runtime.name]
+            if not z.alive() and not self.stop_event.is_set():
+                log.error("event=zygote_died runtime=%s pid=%d", runtime.name, z.pid)
+                z = self.zygotes[runtime.name] = ZygoteProcess(runtime, self.state_dir)
+            return z
+
     def _spawn(self, runtime: Runtime) -> Sandbox:
-        z = self.zygotes[runtime.name]
+        z = self._zygote(runtime)
         slot = f"s{next(self.slot_counter)}"
         with self.lock:
             if not self.free_uids:
@@ -400,12 +416,31 @@ class Agent:
     def op_fork(self, *, sandbox_id: str, new_sandbox_id: str, limits: dict | None = None) -> dict:
         parent = self._get(sandbox_id)
         env, lim = self._check_new(new_sandbox_id, parent.env, limits)
-        if not parent.runtime.can_fork:
-            raise EngineError("invalid_request", f"runtime {parent.runtime.name} cannot fork")
         with parent.lock:
             if parent.run is not None:
                 raise EngineError("invalid_request", "sandbox is running code; fork between runs")
+            if not parent.runtime.can_fork:
+                return self._fork_fresh(parent, new_sandbox_id, env, lim)
             return self._fork(parent, new_sandbox_id, env, lim)
+
+    def _fork_fresh(self, parent: Sandbox, new_id: str, env: dict, lim: Limits) -> dict:
+        """Fork for runtimes without memory fork: a fresh sandbox with a copy of the workspace."""
+        child = self._take(parent.runtime.name)
+        try:
+            src, dst = self._workspace(parent), self._workspace(child)
+            parent.cgroup.freeze()
+            try:
+                shutil.copytree(src.root, dst.root, symlinks=True, dirs_exist_ok=True)
+            finally:
+                parent.cgroup.thaw()
+            dst.chown_tree()
+        except OSError as exc:
+            self._kill_sandbox(child)
+            raise EngineError(
+                "payload_too_large" if exc.errno == errno.ENOSPC else "internal_error", str(exc)
+            ) from exc
+        child.memory = "fresh"
+        return self._hand_over(child, new_id, env, lim)
 
     def _fork(self, parent: Sandbox, new_id: str, env: dict, lim: Limits) -> dict:
         slot = f"s{next(self.slot_counter)}"

@@ -51,9 +51,14 @@ class CgroupPlan:
 
 
 def detect_cgroups(agent_id: str) -> CgroupPlan:
-    """Create this agent's parent cgroups and report which limits can be enforced."""
+    """Create this agent's parent cgroups and report which limits can be enforced.
+
+    The parent is ``mem0-{agent_id}-{pid}``: two agents with the same id on one host (a dev
+    server and a test run) never touch each other's sandboxes; ``remove_dead_agents`` cleans
+    up after agents that died without stopping.
+    """
     own = _own_paths()
-    leaf = f"mem0-{agent_id}"
+    leaf = f"mem0-{agent_id}-{os.getpid()}"
     if os.path.exists(f"{ROOT}/cgroup.controllers"):
         return _detect_v2(f"{ROOT}{own.get('', '/')}", leaf)
     if os.path.isdir(f"{ROOT}/memory"):
@@ -250,6 +255,37 @@ class Cgroup:
                     break
                 except OSError:
                     time.sleep(0.005)
+
+
+def remove_dead_agents(plan: CgroupPlan, agent_id: str) -> int:
+    """Kill the sandboxes left by earlier agents with this id whose process is gone; returns how many."""
+    removed = 0
+    for ctrl, base in plan.bases.items():
+        parent = os.path.dirname(base)
+        prefix = f"mem0-{agent_id}-"
+        for name in os.listdir(parent):
+            pid = name[len(prefix) :]
+            if not name.startswith(prefix) or not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
+                continue
+            stale = CgroupPlan(plan.mode, {ctrl: f"{parent}/{name}"}, plan.controls)
+            for child in os.listdir(f"{parent}/{name}"):
+                if os.path.isdir(f"{parent}/{name}/{child}"):
+                    Cgroup(stale, child).destroy()
+                    removed += 1
+            try:
+                os.rmdir(f"{parent}/{name}")
+            except OSError:
+                pass
+    return removed
+
+
+def remove_plan(plan: CgroupPlan) -> None:
+    """Remove this agent's (empty) parent cgroups at stop."""
+    for base in plan.bases.values():
+        try:
+            os.rmdir(base)
+        except OSError:
+            pass
 
 
 def park(plan: CgroupPlan, pid: int) -> None:

@@ -149,6 +149,16 @@ def release_sandbox_init(pid: int, procs_files: list[str], sync_fd: int) -> None
 # ---------------------------------------------------------------- sandbox init R (inside)
 
 
+def close_inherited_fds(keep: set[int]) -> None:
+    """First thing in the clone: drop every zygote descriptor (its control socket, its mount
+    namespace fd...) except stdio and ``keep``."""
+    top = 3
+    for fd in sorted(keep):
+        os.closerange(top, fd)
+        top = fd + 1
+    os.closerange(top, 1 << 20)
+
+
 def wait_for_host(sync_fd: int) -> None:
     if os.read(sync_fd, 1) != b"1":
         raise IsolationError("host did not finish preparing the sandbox")

@@ -67,10 +67,9 @@ class Runtime:
     preload: tuple[str, ...] = ()
     zygote: bool = True
     ro_binds: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def can_fork(self) -> bool:
-        return self.zygote
+    # Copy-on-write fork of a live interpreter. False: fork = fresh sandbox + workspace copy,
+    # reported as memory "fresh" (what Node.js and Go runtimes will do).
+    can_fork: bool = True
 
 
 def _python_install() -> tuple[str, ...]:

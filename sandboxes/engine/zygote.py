@@ -6,12 +6,13 @@ reaper) --fork--> K (interpreter, runs user code). The zygote also owns every mo
 sandboxes use (template roots, workspace layers) in its private mount namespace, so nothing
 leaks into the host's mount table and everything is gone when the zygote exits.
 
-Run as ``python -m sandboxes.engine.zygote TEMPLATE STATE_DIR FD`` by ``ZygoteProcess``; it
+Run as ``python -m sandboxes.engine.zygote RUNTIME_JSON STATE_DIR FD`` by ``ZygoteProcess``; it
 serves JSON requests (with descriptors) on the SOCK_SEQPACKET socket FD and exits at EOF.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import importlib
 import json
@@ -26,7 +27,7 @@ import traceback
 from . import isolation, linux
 from .kernel import Kernel
 from .layers import LayerStore
-from .runtimes import Runtime, builtin_runtimes
+from .runtimes import Runtime
 
 TMP_BYTES = 64 << 20
 # Rlimits set before hand-over; ``configure`` lowers them to the sandbox's limits.
@@ -137,7 +138,8 @@ class ZygoteServer:
     def _become_sandbox(self, sync_r, workspace, ctl, out, err, reaper) -> None:
         """In the clone: the init steps, fork the interpreter, then reap until the namespace is empty."""
         try:
-            self.sock.detach()
+            os.close(self.sock.detach())
+            isolation.close_inherited_fds(keep={sync_r, ctl, out, err, reaper})
             isolation.run_init_steps(sync_r, self.root, workspace, TMP_BYTES)
             kpid = os.fork()
             if kpid == 0:
@@ -202,7 +204,14 @@ class ZygoteProcess:
             "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1",
         }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sandboxes.engine.zygote", runtime.name, state_dir, str(theirs.fileno())],
+            [
+                sys.executable,
+                "-m",
+                "sandboxes.engine.zygote",
+                json.dumps(dataclasses.asdict(runtime)),
+                state_dir,
+                str(theirs.fileno()),
+            ],
             env=env,
             pass_fds=[theirs.fileno()],
             cwd="/",
@@ -255,8 +264,9 @@ class ZygoteProcess:
 
 
 def main() -> None:
-    template, state_dir, fd = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    server = ZygoteServer(builtin_runtimes()[template], state_dir, fd)
+    spec, state_dir, fd = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    runtime = Runtime(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+    server = ZygoteServer(runtime, state_dir, fd)
     try:
         server.setup()
     except Exception:

@@ -108,3 +108,39 @@ def test_fork_sees_its_own_processes_and_network(engine):
         "    print('REACHED')\nexcept OSError:\n    print('isolated')",
     )
     assert out == "isolated\n"
+
+
+def test_runtime_without_memory_fork_gets_a_fresh_process_and_a_workspace_copy(tmp_path):
+    """What Node.js/Go runtimes will do: fork = fresh sandbox + copy of the workspace."""
+    from dataclasses import replace
+
+    from sandboxes.engine.agent import start_embedded_agent
+    from sandboxes.engine.client import EngineClient
+    from sandboxes.engine.runtimes import builtin_runtimes
+    from sandboxes.engine.transport import make_bus
+
+    from .conftest import Engine
+
+    runtime = replace(builtin_runtimes()["python"], name="python-nofork", can_fork=False)
+    bus = make_bus(None, prefix=f"nofork-{uuid.uuid4().hex[:6]}")
+    agent = start_embedded_agent(
+        bus,
+        agent_id="nofork",
+        state_dir=str(tmp_path),
+        pool_min=1,
+        pool_max=2,
+        runtimes={runtime.name: runtime},
+    )
+    try:
+        engine = Engine(EngineClient(bus), agent, "nofork")
+        sid = engine.create(runtime="python-nofork")
+        engine.ok(sid, "x = 1\nimport os\nos.makedirs('d')\nopen('d/f.txt', 'w').write('copied')")
+        info = engine.fork(sid)
+        assert info["memory"] == "fresh"
+        out = engine.ok(
+            info["sandbox_id"], "print('x' in globals(), open('d/f.txt').read())\nopen('d/g', 'w')"
+        )
+        assert out == "False copied\n"
+        assert engine.ok(sid, "import os\nprint(os.listdir('d'))") == "['f.txt']\n"
+    finally:
+        agent.stop()
