@@ -239,3 +239,86 @@ def test_agent_daemon_serves_over_redis(redis_bus):
         shutil.rmtree(state, ignore_errors=True)
     assert proc.returncode == 0
     assert not any(a.id == "daemon-1" for a in EngineClient(redis_bus).agents())
+
+
+def _start_daemon(prefix: str, agent_id: str, state: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sandboxes.engine.agent",
+            "--redis-url",
+            REDIS_URL,
+            "--prefix",
+            prefix,
+            "--agent-id",
+            agent_id,
+            "--state-dir",
+            state,
+            "--pool-min",
+            "1",
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _sandbox_pids(agent_id: str, daemon_pid: int) -> set[int]:
+    base = f"/sys/fs/cgroup/pids/mem0-{agent_id}-{daemon_pid}"
+    if not os.path.isdir(base):
+        return set()
+    out = set()
+    for child in os.listdir(base):
+        if os.path.isdir(f"{base}/{child}"):
+            with open(f"{base}/{child}/cgroup.procs") as f:
+                out |= {int(p) for p in f.read().split()}
+    return out
+
+
+def test_crashed_agent_leaves_no_running_sandboxes(redis_bus):
+    """SIGKILL the daemon: interpreters exit at once (control socket EOF); what they left
+    running is killed by the next agent with the same id."""
+    if os.geteuid() != 0 or not os.path.isdir("/sys/fs/cgroup/pids"):
+        pytest.skip("needs root and a cgroup v1 pids hierarchy")
+    state = tempfile.mkdtemp(prefix="mem0-crash-")
+    client = EngineClient(redis_bus)
+    first = _start_daemon(redis_bus.prefix, "crashy-agent", state)
+    second = None
+    try:
+        deadline = time.monotonic() + 30
+        while not any(a.id == "crashy-agent" for a in client.agents()):
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.05)
+        info = client.create(
+            "crashy-agent", sandbox_id="c1", runtime="python", env={}, limits=Limits(), timeout=30
+        )
+        client.run(
+            "crashy-agent",
+            sandbox_id="c1",
+            execution_id="c1-e",
+            code="import subprocess\nbg = subprocess.Popen(['sleep', '1000'])",
+            timeout_s=10,
+        )
+        assert client.wait("c1-e", timeout=20).status == "succeeded"
+        left = _sandbox_pids("crashy-agent", first.pid)
+        assert info["pid"] in left and len(left) >= 2  # + the sleep, + warm pool sandboxes
+        first.kill()
+        first.wait()
+        deadline = time.monotonic() + 5
+        while os.path.exists(f"/proc/{info['pid']}"):
+            assert time.monotonic() < deadline, "interpreter outlived its agent"
+            time.sleep(0.02)
+        second = _start_daemon(redis_bus.prefix, "crashy-agent", state)
+        deadline = time.monotonic() + 30
+        while any(os.path.exists(f"/proc/{p}") for p in left):
+            assert time.monotonic() < deadline, (
+                "background process of a dead agent survived its successor's start"
+            )
+            time.sleep(0.05)
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(20)
+        shutil.rmtree(state, ignore_errors=True)
