@@ -1,6 +1,7 @@
 """The index from one snapshot lets the next skip files unchanged by (size, mtime_ns, inode) unread."""
 
 import os
+import time
 
 from sandboxes.engine.blockstore import snapshot as snapshot_module
 
@@ -66,7 +67,9 @@ def test_a_replaced_file_with_same_size_and_mtime_is_read_because_its_inode_chan
 
 def test_recently_modified_files_are_read_again_next_time(store, tmp_path):
     ws = _workspace(tmp_path, n=3)
-    (ws / "fresh.txt").write_bytes(b"just written")  # mtime is now: inside the racy window
+    (ws / "fresh.txt").write_bytes(b"just written")
+    future = time.time_ns() + 10**10  # stamped after the snapshot starts: the index may not trust it
+    os.utime(ws / "fresh.txt", ns=(future, future))
     first = store.snapshot_tree(str(ws))
     second = store.snapshot_tree(str(ws), previous_index=first.index)
     assert second.files_read == 1

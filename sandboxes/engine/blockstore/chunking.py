@@ -14,9 +14,9 @@ from pyfastcdc.cy import FastCDC
 from .cache import ChunkCache
 from .manifest import HOLE
 
-CDC_MIN = 16 * 1024
-CDC_AVG = 48 * 1024  # pyfastcdc's real mean is avg + min = 64 KiB
-CDC_MAX = 256 * 1024
+CDC_MIN = 32 * 1024
+CDC_AVG = 96 * 1024  # pyfastcdc's real mean is avg + min = 128 KiB
+CDC_MAX = 512 * 1024
 MAX_HOLE_ENTRY = 1 << 31  # a chunk entry's length is 32 bits; longer holes take several entries
 
 _cdc = FastCDC(CDC_AVG, min_size=CDC_MIN, max_size=CDC_MAX)

@@ -7,7 +7,9 @@ walk goes; big files are cut on the calling thread and their chunks hashed/compr
 
 A file is *not re-read* when the previous index has the same (size, mtime_ns, inode) for its path: its
 chunk list is reused. Like git's "racily clean" rule, a file whose mtime is within RACY_WINDOW_NS of the
-snapshot's start is left out of the new index (it could still change within the same timestamp tick).
+snapshot's start is left out of the new index: it could still change within the same timestamp tick and
+keep its mtime. Linux stamps files from the coarse clock (one jiffy, <= 10 ms at HZ=100); the window is
+ten times that. (Filesystems with coarser timestamps, e.g. FAT's 2 s, are not workspace filesystems.)
 """
 
 import os
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from . import manifest
 from .chunking import ChunkWriter, SegmentReader, data_segments, hole_entries
 
-RACY_WINDOW_NS = 2_000_000_000
+RACY_WINDOW_NS = 100_000_000
 READ_WHOLE_MAX = 8 << 20  # files up to this size are read in one go by a worker
 BATCH_BYTES = 4 << 20
 BATCH_FILES = 128
