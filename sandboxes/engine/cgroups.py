@@ -221,8 +221,21 @@ class Cgroup:
         elif "freezer" in self.dirs:
             self._try_write("freezer", "freezer.state", "THAWED")
 
-    def kill_all(self, exclude: set[int] = frozenset()) -> None:
-        """SIGKILL every process in the cgroup (except ``exclude``), frozen first so none can fork away."""
+    def kill_all(self, exclude: set[int] = frozenset(), *, fast: bool = False) -> None:
+        """SIGKILL every process in the cgroup (except ``exclude``), frozen first so none can fork away.
+
+        ``fast``: a lone process is killed without the freeze (~1 ms saved); a child it forked in
+        that instant survives until the caller's later full ``kill_all``/``destroy``.
+        """
+        if fast:
+            victims = [p for p in self.pids() if p not in exclude]
+            if len(victims) <= 1:
+                for pid in victims:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                return
         if self.plan.mode == "v2" and not exclude:
             try:
                 self._try_write("freezer", "cgroup.kill", "1")

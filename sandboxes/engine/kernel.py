@@ -89,6 +89,9 @@ class Kernel:
 
     def serve(self) -> None:
         os.chdir("/workspace")
+        # Warm-up while still in the pool: the first run of a freshly forked interpreter takes
+        # copy-on-write faults on every page compile/exec/print touch; take them now.
+        self.run({"id": None, "code": "print(end='')"})
         wire.send(self.sock, {"ev": "hello", "pid": os.getpid()})
         while True:
             try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -96,6 +97,7 @@ class WarmPool:
         return len(self.idle)
 
     def _refill_loop(self) -> None:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # this thread only
         while True:
             with self.cond:
                 while not self.stopped and len(self.idle) >= self.target():
@@ -113,6 +115,8 @@ class WarmPool:
                 sb = self.spawn()
                 self.failures = 0
             except Exception:
+                if self.stopped:
+                    return
                 self.failures += 1
                 log.exception("event=pool_spawn_failed runtime=%s", self.runtime)
                 time.sleep(min(5.0, 0.1 * 2**self.failures))
@@ -127,8 +131,12 @@ class WarmPool:
                 self.retire(stale)
 
     def stop(self) -> list:
+        """Stop refilling; returns the idle sandboxes (for the caller to kill)."""
         with self.cond:
             self.stopped = True
             self.cond.notify_all()
+        for t in self.threads:
+            t.join(timeout=15)  # a spawn in flight finishes (or fails) first
+        with self.cond:
             left, self.idle = list(self.idle), collections.deque()
         return left

@@ -79,7 +79,7 @@ class Supervisor:
             return
         sb.kill_requested = True
         sb.state = "dead"
-        sb.cgroup.kill_all(exclude={sb.lineage.init_pid})
+        sb.cgroup.kill_all(exclude={sb.lineage.init_pid}, fast=True)  # release() sweeps again
         # The interpreter's death closes the control socket and the hub then ends any run
         # (status "killed") and cleans up. An interpreter that never said hello: from here.
         if not sb.inside_pid:
