@@ -6,6 +6,7 @@ import uuid
 import pytest
 
 from mem0sdk import (
+    ConflictError,
     Execution,
     NotFoundError,
     OutputEvent,
@@ -154,6 +155,17 @@ def test_list_follows_the_cursor_across_pages_and_filters(client):
     finally:
         for s in created:
             s.kill()
+
+
+def test_idempotency_key_makes_a_retried_create_return_the_same_sandbox(client):
+    key = f"sdk-{uuid.uuid4().hex}"
+    first = client.sandboxes.create(metadata={"try": "1"}, idempotency_key=key)
+    try:
+        assert client.sandboxes.create(metadata={"try": "1"}, idempotency_key=key).id == first.id
+        with pytest.raises(ConflictError):
+            client.sandboxes.create(metadata={"try": "2"}, idempotency_key=key)
+    finally:
+        first.kill()
 
 
 def test_idempotency_key_makes_a_retried_fork_return_the_same_child(sandbox):

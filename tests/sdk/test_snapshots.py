@@ -38,3 +38,17 @@ def test_snapshot_get_list_tag_lineage_delete(client, sandbox):
     client.snapshots.delete(second.id)
     with pytest.raises(NotFoundError):
         client.snapshots.get(second.id)
+
+
+def test_restore_makes_a_new_sandbox_with_the_snapshots_workspace(client, sandbox):
+    sandbox.files.write("data/state.txt", "saved")
+    snapshot = sandbox.snapshot(name="restore-me")
+    sandbox.files.write("data/state.txt", "changed later")
+    restored = client.snapshots.restore(snapshot.id, idempotency_key=f"sdk-{uuid.uuid4().hex}")
+    try:
+        assert restored.id != sandbox.id and restored.state == "running"
+        assert restored.source_snapshot_id == snapshot.id and restored.runtime == "python"
+        assert restored.files.read("data/state.txt") == b"saved"
+        assert restored.run("print(open('/workspace/data/state.txt').read())").stdout == "saved\n"
+    finally:
+        restored.kill()
