@@ -4,6 +4,7 @@ import json
 
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -128,7 +129,7 @@ class ExecutionEventsView(APIView):
     scope = "sandboxes"
     renderer_classes = [JSONRenderer, EventStreamRenderer]
 
-    @extend_schema(parameters=[OpenApiParameter("after", int)])
+    @extend_schema(parameters=[OpenApiParameter("after", int)], responses={200: OpenApiTypes.OBJECT})
     def get(self, request, execution_id: str):
         execution = selectors.execution_by_id(request.auth.org, execution_id)
         after = _int_param(request, "after", int(request.headers.get("Last-Event-ID", 0) or 0))
@@ -157,7 +158,8 @@ class RawBytesParser(BaseParser):
 class SandboxFilesView(APIView):
     scope = "sandboxes"
 
-    @extend_schema(parameters=[OpenApiParameter("path", str)])
+    @extend_schema(operation_id="sandbox_files_list", parameters=[OpenApiParameter("path", str)],
+                   responses={200: OpenApiTypes.OBJECT})
     def get(self, request, sandbox_id: str):
         sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
         path = request.query_params.get("path", "")
@@ -170,11 +172,13 @@ class SandboxFileView(APIView):
     scope = "sandboxes"
     parser_classes = [RawBytesParser]
 
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request, sandbox_id: str, path: str):
         sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
         data = services.file_read(sandbox=sandbox, path=path)
         return HttpResponse(data, content_type="application/octet-stream")
 
+    @extend_schema(request={"application/octet-stream": OpenApiTypes.BINARY}, responses={201: OpenApiTypes.OBJECT})
     def put(self, request, sandbox_id: str, path: str):
         sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
         if int(request.META.get("CONTENT_LENGTH") or 0) > settings.MEM0_MAX_FILE_BYTES:
@@ -187,6 +191,7 @@ class SandboxFileView(APIView):
         services.file_write(sandbox=sandbox, path=path, data=data)
         return Response({"path": path, "size": len(data)}, status=201)
 
+    @extend_schema(responses={204: None})
     def delete(self, request, sandbox_id: str, path: str):
         sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
         services.file_delete(sandbox=sandbox, path=path)
@@ -194,5 +199,6 @@ class SandboxFileView(APIView):
 
 
 class RuntimesView(APIView):
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         return Response({"runtimes": runtime_catalog(dispatch.known_runtimes())})

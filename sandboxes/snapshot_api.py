@@ -2,6 +2,7 @@
 
 import re
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -61,6 +62,7 @@ class SnapshotDetailView(APIView):
     def get(self, request, snapshot_id: str):
         return Response(SnapshotSerializer(selectors.snapshot_by_id(request.auth.org, snapshot_id)).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request, snapshot_id: str):
         snap = selectors.snapshot_by_id(request.auth.org, snapshot_id)
         snapshots.snapshot_delete(principal=request.auth, snapshot=snap, request=request)
@@ -96,6 +98,7 @@ class SnapshotTagView(APIView):
 class SnapshotLineageView(APIView):
     scope = "snapshots"
 
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, snapshot_id: str):
         snap = selectors.snapshot_by_id(request.auth.org, snapshot_id)
         return Response(lineage(request.auth.org, snap))

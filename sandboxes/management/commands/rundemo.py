@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand
 
 from accounts import services
 from accounts.models import Organization
+from sandboxes.dispatch import engine
 
 log = logging.getLogger("mem0.rundemo")
 
@@ -49,7 +50,7 @@ class Command(BaseCommand):
                                                  org_name="Demo", org_slug="demo", plan="pro")
         else:
             _, raw = services.apikey_create(org=org, name="make run")
-        self._warm_engine()
+        engine()  # start the embedded agent and its warm pools before the first request
         stop = threading.Event()
         threading.Thread(target=run_periodic_tasks, args=(stop,), name="mem0-beat", daemon=True).start()
         self.stdout.write(f"Mem0 console: http://{host}:{port}/  (API docs: http://{host}:{port}/api/docs/)")
@@ -60,10 +61,3 @@ class Command(BaseCommand):
             Server(application=application, endpoints=[f"tcp:port={port}:interface={host}"]).run()
         finally:
             stop.set()
-
-    def _warm_engine(self) -> None:
-        try:
-            from sandboxes.dispatch import engine
-        except ImportError:
-            return
-        engine()
