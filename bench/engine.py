@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import psutil  # noqa: E402
 
-from sandboxes.engine.agent import start_embedded_agent  # noqa: E402
+from sandboxes.engine.agent import GIL_SWITCH_INTERVAL_S, start_embedded_agent  # noqa: E402
 from sandboxes.engine.client import EngineClient  # noqa: E402
 from sandboxes.engine.protocol import ExitEvent, Limits  # noqa: E402
 from sandboxes.engine.transport import make_bus  # noqa: E402
@@ -321,6 +321,8 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/engine.py needs root (namespaces, cgroups, mounts)")
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # as the agent daemon does (see agent.py)
+    print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
     state = tempfile.mkdtemp(prefix="mem0-bench-")
     try:
         print("in-process transport")

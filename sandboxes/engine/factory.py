@@ -23,6 +23,7 @@ import threading
 from . import cgroups, isolation
 from .cgroups import CgroupPlan
 from .protocol import EngineError, Limits
+from .reaper import build_reaper
 from .runtimes import Runtime
 from .sandbox import Lineage, Sandbox, find_host_pid
 from .supervisor import Supervisor
@@ -55,10 +56,12 @@ class SandboxFactory:
         self.slots = itertools.count(1)
         self.free_uids = list(range(UID_SLOTS))
         self.stopping = False
+        self.live: set[Sandbox] = set()  # made and not yet released
 
     def start(self) -> None:
+        self.reaper = build_reaper(self.state_dir)
         for name, rt in self.runtimes.items():
-            self.zygotes[name] = ZygoteProcess(rt, self.state_dir)
+            self.zygotes[name] = ZygoteProcess(rt, self.state_dir, self.reaper)
 
     def stop(self) -> None:
         self.stopping = True
@@ -73,7 +76,7 @@ class SandboxFactory:
             z = self.zygotes[runtime.name]
             if not z.alive() and not self.stopping:
                 log.error("event=zygote_died runtime=%s pid=%d", runtime.name, z.pid)
-                z = self.zygotes[runtime.name] = ZygoteProcess(runtime, self.state_dir)
+                z = self.zygotes[runtime.name] = ZygoteProcess(runtime, self.state_dir, self.reaper)
             return z
 
     def _new_slot(self) -> str:
@@ -128,6 +131,7 @@ class SandboxFactory:
             err_fd=err_r,
         )
         sb.workspace_bytes = POOL_WORKSPACE_BYTES
+        self.live.add(sb)
         self.supervisor.watch(sb)
         self.supervisor.watch_lineage(lineage)
         try:
@@ -163,6 +167,7 @@ class SandboxFactory:
             err_fd=err_r,
         )
         child.workspace_bytes = lim.workspace_bytes
+        self.live.add(child)
         self.supervisor.watch(child)
         try:
             parent.send({"op": "fork"}, [ctl_theirs.fileno(), out_w, err_w])
@@ -228,3 +233,5 @@ class SandboxFactory:
             sb.cgroup.destroy()
         except Exception:
             log.exception("event=release_failed slot=%s", sb.slot)
+        finally:
+            self.live.discard(sb)

@@ -12,6 +12,7 @@ clones straight into new user, PID, mount, network, IPC and UTS namespaces):
   zygote map_user_namespace  uid/gid 0..65535 inside -> an unprivileged host range; setgroups denied
   agent  join_cgroups        memory, pids, cpu(acct), freezer; then it releases R
   R     wait_for_host        nothing below runs before the maps and cgroups are in place
+  R     (fork K)             the interpreter is forked here and waits for the steps below
   R     private_mounts       no mount event propagates back to the host
   R     bind_root            this sandbox's own (unlocked) bind of the read-only template root
   R     mount_proc / mount_tmp / bind_workspace   on the read-only template root
@@ -160,6 +161,7 @@ def close_inherited_fds(keep: set[int]) -> None:
 
 
 def wait_for_host(sync_fd: int) -> None:
+    """Nothing runs before the user namespace is mapped and the cgroups are joined."""
     if os.read(sync_fd, 1) != b"1":
         raise IsolationError("host did not finish preparing the sandbox")
     os.close(sync_fd)
@@ -204,9 +206,9 @@ def enter_root(root: str) -> None:
     os.chdir("/")
 
 
-def run_init_steps(sync_fd: int, root: str, workspace: str, tmp_bytes: int) -> None:
-    """SANDBOX_INIT_STEPS, in order."""
-    _step("wait_for_host", wait_for_host, sync_fd)
+def run_init_steps(root: str, workspace: str, tmp_bytes: int) -> None:
+    """SANDBOX_INIT_STEPS after ``wait_for_host``, in order (the interpreter, already forked,
+    waits for them; see ``zygote.ZygoteServer._become_sandbox``)."""
     _step("private_mounts", private_mounts)
     _step("bind_root", bind_root, root)
     _step("mount_proc", mount_proc, root)

@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 log = logging.getLogger("mem0.engine.pool")
 
+REFILL_DELAY_S = 0.01
+
 
 class DemandRate:
     """Creates per second, exponentially weighted with time constant ``tau``."""
@@ -63,6 +65,7 @@ class WarmPool:
         self.cond = threading.Condition()
         self.stopped = False
         self.failures = 0
+        self.last_take = 0.0
         # Two refillers: a spawn spends most of its time waiting (the zygote's clone, the cgroup
         # join's RCU grace period, the new interpreter's start), which two can overlap.
         self.threads = [
@@ -83,6 +86,7 @@ class WarmPool:
         with self.cond:
             self.demand.hit()
             sb = self.idle.popleft() if self.idle else None
+            self.last_take = time.monotonic()
             self.cond.notify_all()
             return sb
 
@@ -111,6 +115,11 @@ class WarmPool:
                 self.retire(surplus)
                 time.sleep(0.2)
                 continue
+            # Let a hand-over and the first run it leads to finish before competing with them
+            # for the CPU (2 vCPUs here), unless the pool is running dry.
+            wait = self.last_take + REFILL_DELAY_S - time.monotonic()
+            if wait > 0 and len(self.idle) > 1:
+                time.sleep(wait)
             try:
                 sb = self.spawn()
                 self.failures = 0

@@ -6,7 +6,7 @@ reaper) --fork--> K (interpreter, runs user code). The zygote also owns every mo
 sandboxes use (template roots, workspace layers) in its private mount namespace, so nothing
 leaks into the host's mount table and everything is gone when the zygote exits.
 
-Run as ``python -m sandboxes.engine.zygote RUNTIME_JSON STATE_DIR FD`` by ``ZygoteProcess``; it
+Run as ``python -m sandboxes.engine.zygote RUNTIME_JSON STATE_DIR FD [INIT_BINARY]`` by ``ZygoteProcess``; it
 serves JSON requests (with descriptors) on the SOCK_SEQPACKET socket FD and exits at EOF.
 """
 
@@ -37,8 +37,9 @@ POOL_NICE = 10
 
 
 class ZygoteServer:
-    def __init__(self, runtime: Runtime, state_dir: str, fd: int):
+    def __init__(self, runtime: Runtime, state_dir: str, fd: int, reaper: str | None = None):
         self.runtime = runtime
+        self.reaper_path = reaper
         self.sock = socket.socket(fileno=fd)
         self.base = f"{state_dir}/z-{runtime.name}"
         self.root = f"{self.base}/root"
@@ -58,6 +59,8 @@ class ZygoteServer:
         isolation.build_rootfs(self.root, self.runtime.ro_binds)
         self.layers = LayerStore(self.base)
         self.seccomp_program = isolation.compile_seccomp()
+        # The compiled init, opened now: it is exec'd by descriptor after pivot_root.
+        self.reaper_fd = os.open(self.reaper_path, os.O_RDONLY | os.O_CLOEXEC) if self.reaper_path else -1
         os.chdir("/")
         # Objects created so far are shared copy-on-write with every sandbox: keep the cyclic
         # GC from touching (and so copying) them in each child.
@@ -141,13 +144,26 @@ class ZygoteServer:
         return {"ok": True, "pid": pid}
 
     def _become_sandbox(self, sync_r, workspace, ctl, out, err, reaper) -> None:
-        """In the clone: the init steps, fork the interpreter, then reap until the namespace is empty."""
+        """In the clone (PID 1 of the new namespaces): fork the interpreter first, then run the
+        init steps while it waits, release it, and become the reaper.
+
+        Forking before the init steps keeps the Python work of those steps out of the
+        interpreter's memory (pages dirtied there would be private copies in every sandbox);
+        pivot_root moves the root of every process of the mount namespace, the waiting
+        interpreter's included. If a step fails, the interpreter sees EOF and exits.
+        """
         try:
             os.close(self.sock.detach())
-            isolation.close_inherited_fds(keep={sync_r, ctl, out, err, reaper})
-            isolation.run_init_steps(sync_r, self.root, workspace, TMP_BYTES)
-            kpid = os.fork()
-            if kpid == 0:
+            isolation.close_inherited_fds(keep={sync_r, ctl, out, err, reaper, self.reaper_fd})
+            # Not before the agent has put us in the sandbox's cgroups: the interpreter must be
+            # born inside them.
+            isolation.wait_for_host(sync_r)
+            go_r, go_w = os.pipe()
+            if os.fork() == 0:
+                os.close(go_w)
+                if os.read(go_r, 1) != b"1":
+                    os._exit(71)
+                os.close(go_r)
                 isolation.run_interpreter_steps(
                     {out: 1, err: 2, ctl: 3},
                     POOL_RLIMITS["nofile"],
@@ -157,14 +173,36 @@ class ZygoteServer:
                 )
                 Kernel().serve()
                 os._exit(0)
+            os.close(go_r)
+            isolation.run_init_steps(self.root, workspace, TMP_BYTES)
+            os.write(go_w, b"1")
+            os.close(go_w)
             for fd in (ctl, out, err):
                 os.close(fd)
+            if self.reaper_fd >= 0:
+                exec_reaper(self.reaper_fd, reaper)
             reap_forever(reaper)
         except BaseException:
             try:
                 os.write(reaper, f"fail {traceback.format_exc(limit=3)!r}\n".encode())
             finally:
                 os._exit(70)
+
+
+def exec_reaper(binary_fd: int, report_fd: int) -> None:
+    """Become the compiled init (``reaper.py``): stdio on /dev/null, reports on fd 3."""
+    try:
+        os.dup2(binary_fd, 100, inheritable=False)
+        os.dup2(report_fd, 3)
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.closerange(4, 100)
+        os.closerange(101, 1 << 16)
+        os.execve(100, ["mem0-init"], {})
+    except OSError:
+        pass  # fall back to the Python reaper on fd 3
+    reap_forever(3)
 
 
 def reap_forever(report_fd: int) -> None:
@@ -191,7 +229,7 @@ class ZygoteError(RuntimeError):
 class ZygoteProcess:
     """Agent-side handle: starts the zygote and sends it requests (thread-safe)."""
 
-    def __init__(self, runtime: Runtime, state_dir: str):
+    def __init__(self, runtime: Runtime, state_dir: str, reaper: str | None = None):
         self.runtime = runtime
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -216,6 +254,7 @@ class ZygoteProcess:
                 json.dumps(dataclasses.asdict(runtime)),
                 state_dir,
                 str(theirs.fileno()),
+                reaper or "",
             ],
             env=env,
             pass_fds=[theirs.fileno()],
@@ -270,8 +309,9 @@ class ZygoteProcess:
 
 def main() -> None:
     spec, state_dir, fd = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    reaper = sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] else None
     runtime = Runtime(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
-    server = ZygoteServer(runtime, state_dir, fd)
+    server = ZygoteServer(runtime, state_dir, fd, reaper)
     try:
         server.setup()
     except Exception:

@@ -1,0 +1,65 @@
+"""The sandbox init's final form: a tiny C program that reaps every process of the sandbox's
+PID namespace and reports each exit to the agent as ``exit <pid> <wait status>\\n`` on fd 3.
+
+Why C: the init is forked from the zygote and would otherwise stay a Python process whose
+pages diverge from the zygote's: measured 1.2 MB USS per sandbox, against ~0.1 MB for this
+static binary (the interpreter itself is ~2 MB). It is compiled once per agent start when a C
+compiler is available; without one the init simply stays Python (``zygote.reap_forever``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+
+log = logging.getLogger("mem0.engine.reaper")
+
+REAPER_C = r"""
+#include <errno.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int main(void) {
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, 0);
+        if (pid < 0) {
+            if (errno == EINTR) continue;
+            return 0; /* ECHILD: the namespace is empty, the sandbox lineage is over */
+        }
+        char buf[64];
+        int n = snprintf(buf, sizeof buf, "exit %d %d\n", (int)pid, status);
+        if (write(3, buf, (size_t)n) < 0) { /* agent gone: keep reaping */ }
+    }
+}
+"""
+
+
+def build_reaper(state_dir: str) -> str | None:
+    """Path of the compiled reaper (built on first use), or None if no compiler works here."""
+    digest = hashlib.sha256(REAPER_C.encode()).hexdigest()[:12]
+    path = os.path.join(state_dir, f"mem0-init-{digest}")
+    if os.access(path, os.X_OK):
+        return path
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        log.info("event=reaper_python reason=no_c_compiler")
+        return None
+    with tempfile.TemporaryDirectory(dir=state_dir) as tmp:
+        src = os.path.join(tmp, "init.c")
+        with open(src, "w") as f:
+            f.write(REAPER_C)
+        out = os.path.join(tmp, "init")
+        for flags in (["-static"], []):  # static: nothing to resolve inside the sandbox root
+            res = subprocess.run([cc, "-Os", *flags, "-o", out, src], capture_output=True)
+            if res.returncode == 0:
+                os.chmod(out, 0o755)
+                os.replace(out, path)
+                return path
+    log.warning("event=reaper_python reason=compile_failed")
+    return None
