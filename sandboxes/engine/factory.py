@@ -95,16 +95,17 @@ class SandboxFactory:
         ctl, ctl_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        py_r, py_w = os.pipe2(os.O_CLOEXEC)
         reap_r, reap_w = os.pipe2(os.O_CLOEXEC)
         sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
         try:
             rep = z.request(
                 {"op": "spawn", "slot": slot, "uid_base": uid_base, "ws_bytes": POOL_WORKSPACE_BYTES},
-                [ctl_theirs.fileno(), out_w, err_w, reap_w, sync_r],
+                [ctl_theirs.fileno(), out_w, err_w, py_w, reap_w, sync_r],
             )
             isolation.release_sandbox_init(rep["pid"], cg.procs_files(), sync_w)
         except Exception:
-            for fd in (out_r, err_r, reap_r):
+            for fd in (out_r, err_r, py_r, reap_r):
                 os.close(fd)
             ctl.close()
             cg.destroy()
@@ -117,7 +118,7 @@ class SandboxFactory:
             raise
         finally:
             ctl_theirs.close()
-            for fd in (out_w, err_w, reap_w, sync_r, sync_w):
+            for fd in (out_w, err_w, py_w, reap_w, sync_r, sync_w):
                 os.close(fd)
         lineage = Lineage(init_pid=rep["pid"], uid_base=uid_base, reaper_fd=reap_r)
         sb = Sandbox(
@@ -129,6 +130,7 @@ class SandboxFactory:
             ctl=ctl,
             out_fd=out_r,
             err_fd=err_r,
+            py_fd=py_r,
         )
         sb.workspace_bytes = POOL_WORKSPACE_BYTES
         self.live.add(sb)
@@ -156,6 +158,7 @@ class SandboxFactory:
         ctl, ctl_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        py_r, py_w = os.pipe2(os.O_CLOEXEC)
         child = Sandbox(
             slot=slot,
             runtime=parent.runtime,
@@ -165,16 +168,17 @@ class SandboxFactory:
             ctl=ctl,
             out_fd=out_r,
             err_fd=err_r,
+            py_fd=py_r,
         )
         child.workspace_bytes = lim.workspace_bytes
         self.live.add(child)
         self.supervisor.watch(child)
         try:
-            parent.send({"op": "fork"}, [ctl_theirs.fileno(), out_w, err_w])
+            parent.send({"op": "fork"}, [ctl_theirs.fileno(), out_w, err_w, py_w])
         finally:
             ctl_theirs.close()
-            os.close(out_w)
-            os.close(err_w)
+            for fd in (out_w, err_w, py_w):
+                os.close(fd)
         try:
             inside = int(parent.wait_reply("forked")["child_pid"])
             child.wait_reply("hello")

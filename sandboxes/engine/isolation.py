@@ -226,7 +226,8 @@ def close_fds(keep: dict[int, int]) -> None:
     """Move ``keep`` (src fd -> target fd) into place and close every other descriptor."""
     tmp = {src: os.dup(src) for src in keep}
     for src, dst in keep.items():
-        os.dup2(tmp[src], dst, inheritable=dst <= 2)  # children of user code inherit stdio only
+        # Children of user code inherit stdio and the framed Python output, not the control socket.
+        os.dup2(tmp[src], dst, inheritable=dst != 3)
     top = max(keep.values()) + 1
     os.closerange(top, 1 << 20)
     for fd in range(0, top):

@@ -42,6 +42,34 @@ import traceback
 from . import linux, wire
 
 CTL_FD = 3
+PY_FD = 4  # sys.stdout and sys.stderr, framed on one pipe so their interleaving is kept
+STDOUT_ID, STDERR_ID = 1, 2
+FRAME_PAYLOAD = 4093  # 3-byte header + payload <= PIPE_BUF: every frame is one atomic write
+
+
+class FramedWriter(io.RawIOBase):
+    """sys.stdout / sys.stderr of the interpreter: frames ``[stream id][u16 length][bytes]`` on
+    one pipe, so the agent sees Python-level output in the order it was written across both
+    streams. fds 1 and 2 stay plain pipes for subprocesses and os.write (ordered per stream)."""
+
+    def __init__(self, stream_id: int):
+        super().__init__()
+        self.stream_id = stream_id
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        for off in range(0, len(view), FRAME_PAYLOAD):
+            chunk = view[off : off + FRAME_PAYLOAD]
+            os.write(PY_FD, bytes((self.stream_id,)) + len(chunk).to_bytes(2, "big") + chunk)
+        return len(view)
+
+    def fileno(self) -> int:
+        return STDOUT_ID if self.stream_id == STDOUT_ID else 2
+
+
 FORK_CLONE_FLAGS = linux.CLONE_PARENT | linux.CLONE_NEWNS | linux.CLONE_NEWNET | linux.CLONE_NEWIPC
 
 
@@ -60,13 +88,13 @@ class Kernel:
         # Line-buffered: a print() arrives as one chunk per line, as soon as the line ends;
         # partial lines are flushed when the run ends.
         sys.stdout = io.TextIOWrapper(
-            io.BufferedWriter(io.FileIO(1, "w", closefd=False)),
+            io.BufferedWriter(FramedWriter(STDOUT_ID)),
             encoding="utf-8",
             errors="replace",
             line_buffering=True,
         )
         sys.stderr = io.TextIOWrapper(
-            io.BufferedWriter(io.FileIO(2, "w", closefd=False)),
+            io.BufferedWriter(FramedWriter(STDERR_ID)),
             encoding="utf-8",
             errors="backslashreplace",
             line_buffering=True,
@@ -172,7 +200,7 @@ class Kernel:
                 pass
         deadline = time.monotonic() + 2.0
         buf = bytearray(4)
-        for fd in (1, 2):
+        for fd in (PY_FD, 1, 2):
             while time.monotonic() < deadline:
                 try:
                     fcntl.ioctl(fd, termios.FIONREAD, buf)
@@ -183,10 +211,10 @@ class Kernel:
                 time.sleep(0.0002)
 
     def fork(self, fds: list[int]) -> None:
-        if len(fds) != 3:
+        if len(fds) != 4:
             for fd in fds:
                 os.close(fd)
-            self.send({"ev": "error", "message": "fork needs 3 descriptors"})
+            self.send({"ev": "error", "message": "fork needs 4 descriptors"})
             return
         self._forking = True
         try:
@@ -195,11 +223,12 @@ class Kernel:
             self._forking = False
         if pid == 0:
             self.pid = os.getpid()
-            ctl, out, err = fds
+            ctl, out, err, py = fds
             os.dup2(out, 1)
             os.dup2(err, 2)
-            os.dup2(ctl, CTL_FD)
-            os.closerange(CTL_FD + 1, 1 << 20)
+            os.dup2(ctl, CTL_FD, inheritable=False)
+            os.dup2(py, PY_FD)
+            os.closerange(PY_FD + 1, 1 << 20)
             linux.prctl(linux.PR_SET_DUMPABLE, 0)
             # self.sock wraps fd 3, which now is the fork's own control socket.
             wire.send(self.sock, {"ev": "hello", "pid": os.getpid(), "forked": True})

@@ -64,6 +64,7 @@ class Sandbox:
         ctl: socket.socket,
         out_fd: int,
         err_fd: int,
+        py_fd: int,
     ):
         self.slot = slot
         self.sandbox_id: str | None = None
@@ -74,6 +75,8 @@ class Sandbox:
         self.ctl = ctl
         self.out_fd = out_fd
         self.err_fd = err_fd
+        self.py_fd = py_fd  # framed output of sys.stdout/sys.stderr (see kernel.FramedWriter)
+        self.py_buf = b""
         self.reader = FrameReader()
         self.replies: queue.Queue = queue.Queue()
         self.lock = threading.Lock()  # serialises ops (run/fork/snapshot/kill) on this sandbox

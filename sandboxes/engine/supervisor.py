@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 
 from .iohub import PRIORITY_CONTROL, PRIORITY_OUTPUT, PRIORITY_REAPER, IOHub
+from .kernel import FRAME_PAYLOAD
 from .protocol import ExitEvent, OutputEvent
 from .sandbox import Lineage, Run, Sandbox
 from .transport import Bus
@@ -59,6 +60,7 @@ class Supervisor:
     def watch(self, sb: Sandbox) -> None:
         self.hub.add(sb.out_fd, lambda: self._on_pipe(sb, sb.out_fd, "stdout"), PRIORITY_OUTPUT)
         self.hub.add(sb.err_fd, lambda: self._on_pipe(sb, sb.err_fd, "stderr"), PRIORITY_OUTPUT)
+        self.hub.add(sb.py_fd, lambda: self._on_framed(sb), PRIORITY_OUTPUT)
         self.hub.add(sb.ctl.fileno(), lambda: self._on_ctl(sb), PRIORITY_CONTROL)
 
     def watch_lineage(self, lineage: Lineage) -> None:
@@ -119,6 +121,34 @@ class Supervisor:
         if not data:
             self.hub.remove(fd, lambda: os.close(fd))
             return
+        self._deliver(sb, stream, data)
+
+    def _on_framed(self, sb: Sandbox) -> None:
+        """sys.stdout/sys.stderr frames (``kernel.FramedWriter``): one pipe keeps their order."""
+        fd = sb.py_fd
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.hub.remove(fd, lambda: os.close(fd))
+            return
+        buf = sb.py_buf + data
+        pos = 0
+        while len(buf) - pos >= 3:
+            kind, size = buf[pos], int.from_bytes(buf[pos + 1 : pos + 3], "big")
+            if kind not in (1, 2) or size > FRAME_PAYLOAD:
+                buf, pos = b"", 0  # garbage written to the pipe by user code: drop it
+                break
+            if len(buf) - pos - 3 < size:
+                break
+            self._deliver(sb, "stdout" if kind == 1 else "stderr", buf[pos + 3 : pos + 3 + size])
+            pos += 3 + size
+        sb.py_buf = buf[pos:]
+
+    def _deliver(self, sb: Sandbox, stream: str, data: bytes) -> None:
         run = sb.run
         if run is None or run.killed:
             return  # output of background processes between runs is discarded

@@ -55,16 +55,29 @@ def test_output_replays_from_any_seq(engine):
         sandbox_id=sid,
         execution_id=eid,
         timeout_s=10,
-        code="import sys\nprint('a')\nprint('b', file=sys.stderr)\nprint('c')",
+        code="import sys\nfor i in range(3):\n    print('out', i)\n    print('err', i, file=sys.stderr)",
     )
     engine.client.wait(eid, timeout=10)
     everything = engine.client.output(eid)
     assert isinstance(everything[-1], ExitEvent)
-    assert "".join(e.data for e in everything[:-1] if e.stream == "stdout") == "a\nc\n"
-    assert "".join(e.data for e in everything[:-1] if e.stream == "stderr") == "b\n"
     for after in range(len(everything)):
         assert engine.client.output(eid, after_seq=after) == everything[after:]
     assert engine.client.output(eid, after_seq=len(everything)) == []
+    # print() to stdout and stderr keeps its interleaving
+    assert [(e.stream, e.data) for e in everything[:-1]] == [
+        (stream, f"{stream[3:]} {i}\n") for i in range(3) for stream in ("stdout", "stderr")
+    ]
+
+
+def test_subprocess_and_raw_fd_output_is_captured(engine):
+    sid = engine.create()
+    res = engine.run(
+        sid,
+        "import os, subprocess\nsubprocess.run(['echo', 'from child'])\n"
+        "os.write(2, b'raw err\\n')\nos.system('echo from shell >&2')",
+    )
+    assert res.stdout == "from child\n"
+    assert res.stderr == "raw err\nfrom shell\n"
 
 
 def test_exception_fails_the_run_with_a_clean_traceback(engine):
