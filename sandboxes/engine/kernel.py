@@ -5,9 +5,12 @@ Run semantics (what ends a run, and whether the sandbox survives):
   * normal completion -> ``succeeded``/0; an uncaught exception -> traceback on stderr,
     ``failed``/1; ``SystemExit(n)`` -> ``succeeded`` if n in (None, 0) else ``failed``/n;
     a ``KeyboardInterrupt`` raised by user code -> ``failed``/130. The sandbox survives all of these.
-  * timeout or output cap: the agent sends SIGINT (KeyboardInterrupt in user code) and the
-    interpreter survives with its globals; if it does not return within a grace period the
-    agent kills the whole sandbox.
+  * timeout or output cap: the agent kills every other process of the sandbox and sends the
+    interpreter SIGINT (KeyboardInterrupt in user code); the interpreter survives with its
+    globals; if it does not return within a grace period the agent kills the whole sandbox.
+  * processes user code leaves running after a run that ended normally keep running (within
+    the sandbox's limits) until a timeout, the sandbox's kill or its death; their output between
+    runs is discarded, and goes to the current run's stream while one is active.
   * ``os._exit``, a fatal signal (segfault), the OOM killer: the interpreter is gone; the run
     ends ``failed``/``killed`` and the sandbox is reported not running (``sandbox_alive`` false).
 
@@ -115,11 +118,14 @@ class Kernel:
         except OSError:
             pass
 
-    def serve(self) -> None:
+    def serve(self, warmup: str = "") -> None:
         os.chdir("/workspace")
         # Warm-up while still in the pool: the first run of a freshly forked interpreter takes
         # copy-on-write faults on every page compile/exec/print touch; take them now.
-        self.run({"id": None, "code": "print(end='')"})
+        if warmup:
+            self.run({"id": None, "code": warmup})
+            self.user_globals.clear()
+            self.user_globals.update({"__name__": "__main__", "__builtins__": builtins})
         wire.send(self.sock, {"ev": "hello", "pid": os.getpid()})
         while True:
             try:

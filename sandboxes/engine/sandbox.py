@@ -130,6 +130,10 @@ class Sandbox:
                 raise EngineError("internal_error", str(msg.get("message")))
 
     def interrupt(self) -> None:
+        """End the current run but keep the interpreter's state: every other process of the
+        sandbox is killed (the whole tree the run may have started), the interpreter gets
+        SIGINT (KeyboardInterrupt in the user's code)."""
+        self.cgroup.kill_all(exclude={self.lineage.init_pid, self.host_pid})
         try:
             os.kill(self.host_pid, signal.SIGINT)
         except ProcessLookupError:

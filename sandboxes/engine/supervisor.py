@@ -9,9 +9,10 @@ How a run ends (``ExitEvent``):
   succeeded   -          the snippet finished (or SystemExit(0))
   failed      -/pids/disk an exception, SystemExit(n != 0), os._exit(n != 0), a fatal signal;
                          ``pids``/``disk`` if the pids cgroup refused a fork / the workspace is full
-  timeout     timeout    wall clock passed: SIGINT, the interpreter survives; if it does not stop
-                         within ``INTERRUPT_GRACE_S`` the sandbox is killed (sandbox_alive false)
-  killed      output     output cap reached: SIGINT as for timeouts, output past the cap dropped
+  timeout     timeout    wall clock passed: every other process of the sandbox is killed and the
+                         interpreter gets SIGINT; it survives with its globals unless it does
+                         not stop within ``INTERRUPT_GRACE_S``: then the whole sandbox is killed
+  killed      output     output cap reached: handled as a timeout, output past the cap dropped
   killed      memory     the memory cgroup's OOM killer ended the interpreter
   killed      -          kill op during the run
 """

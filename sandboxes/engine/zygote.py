@@ -171,7 +171,7 @@ class ZygoteServer:
                     POOL_RLIMITS["fsize"],
                     self.seccomp_program,
                 )
-                Kernel().serve()
+                Kernel().serve(self.runtime.warmup)
                 os._exit(0)
             os.close(go_r)
             isolation.run_init_steps(self.root, workspace, TMP_BYTES)

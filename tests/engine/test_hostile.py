@@ -277,3 +277,15 @@ def test_disk_limit(engine, witness):
     assert res.exit.status == "failed"
     assert res.exit.limit == "disk"
     assert "No space left" in res.stderr or "File too large" in res.stderr
+
+
+def test_timeout_kills_what_the_run_started_but_keeps_the_interpreter(engine, witness):
+    sid = engine.create()
+    res = engine.run(
+        sid,
+        "import subprocess, time\nchild = subprocess.Popen(['sleep', '1000'])\ntime.sleep(100)",
+        timeout_s=1,
+    )
+    assert (res.exit.status, res.exit.sandbox_alive) == ("timeout", True)
+    assert engine.agent.sandboxes[sid].cgroup.pids() == [engine.agent.sandboxes[sid].host_pid]
+    assert engine.ok(sid, "print(child.wait())") == "-9\n"
