@@ -8,6 +8,11 @@ The tmpfs ``size=`` is the exact workspace-bytes cap (writes fail with ENOSPC; c
 lower file counts against the writer). tmpfs pages are charged to the writer's memory cgroup.
 Layers are reference counted and unmounted when no workspace stacks them.
 
+Measured: fork of a sandbox with a 200 MB workspace costs the same as with an empty one
+(``tests/engine/test_fork.py``); the layer work itself (remount, 2 tmpfs, 2 overlays, 2
+installs) is ~0.5-1.5 ms of the 7-11 ms fork. A chain of forks stacks one lower per fork
+(capped at ``MAX_LAYERS``).
+
 All mounts live in the zygote's private mount namespace; the agent reaches a workspace at
 ``/proc/<zygote pid>/root/<base>/ws/<slot>`` and the zygote moves mounts into a sandbox's
 namespace with open_tree/move_mount after setns.
