@@ -72,7 +72,7 @@ def _step(name: str, fn, *args) -> None:
 def build_rootfs(root: str, ro_binds: tuple[str, ...]) -> None:
     """Assemble the read-only template root at ``root`` (a fresh tmpfs in the zygote's namespace)."""
     linux.mount("tmpfs", root, "tmpfs", linux.MS_NOSUID, "mode=0755,size=4m")
-    for d in ("proc", "tmp", "workspace", "dev", "etc", "usr", "root", "home/sandbox"):
+    for d in ("proc", "tmp", "workspace", "dev/shm", "etc", "usr", "root", "home/sandbox"):
         os.makedirs(f"{root}/{d}", exist_ok=True)
     # Merged-/usr hosts have /bin, /lib, /lib64, /sbin as symlinks into /usr: mirror them.
     for top in ("bin", "sbin", "lib", "lib64"):
@@ -183,13 +183,11 @@ def mount_proc(root: str) -> None:
 
 
 def mount_tmp(root: str, size_bytes: int) -> None:
-    linux.mount(
-        "tmpfs",
-        f"{root}/tmp",
-        "tmpfs",
-        linux.MS_NOSUID | linux.MS_NODEV,
-        f"mode=1777,size={size_bytes},nr_inodes=65536",
-    )
+    # /tmp and /dev/shm (POSIX semaphores and shared memory: multiprocessing needs them);
+    # tmpfs pages are charged to the sandbox's memory cgroup.
+    for path in ("tmp", "dev/shm"):
+        opts = f"mode=1777,size={size_bytes},nr_inodes=65536"
+        linux.mount("tmpfs", f"{root}/{path}", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, opts)
 
 
 def bind_workspace(root: str, workspace: str) -> None:

@@ -190,3 +190,13 @@ def test_agent_registry_and_stats(engine):
     assert set(stats["pools"]) >= {"python", "python-ml"}
     sid = engine.create()
     assert sid in engine.client.sandbox_ids(engine.agent_id)
+
+
+def test_multiprocessing_works_inside_a_sandbox(engine):
+    sid = engine.create()
+    out = engine.ok(
+        sid,
+        "import multiprocessing as mp\nwith mp.get_context('fork').Pool(2) as p:\n"
+        "    print(sum(p.map(abs, range(-5, 5))))",
+    )
+    assert out == "25\n"

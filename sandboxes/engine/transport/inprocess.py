@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import queue
 import threading
 import time
@@ -120,7 +121,8 @@ class InProcessBus(Bus):
             while True:
                 stream = self._streams.get(execution_id)
                 if stream is not None:
-                    out = [e for e in stream.events if e.seq > after_seq][:count]
+                    start = bisect.bisect_right(stream.events, after_seq, key=lambda e: e.seq)
+                    out = stream.events[start : start + count]
                     if out:
                         return out
                 remaining = deadline - time.monotonic()
