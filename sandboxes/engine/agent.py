@@ -252,7 +252,7 @@ class Agent:
         sb.cgroup.set_limits(memory_bytes=limits.memory_bytes, pids=limits.pids, cpu_cores=limits.cpu_cores)
         self.factory.resize_workspace(sb, limits.workspace_bytes)
         if sb.memory == "fresh":
-            os.setpriority(os.PRIO_PROCESS, sb.host_pid, 0)  # pooled sandboxes idle at the zygote's nice 10
+            os.setpriority(os.PRIO_PROCESS, sb.host_pid, 0)  # pooled sandboxes idle at the zygote's nice
         sb.send(
             {
                 "op": "configure",

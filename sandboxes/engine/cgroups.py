@@ -258,7 +258,8 @@ class Cgroup:
 
     def destroy(self) -> None:
         """Kill everything left and remove the directories (retrying while the kernel reaps)."""
-        self.kill_all()
+        if self.pids():
+            self.kill_all()
         for d in self.dirs.values():
             for _ in range(200):
                 try:

@@ -224,7 +224,8 @@ class SandboxFactory:
     def release(self, sb: Sandbox) -> None:
         """Free what a dead sandbox held: leftover processes, workspace layers, cgroup, uids."""
         try:
-            sb.cgroup.kill_all(exclude={sb.lineage.init_pid})
+            if sb.cgroup.pids():
+                sb.cgroup.kill_all(exclude={sb.lineage.init_pid})
             lineage = sb.lineage
             lineage.members.pop(sb.inside_pid, None)
             if not lineage.members:

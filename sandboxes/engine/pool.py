@@ -101,7 +101,7 @@ class WarmPool:
         return len(self.idle)
 
     def _refill_loop(self) -> None:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # this thread only
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 5)  # this thread only (as the zygote)
         while True:
             with self.cond:
                 while not self.stopped and len(self.idle) >= self.target():

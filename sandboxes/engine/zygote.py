@@ -13,7 +13,7 @@ Performance decisions (measured on the 2-vCPU dev VM, shared with other work):
   * the seccomp program is compiled once (``isolation.compile_seccomp``): 0.2 ms per
     sandbox instead of 0.3-9 ms for libseccomp's load();
   * glibc heaps are THP-backed (GLIBC_TUNABLES below): forking a 117 MB heap 1.64 -> 0.35 ms;
-  * spawning runs at nice 10 and the pool waits 10 ms after a hand-over, so a user's first
+  * spawning runs at nice 5 and the pool waits 10 ms after a hand-over, so a user's first
     run does not compete with the refill it triggered;
   * ``gc.freeze()`` after preloading: the collector does not touch (copy) shared objects.
 
@@ -45,7 +45,7 @@ TMP_BYTES = 64 << 20
 # Rlimits set before hand-over; ``configure`` lowers them to the sandbox's limits.
 POOL_RLIMITS = {"nofile": 4096, "nproc": 4096, "fsize": 16 << 30}
 MAX_REQUEST = 1 << 20
-POOL_NICE = 10
+POOL_NICE = 5
 
 
 class ZygoteServer:
@@ -57,9 +57,10 @@ class ZygoteServer:
         self.root = f"{self.base}/root"
 
     def setup(self) -> None:
-        # Spawning is background work: at nice 10 it yields the CPU to running sandboxes (a
+        # Spawning is background work: at nice 5 it yields the CPU to running sandboxes (a
         # first run right after a create competed with the pool refill it triggered: 4-15 ms
-        # instead of ~1 ms). New sandboxes inherit it; hand-over puts the interpreter back at 0.
+        # instead of ~1 ms) without starving when the host is busy (nice 10 did, under load).
+        # New sandboxes inherit it; hand-over puts the interpreter back at 0.
         os.nice(POOL_NICE)
         for name in self.runtime.preload:
             importlib.import_module(name)
