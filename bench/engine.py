@@ -74,9 +74,14 @@ class Bench:
     def kill(self, sid: str) -> None:
         self.c.kill(self.agent_id, sandbox_id=sid)
 
+    def pool_size(self, runtime: str) -> int:
+        if self.agent is not None:
+            return self.agent.pools[runtime].size()
+        return self.c.stats(self.agent_id)["pools"][runtime]["idle"]
+
     def wait_pool(self, runtime="python", n=2, timeout=10.0) -> None:
         deadline = time.monotonic() + timeout
-        while self.agent.pools[runtime].size() < n and time.monotonic() < deadline:
+        while self.pool_size(runtime) < n and time.monotonic() < deadline:
             time.sleep(0.002)
 
     def create_to_first_output(self, n: int) -> None:
@@ -337,25 +342,48 @@ def main() -> None:
         finally:
             agent.stop()
         if not args.no_redis:
-            print("redis transport")
+            # As in production: the agent is its own process (the daemon), the client talks to
+            # it only through Redis.
+            print("redis transport (agent daemon in its own process)")
             prefix = f"bench-{uuid.uuid4().hex[:6]}"
-            agent = start_embedded_agent(
-                make_bus(args.redis_url, prefix),
-                agent_id="bench-redis",
-                state_dir=state,
-                capacity=1000,
-                pool_min=4,
-                pool_max=64,
+            repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            daemon = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "sandboxes.engine.agent",
+                    "--redis-url",
+                    args.redis_url,
+                    "--prefix",
+                    prefix,
+                    "--agent-id",
+                    "bench-redis",
+                    "--state-dir",
+                    state,
+                    "--capacity",
+                    "1000",
+                    "--pool-min",
+                    "4",
+                    "--pool-max",
+                    "64",
+                ],
+                cwd=repo,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
-            agent.wait_ready()
-            time.sleep(1.0)
             client_bus = make_bus(args.redis_url, prefix)
+            client = EngineClient(client_bus)
             try:
-                run_suite(
-                    Bench(EngineClient(client_bus), agent, "bench-redis", "redis"), args.quick, full=False
-                )
+                deadline = time.monotonic() + 60
+                while not any(a.id == "bench-redis" for a in client.agents()):
+                    if time.monotonic() > deadline or daemon.poll() is not None:
+                        raise SystemExit("agent daemon did not start")
+                    time.sleep(0.05)
+                time.sleep(1.0)
+                run_suite(Bench(client, None, "bench-redis", "redis"), args.quick, full=False)
             finally:
-                agent.stop()
+                daemon.terminate()
+                daemon.wait(30)
                 for key in client_bus.r.scan_iter(f"{prefix}:*"):
                     client_bus.r.delete(key)
         print("baselines")
