@@ -90,10 +90,10 @@ def build_tree(root, *, big_mb: int = 12) -> None:
     os.symlink(b"/nonexistent/dangling", j(b"dangling"))
     os.symlink(b"caf\xe9.txt", j(b"link-\xe9"))
     # A big file: random blocks repeated, so CDC finds the repeats and the pool writes in parallel.
-    block = os.urandom(1 << 20)
+    block = os.urandom(2 << 20)
     with open(j(b"big.bin"), "wb") as f:
-        for i in range(big_mb):
-            f.write(block if i % 2 else os.urandom(1 << 20))
+        for i in range(big_mb // 2):
+            f.write(block if i % 2 else os.urandom(2 << 20))
     # A sparse file: 1 GiB apparent, three small data islands.
     with open(j(b"sparse.img"), "wb") as f:
         f.truncate(1 << 30)

@@ -22,6 +22,8 @@ class Catalog:
     def __init__(self, path: str) -> None:
         self.path = path
         self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._opened_lock = threading.Lock()
         with self._conn() as c:
             c.executescript(_SCHEMA)
 
@@ -30,11 +32,21 @@ class Catalog:
         key = os.getpid()
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != key:
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            with self._opened_lock:
+                self._opened.append(conn)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn, self._local.pid = conn, key
         return conn
+
+    def close(self) -> None:
+        """Close every connection this catalog opened; the last close folds the WAL back into the db."""
+        with self._opened_lock:
+            conns, self._opened = self._opened, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
 
     def record_root(self, digest: str) -> None:
         self._conn().execute(

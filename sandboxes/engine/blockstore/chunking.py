@@ -30,7 +30,8 @@ class ChunkWriter:
 
     def __init__(self, cache: ChunkCache, codec: int) -> None:
         self.cache, self.codec = cache, codec
-        self.new_bytes = self.stored_bytes = self.new_chunks = 0
+        self.new_bytes = self.stored_bytes = 0
+        self.written: list[bytes] = []  # ids of the chunks this snapshot wrote, for the durability step
         self._seen: set[bytes] = set()
         self._lock = threading.Lock()
 
@@ -50,7 +51,7 @@ class ChunkWriter:
         with self._lock:
             self.new_bytes += len(data)
             self.stored_bytes += stored
-            self.new_chunks += 1
+            self.written.append(cid)
         return cid
 
     def store_buffer(self, data) -> list:

@@ -74,9 +74,11 @@ def mark(read_chunk, roots, marked: set, seen_trees: set) -> None:
                 continue
             seen_trees.add(tid)
             marked.add(tid)
-            for e in manifest.decode_tree(read_chunk(tid)):
+            for e in manifest.decode_tree(read_chunk(tid), read_chunk):
                 if isinstance(e, manifest.File):
                     marked.update(cid for cid, _ in e.chunks if cid != HOLE)
+                    if e.list_id:
+                        marked.add(e.list_id)
                 elif isinstance(e, manifest.Dir):
                     stack.append(e.tree)
 

@@ -39,7 +39,7 @@ def load_tree(read_node, tree: bytes, base: bytes, dirs: list) -> None:
     stack = [(tree, base)]
     while stack:
         tid, path = stack.pop()
-        entries = manifest.decode_tree(read_node(tid))
+        entries = manifest.decode_tree(read_node(tid), read_node)
         dirs.append((path, entries))
         for e in entries:
             _check_name(e.name)

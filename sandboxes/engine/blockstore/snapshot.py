@@ -214,11 +214,17 @@ def _write_trees(dirs: list, writer: ChunkWriter, index: SnapshotIndex, start_ns
         for name, st, relpath, chunks, size in node.files:
             if chunks is False:
                 continue
-            entries.append(manifest.File(name, stat.S_IMODE(st.st_mode), st.st_mtime_ns, size, tuple(chunks)))
+            chunks = tuple(chunks)
+            list_id = (
+                writer.store(manifest.encode_list(chunks)) if len(chunks) >= manifest.INDIRECT_MIN else b""
+            )
+            entries.append(
+                manifest.File(name, stat.S_IMODE(st.st_mode), st.st_mtime_ns, size, chunks, list_id)
+            )
             logical += size
             nfiles += 1
             if size == st.st_size and st.st_mtime_ns < racy_after:
-                index.files[relpath] = (st.st_size, st.st_mtime_ns, st.st_ino, tuple(chunks))
+                index.files[relpath] = (st.st_size, st.st_mtime_ns, st.st_ino, chunks)
         entries.extend(manifest.Dir(d.name, d.mode, d.mtime_ns, d.tree) for d in node.subdirs)
         node.tree = writer.store(manifest.encode_tree(entries))
     top = dirs[0]

@@ -74,6 +74,7 @@ class BlockStore:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self.catalog.close()
 
     def __enter__(self):
         return self
@@ -100,8 +101,7 @@ class BlockStore:
                 prev = None  # another store, another tree, or GC ran since: its chunks may be gone
             index = SnapshotIndex(self.store_id, source, epoch)
             root_id, logical, files, files_read = take_snapshot(path, writer, self._pool, prev, index)
-            if writer.new_chunks:
-                self.cache.sync()
+            self.cache.make_durable(writer.written, self._pool)
             digest = root_id.hex()
             self.catalog.record_root(digest)
         log.info(
@@ -154,15 +154,17 @@ class BlockStore:
         return root, dirs
 
     def _refs(self, digest: str) -> tuple[list[bytes], set[bytes]]:
-        """(node ids with the root last, data chunk ids) of a snapshot."""
+        """(manifest object ids, children before parents and the root last; data chunk ids)."""
         root = self._root(digest)
         nodes, data, stack = [], set(), [root.tree]
         while stack:
             tid = stack.pop()
             nodes.append(tid)
-            for e in manifest.decode_tree(self.read_chunk(tid)):
+            for e in manifest.decode_tree(self.read_chunk(tid), self.read_chunk):
                 if isinstance(e, manifest.File):
                     data.update(c for c, _ in e.chunks if c != HOLE)
+                    if e.list_id:
+                        nodes.append(e.list_id)  # after the reverse below: before the node naming it
                 elif isinstance(e, manifest.Dir):
                     stack.append(e.tree)
         nodes.reverse()
@@ -278,6 +280,26 @@ class BlockStore:
         stats = gc.collect(self, live_digests, grace_seconds, lock_timeout)
         log.info("gc %s", " ".join(f"{k}={v}" for k, v in stats.items()))
         return stats
+
+    def scrub(self) -> dict:
+        """Verify every chunk in the cache, quarantining the bad ones (run after an unclean shutdown).
+
+        A power loss can leave chunks written in the last seconds torn, and a later snapshot would
+        dedupe against them; a quarantined chunk is rewritten by the next snapshot that has its data
+        and re-fetched from S3 by the next read.
+        """
+        checked = bad = 0
+        for cid, size, _mtime, is_tmp, _path in self.cache.scan():
+            if is_tmp or not size:
+                continue
+            checked += 1
+            try:
+                self.cache.read(cid)
+            except CorruptChunk:
+                self.cache.quarantine(cid)
+                bad += 1
+        log.info("scrub checked=%d quarantined=%d", checked, bad)
+        return {"checked": checked, "quarantined": bad}
 
     def evict(self) -> int:
         """Bring the cache under ``cache_max_bytes`` by stubbing out chunks S3 holds, oldest first.
