@@ -18,11 +18,11 @@ Fork (``op: fork``): the interpreter clones itself (copy-on-write memory) with C
 so the child's parent is the sandbox init (the PID-1 reaper), not this interpreter: killing the
 parent sandbox (its cgroup) leaves the fork running, and init lives while any member lives.
 The child gets new mount, network and IPC namespaces; the zygote then gives each side its own
-workspace overlay (see ``workspace.py``). What a parent and its fork can see of each other:
+workspace overlay (see ``layers.py``). What a parent and its fork can see of each other:
   * memory: a copy at fork time, then private (copy-on-write); nothing shared afterwards.
   * workspace: the same files at fork time, then private (separate overlay upper layers).
-  * /tmp: the parent's /tmp mount is inherited (same tmpfs) — files written to /tmp after the
-    fork are visible to both; use /workspace for private files.
+  * /tmp and /dev/shm: the parent's mounts are inherited (same tmpfs): files written there
+    after the fork are visible to both; use /workspace for private files.
   * processes: same user and PID namespace, so each can see the other's processes in /proc and
     send them signals; neither is dumpable, so neither can read the other's memory.
   * network, System V IPC / POSIX message queues: separate (new namespaces); no loopback path.

@@ -91,6 +91,7 @@ class Sandbox:
         self.exit_status: int | None = None
         self.died_at: float | None = None
         self.kill_requested = False
+        self.finished = False  # the supervisor has handed it to the agent for release
         self.snapshot_index = None
         self.created = time.time()
 

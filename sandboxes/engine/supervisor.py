@@ -219,7 +219,7 @@ class Supervisor:
                 log.error("event=sandbox_init_failed detail=%s", line[:2000])
 
     def _finish_dead(self, sb: Sandbox) -> None:
-        """The interpreter is gone: end its run, then let the agent release the sandbox."""
+        """The interpreter is gone: end its run, then let the agent release the sandbox (once)."""
         self.dying.discard(sb)
         sb.state = "dead"
         if sb.run is not None:
@@ -231,7 +231,9 @@ class Supervisor:
             self._finish_run(sb, status, code, alive=False)
         if sb.ctl.fileno() >= 0:
             self.hub.remove(sb.ctl.fileno(), sb.ctl.close)
-        self.on_dead(sb)
+        if not sb.finished:
+            sb.finished = True
+            self.on_dead(sb)
 
     def _finish_run(self, sb: Sandbox, status: str, exit_code: int | None, *, alive: bool) -> None:
         run = sb.run
