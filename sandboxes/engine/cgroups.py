@@ -208,6 +208,10 @@ class Cgroup:
     def freeze(self) -> None:
         if self.plan.mode == "v2":
             self._try_write("freezer", "cgroup.freeze", "1")
+            for _ in range(2000):  # freezing is asynchronous: wait until every task stopped
+                if "frozen 1" in (self._try_read("freezer", "cgroup.events") or "frozen 1"):
+                    break
+                time.sleep(0.0005)
         elif "freezer" in self.dirs:
             self._try_write("freezer", "freezer.state", "FROZEN")
             for _ in range(2000):
