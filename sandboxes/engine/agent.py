@@ -384,6 +384,7 @@ class Agent:
             "cgroup": {"mode": self.cg_plan.mode, "controls": list(self.cg_plan.controls)},
             "zygotes": {name: z.pid for name, z in self.factory.zygotes.items()},
             "runtimes": sorted(self.runtimes),
+            "init": "compiled" if self.factory.reaper else "python",
         }
 
     def op_files_list(self, *, sandbox_id: str, path: str = "") -> list[dict]:
