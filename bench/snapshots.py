@@ -11,7 +11,8 @@ For each tool: logical bytes, stored bytes (apparent size of every file the repo
 (logical / unique bytes before compression), total ratio (logical / stored), snapshot and restore wall
 time, MB/s, and CPU seconds (user+sys; the host is shared, so CPU shows cost when wall time is noisy).
 restic runs with repository v2 and its default compression (auto = zstd); borg with zstd,3 and no
-encryption; Mem0 with zstd-3. All read from a warm page cache. Not a test: prints a table.
+encryption; Mem0 with zstd-3. Every tool reads from a warm page cache; (a) and (c) show the median of
+--repeats runs into fresh repositories. Not a test: prints a table.
 
 Usage: python bench/snapshots.py [--dir /var/tmp/mem0-bench] [--snapshots 50] [--only mem0]
 """
@@ -280,36 +281,47 @@ def available_tools(only: set | None) -> list:
 # -- runs -------------------------------------------------------------------------------------------
 
 
-def settle() -> None:
-    """Flush dirty pages so one tool's writeback does not bill the next tool's timing."""
+def settle(src: str | None = None) -> None:
+    """Flush dirty pages (one tool's writeback must not bill the next) and warm ``src`` in the page cache."""
     os.sync()
+    if src:
+        for dirpath, _dirs, names in os.walk(src):
+            for n in names:
+                p = os.path.join(dirpath, n)
+                if not os.path.islink(p):
+                    with open(p, "rb") as f:
+                        while f.read(1 << 20):
+                            pass
     time.sleep(1)
 
 
-def bench_single(tool_cls, src: str, work: str, label: str) -> dict:
-    repo, out = (
-        os.path.join(work, f"{label}-{tool_cls.name}-repo"),
-        os.path.join(work, f"{label}-{tool_cls.name}-out"),
-    )
-    tool = tool_cls(repo)
-    logical = tree_bytes(src)
-    settle()
-    with Clock() as snap:
-        tool.snapshot(src)
-    settle()
-    with Clock() as rest:
-        tool.restore(out)
-    tool.close()  # Mem0 folds its catalog's WAL back on close; measure the store at rest
-    row = {
-        "logical": logical,
-        "stored": tree_bytes(repo),
-        "unique": tool.unique_bytes(),
-        "snap_s": snap.wall,
-        "snap_cpu": snap.cpu,
-        "restore_s": rest.wall,
-        "restore_cpu": rest.cpu,
-    }
-    return row
+def bench_single(tool_cls, src: str, work: str, label: str, repeats: int) -> dict:
+    """First snapshot into an empty repository, then a restore; the median run of ``repeats``."""
+    runs = []
+    for i in range(repeats):
+        repo = os.path.join(work, f"{label}-{tool_cls.name}-repo{i}")
+        out = os.path.join(work, f"{label}-{tool_cls.name}-out{i}")
+        tool = tool_cls(repo)
+        settle(src)
+        with Clock() as snap:
+            tool.snapshot(src)
+        settle()
+        with Clock() as rest:
+            tool.restore(out)
+        tool.close()  # Mem0 folds its catalog's WAL back on close; measure the store at rest
+        runs.append(
+            {
+                "logical": tree_bytes(src),
+                "stored": tree_bytes(repo),
+                "unique": tool.unique_bytes(),
+                "snap_s": snap.wall,
+                "snap_cpu": snap.cpu,
+                "restore_s": rest.wall,
+                "restore_cpu": rest.cpu,
+            }
+        )
+    mid = sorted(runs, key=lambda r: r["snap_s"] + r["restore_s"])[len(runs) // 2]
+    return mid
 
 
 def bench_series(tool_cls, work: str, snapshots: int) -> dict:
@@ -317,7 +329,7 @@ def bench_series(tool_cls, work: str, snapshots: int) -> dict:
     files = build_workspace(ws)
     repo, out = os.path.join(work, f"ws-{tool_cls.name}-repo"), os.path.join(work, f"ws-{tool_cls.name}-out")
     tool = tool_cls(repo)
-    settle()
+    settle(ws)
     times, cpus, logical_total = [], [], 0
     for step in range(snapshots):
         if step:
@@ -379,6 +391,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dir", default="/var/tmp/mem0-bench", help="data and repositories (kept between runs)")
     ap.add_argument("--snapshots", type=int, default=50)
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="runs of (a) and (c) per tool; the median is shown"
+    )
     ap.add_argument("--only", action="append", help="run only this tool (repeatable)")
     ap.add_argument("--workloads", default="abc")
     args = ap.parse_args()
@@ -393,7 +408,7 @@ def main() -> None:
         if "a" in args.workloads:
             fmt_single(
                 "(a) runtime tree: venv with numpy, pandas, django — first snapshot, then restore from cache",
-                {t.name: bench_single(t, runtime, work, "runtime") for t in tools},
+                {t.name: bench_single(t, runtime, work, "runtime", args.repeats) for t in tools},
             )
         if "b" in args.workloads:
             fmt_series(
@@ -402,7 +417,8 @@ def main() -> None:
             )
         if "c" in args.workloads:
             fmt_single(
-                "(c) many duplicate files", {t.name: bench_single(t, dupes, work, "dupes") for t in tools}
+                "(c) many duplicate files",
+                {t.name: bench_single(t, dupes, work, "dupes", args.repeats) for t in tools},
             )
     finally:
         print(f"\nload average {os.getloadavg()[0]:.1f} at end")

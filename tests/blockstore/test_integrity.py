@@ -99,3 +99,18 @@ def test_scrub_quarantines_torn_chunks_so_the_next_snapshot_rewrites_them(store,
     assert again.new_bytes == len(b"s3cret")
     store.restore_tree(again.digest, str(tmp_path / "out"))
     assert fingerprint(tmp_path / "out") == fingerprint(tree)
+
+
+def test_errors_carry_a_stable_code_and_survive_pickling():
+    import pickle
+
+    from sandboxes.engine.blockstore import ChunkArchived
+
+    for err in (CorruptChunk("ab" * 32, "bad"), ChunkMissing("cd" * 32), ChunkArchived("ef" * 32)):
+        back = pickle.loads(pickle.dumps(err))
+        assert (type(back), back.code, back.chunk_id, str(back)) == (
+            type(err),
+            err.code,
+            err.chunk_id,
+            str(err),
+        )

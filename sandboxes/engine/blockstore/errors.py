@@ -15,6 +15,9 @@ class CorruptChunk(BlockStoreError):
         self.chunk_id = chunk_id
         self.reason = reason
 
+    def __reduce__(self):
+        return type(self), (self.chunk_id, self.reason)
+
 
 class ChunkMissing(BlockStoreError):
     """A chunk is in neither the local cache nor S3 (or no S3 backend is configured)."""
@@ -25,6 +28,9 @@ class ChunkMissing(BlockStoreError):
         super().__init__(f"chunk {chunk_id} is missing from the cache and the bucket")
         self.chunk_id = chunk_id
 
+    def __reduce__(self):
+        return type(self), (self.chunk_id,)
+
 
 class ChunkArchived(BlockStoreError):
     """A chunk sits in a cold storage class (GLACIER, DEEP_ARCHIVE): call ``request_restore`` and wait."""
@@ -34,6 +40,9 @@ class ChunkArchived(BlockStoreError):
     def __init__(self, chunk_id: str) -> None:
         super().__init__(f"chunk {chunk_id} is archived; request a restore first")
         self.chunk_id = chunk_id
+
+    def __reduce__(self):
+        return type(self), (self.chunk_id,)
 
 
 class NotASnapshot(BlockStoreError):
