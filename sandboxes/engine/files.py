@@ -37,6 +37,8 @@ def _oserror(exc: OSError, path: str) -> EngineError:
         return EngineError("invalid_request", f"path escapes the workspace or crosses a symlink: {path}")
     if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
         return EngineError("payload_too_large", "workspace is full")
+    if exc.errno in (errno.ENXIO, errno.ENODEV):  # a FIFO without reader, a socket
+        return EngineError("invalid_request", f"not a regular file: {path}")
     if exc.errno == errno.EISDIR:
         return EngineError("invalid_request", f"is a directory: {path}")
     return EngineError("internal_error", f"{exc.strerror}: {path}")
@@ -90,7 +92,8 @@ class Workspace:
 
     def read(self, path: str) -> bytes:
         rel = "/".join(_parts(path))
-        fd = self._open(rel, os.O_RDONLY)
+        # O_NONBLOCK: a FIFO planted by the sandbox must not hang an agent thread in open().
+        fd = self._open(rel, os.O_RDONLY | os.O_NONBLOCK)
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
@@ -125,8 +128,12 @@ class Workspace:
                     raise _oserror(err, path) from None
                 finally:
                     os.close(parent)
-        fd = self._open("/".join(parts), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        fd = self._open("/".join(parts), os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK)
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise EngineError("invalid_request", f"not a regular file: {path}")
+            os.set_blocking(fd, True)
+            os.ftruncate(fd, 0)
             os.fchown(fd, self.owner_uid, self.owner_uid)
             view = memoryview(data)
             while view:

@@ -24,7 +24,8 @@ Then ``R`` forks the interpreter ``K`` and stays as PID 1: a reaper that reports
 the agent and keeps the PID namespace alive for forks (see fork notes in ``kernel.py``).
 
 Interpreter (``INTERPRETER_STEPS``, in ``K`` before its control loop):
-  close_fds          only stdin(/dev/null), stdout, stderr and the control socket stay open
+  close_fds          only stdin (/dev/null), stdout, stderr, the control socket and the framed
+                     Python output pipe stay open
   clear_env          the agent's environment never reaches the sandbox
   set_rlimits        core 0, nofile, nproc, fsize (cgroups are the primary limits)
   drop_privileges    uid/gid 1000 inside; capability bounding set and sets reduced to

@@ -135,7 +135,7 @@ class ZygoteServer:
         if op == "release":
             self.layers.release(req["slot"])
             return {"ok": True}
-        return {"ok": True}
+        return {"ok": False, "error": f"unknown zygote op {op!r}"}
 
     def spawn(self, req: dict, fds: list[int]) -> dict:
         """Clone a sandbox init and map its user namespace. The init then waits on ``sync`` (a

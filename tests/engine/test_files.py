@@ -80,3 +80,16 @@ def test_files_of_unknown_sandbox(engine):
     with pytest.raises(EngineError) as err:
         engine.client.files_list(engine.agent_id, sandbox_id="nope")
     assert err.value.code == "sandbox_not_running"
+
+
+def test_fifos_and_other_special_files_are_refused_without_hanging(engine):
+    c, a = engine.client, engine.agent_id
+    sid = engine.create()
+    engine.ok(sid, "import os\nos.mkfifo('pipe')")
+    for call in (
+        lambda: c.file_read(a, sandbox_id=sid, path="pipe", timeout=5),
+        lambda: c.file_write(a, sandbox_id=sid, path="pipe", data=b"x", timeout=5),
+    ):
+        with pytest.raises(EngineError) as err:
+            call()
+        assert err.value.code == "invalid_request"
