@@ -466,6 +466,8 @@ def _blockstore_error(exc: BaseException, digest: str) -> BaseException:
     code = getattr(exc, "code", "")
     if code in ("chunk_missing", "not_a_snapshot") or isinstance(exc, (KeyError, FileNotFoundError)):
         return EngineError("not_found", f"snapshot {digest} not found")
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return EngineError("payload_too_large", "the snapshot does not fit in the workspace size limit")
     if isinstance(exc, ValueError):
         return EngineError("invalid_request", f"bad digest {digest!r}")
     if code == "chunk_archived":

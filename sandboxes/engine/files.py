@@ -17,6 +17,7 @@ from . import linux
 from .protocol import EngineError
 
 MAX_FILE_BYTES = 64 << 20
+MAX_LIST_ENTRIES = 10_000
 
 
 def _parts(path: str, allow_root: bool = False) -> list[str]:
@@ -68,6 +69,10 @@ class Workspace:
         try:
             with os.scandir(fd) as it:
                 for entry in it:
+                    if len(out) == MAX_LIST_ENTRIES:
+                        raise EngineError(
+                            "payload_too_large", f"more than {MAX_LIST_ENTRIES} entries in {path!r}"
+                        )
                     st = entry.stat(follow_symlinks=False)
                     kind = (
                         "dir"
