@@ -32,9 +32,7 @@ MAX_RUN_S = 3600.0
 # An SSE stream gets a keep-alive at least every 10 s from the server; silence for this long means it is dead.
 STREAM_READ_TIMEOUT_S = 60.0
 STREAM_RECONNECTS = 5
-# JSON as a low-priority alternative: DRF's content negotiation answers 406 to a bare text/event-stream when
-# the view has no SSE renderer, while the events view streams whenever text/event-stream is accepted.
-SSE_ACCEPT = "text/event-stream, application/json;q=0.1"
+SSE_ACCEPT = "text/event-stream"
 
 
 @dataclass(frozen=True)
