@@ -224,7 +224,10 @@ class Agent:
         except Exception as exc:
             log.exception("event=op_failed op=%s", req.op)
             reply = OpReply(req.request_id, False, None, "internal_error", f"{type(exc).__name__}: {exc}")
-        self.bus.reply(req, reply)
+        try:
+            self.bus.reply(req, reply)
+        except Exception:
+            log.exception("event=reply_failed op=%s request=%s", req.op, req.request_id)
 
     def _get(self, sandbox_id: str) -> Sandbox:
         sb = self.sandboxes.get(sandbox_id)

@@ -34,7 +34,8 @@ from .transport import Bus
 log = logging.getLogger("mem0.engine.supervisor")
 
 INTERRUPT_GRACE_S = 1.0
-DEATH_REPORT_WAIT_S = 0.5  # how long to wait for the init's report of how an interpreter died
+DEATH_REPORT_WAIT_S = 0.5
+PUBLISH_RETRY_S = 30.0  # how long to wait for the init's report of how an interpreter died
 
 
 class Supervisor:
@@ -45,6 +46,8 @@ class Supervisor:
         self.active_runs: set[Sandbox] = set()
         self.dying: set[Sandbox] = set()
         self.pending_events: dict[str, list] = {}
+        self.publish_failing_since: float | None = None
+        self.publish_retry_at = 0.0
 
     def start(self) -> None:
         self.hub.start()
@@ -170,14 +173,28 @@ class Supervisor:
         self.pending_events.setdefault(run.execution_id, []).append(event)
 
     def _flush(self) -> None:
+        """Publish pending events; on a bus failure (Redis restarting) keep them and retry at the
+        next tick for up to ``PUBLISH_RETRY_S``, so a stream is not left without its exit record."""
         if not self.pending_events:
+            return
+        now = time.monotonic()
+        if now < self.publish_retry_at:
             return
         batch, self.pending_events = self.pending_events, {}
         for execution_id, events in batch.items():
             try:
                 self.bus.publish(execution_id, events)
             except Exception:
-                log.exception("event=publish_failed execution=%s", execution_id)
+                if self.publish_failing_since is None:
+                    self.publish_failing_since = now
+                    log.exception("event=publish_failed execution=%s", execution_id)
+                if now - self.publish_failing_since < PUBLISH_RETRY_S:
+                    self.pending_events.setdefault(execution_id, [])[:0] = events
+                    self.publish_retry_at = now + 0.2
+                else:
+                    log.error("event=output_dropped execution=%s events=%d", execution_id, len(events))
+            else:
+                self.publish_failing_since = None
 
     def _on_result(self, sb: Sandbox, msg: dict) -> None:
         run = sb.run
