@@ -1,22 +1,17 @@
-"""Billing test helpers: the backing services in use, a fresh rate limiter, a plan with small limits."""
+"""Billing test helpers: which backing services are in use, a fresh rate limiter, overrides, a live agent."""
+
+import uuid
 
 import pytest
-import redis
 from django.conf import settings
 from django.db import connection
 
 from billing import ratelimit
-from billing.models import Plan, PlanOverride
+from billing.models import PlanOverride
 
 requires_postgres = pytest.mark.skipif(connection.vendor != "postgresql",
-                                       reason="row-level concurrency is proven on PostgreSQL (set DATABASE_URL)")
+                                       reason="concurrent writers need PostgreSQL (set DATABASE_URL)")
 requires_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis (set REDIS_URL)")
-
-
-def redis_client() -> redis.Redis | None:
-    if not settings.REDIS_URL:
-        return None
-    return redis.Redis.from_url(settings.REDIS_URL)
 
 
 @pytest.fixture
@@ -38,6 +33,30 @@ def override(db):
     return make
 
 
+@pytest.fixture(scope="session")
+def billing_agent(tmp_path_factory):
+    """One embedded fork-agent (python only) on a private in-process bus, for the tests that need real runs."""
+    from sandboxes.engine.agent import start_embedded_agent
+    from sandboxes.engine.transport import make_bus
+
+    prefix = f"mem0billing-{uuid.uuid4().hex[:8]}"
+    agent = start_embedded_agent(make_bus(None, prefix), agent_id="billing-agent",
+                                 state_dir=str(tmp_path_factory.mktemp("billing-agent")), pool_min=1, pool_max=4,
+                                 templates=["python"])
+    try:
+        yield prefix
+    finally:
+        agent.stop()
+
+
 @pytest.fixture
-def free_plan(db) -> Plan:
-    return Plan.objects.get(slug="free")
+def live_engine(settings, billing_agent):
+    """Point the Django side at the billing agent's bus for one test."""
+    from sandboxes import dispatch
+
+    settings.MEM0_BUS_URL = ""
+    settings.MEM0_BUS_PREFIX = billing_agent
+    settings.MEM0_EMBEDDED_AGENT = False
+    dispatch.reset()
+    yield dispatch.engine()
+    dispatch.reset()

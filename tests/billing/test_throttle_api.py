@@ -7,6 +7,7 @@ from django.db import connection
 from django.test import override_settings
 
 from accounts import services
+from tests.billing.conftest import requires_postgres
 from tests.billing.test_ratelimit import CLOSED_PORT_URL, metric
 from tests.conftest import client_for
 
@@ -66,6 +67,7 @@ def test_an_override_of_the_rate_applies_to_the_next_request(org_a, api_a, overr
     assert api_a.get("/api/v1/me").status_code == 200
 
 
+@requires_postgres  # SQLite's shared in-memory test database locks whole tables under concurrent writers
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_sixteen_concurrent_clients_get_exactly_the_burst(tenant, override):
     org, _, key = tenant("crowd")
