@@ -18,6 +18,7 @@ def run_periodic_tasks(stop: threading.Event) -> None:
     """Celery beat for the embedded default: run each scheduled task in-process at its interval."""
     from celery import current_app
 
+    current_app.loader.import_default_modules()  # autodiscovery: registers sandboxes/billing tasks
     due = {name: 0.0 for name in settings.CELERY_BEAT_SCHEDULE}
     while not stop.wait(1.0):
         now = time.monotonic()
