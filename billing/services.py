@@ -7,7 +7,7 @@ or a suspension applies from the next request in every web process.
 
 import logging
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 from django.db.models import F, Sum
@@ -15,8 +15,8 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from accounts.audit import audit_record
-from accounts.authentication import forget_org_keys
-from accounts.models import Organization
+from accounts.authentication import forget_key, forget_org_keys
+from accounts.models import APIKey, Organization
 from billing.models import LIMIT_FIELDS, Plan, UsageEvent, UsagePeriod
 from billing.periods import DAY, MONTH, period_of
 from billing.quotas import period_row_ensure
@@ -24,6 +24,9 @@ from billing.quotas import period_row_ensure
 log = logging.getLogger("mem0.billing")
 
 ROLL_UP_BATCH = 2000
+# Rolled-up events are kept this long (to trace a figure back to its run, and to recognise a late duplicate
+# report by its source), then deleted so the table stays bounded; their figures live on in UsagePeriod.
+EVENT_RETENTION = timedelta(days=90)
 
 
 def _operator_label(operator) -> str:
@@ -35,14 +38,17 @@ def usage_roll_up(*, now: datetime | None = None, batch: int = ROLL_UP_BATCH) ->
 
     Each batch is one transaction that adds the events' figures and marks them rolled up, so an event
     counts once: concurrent roll-ups take disjoint batches (SKIP LOCKED on PostgreSQL; SQLite has one
-    writer). Safe to run at any time and to retry. Also samples snapshot storage into the current periods."""
+    writer). Safe to run at any time and to retry. Also samples snapshot storage into the current periods
+    and deletes rolled-up events older than EVENT_RETENTION."""
+    now = now or timezone.now()
     total = 0
     while True:
         done = _roll_up_batch(batch)
         total += done
         if done < batch:
             break
-    _sample_storage(now or timezone.now())
+    _sample_storage(now)
+    UsageEvent.objects.filter(rolled_up=True, created_at__lt=now - EVENT_RETENTION).delete()
     return total
 
 
@@ -152,8 +158,8 @@ def plan_change_recorded(*, plan: Plan, before: dict, operator, request=None) ->
                if before.get(name) != getattr(plan, name)}
     if not changes:
         return
-    for org in Organization.objects.filter(plan=plan).only("pk"):
-        forget_org_keys(org)
+    for prefix in APIKey.objects.filter(organization__plan=plan).values_list("prefix", flat=True).iterator():
+        forget_key(prefix)
     audit_record(org=None, action="plan.change" if before else "plan.create", user=operator, request=request,
                  actor_label=_operator_label(operator), target_type="plan", target_id=plan.slug,
                  metadata={"changes": changes})

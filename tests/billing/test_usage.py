@@ -64,6 +64,17 @@ def test_roll_up_folds_each_event_into_its_utc_day_and_month_once(org_a):
     assert period_row(org, "month", date(2026, 3, 1))["cpu_ms"] == 350
 
 
+def test_rolled_up_events_are_deleted_after_ninety_days_pending_ones_never(org_a):
+    org = org_a[0]
+    record(org, "exec:old", MARCH_31 - timedelta(days=91), cpu_ms=1, runs=1)
+    record(org, "exec:recent", MARCH_31 - timedelta(days=89), cpu_ms=1, runs=1)
+    usage_roll_up(now=MARCH_31 - timedelta(days=200))
+    assert UsageEvent.objects.filter(organization=org).count() == 2
+    usage_roll_up(now=MARCH_31)
+    assert list(UsageEvent.objects.filter(organization=org).values_list("source", flat=True)) == ["exec:recent"]
+    assert period_row(org, "month", date(2025, 12, 1))["executions"] == 1
+
+
 def test_roll_up_task_runs_the_service(org_a):
     record(org_a[0], "exec:t", MARCH_31, cpu_ms=5, runs=1)
     assert roll_up_usage.apply().get() == 1
