@@ -20,7 +20,13 @@ from django.utils import timezone
 
 from billing.models import SandboxSlots, UsageEvent, UsagePeriod
 from billing.periods import DAY, MONTH, period_of
-from billing.selectors import effective_limits, sandboxes_in_use, storage_bytes_used, usage_totals
+from billing.selectors import (
+    effective_limits,
+    executions_admitted,
+    sandboxes_in_use,
+    storage_bytes_used,
+    usage_totals,
+)
 from mem0web.errors import Mem0Error
 
 DEFAULT_RUN_SECONDS = 30.0
@@ -73,7 +79,7 @@ def execution_admit(*, org, timeout_s: float | None, now: datetime | None = None
                                           ).update(executions_admitted=F("executions_admitted") + 1)
     if not admitted:
         raise _exceeded("Today's executions are used up.", limit_name="executions_per_day",
-                        used=limits["executions_per_day"], limit=limits["executions_per_day"],
+                        used=executions_admitted(org, now), limit=limits["executions_per_day"],
                         resets_at=day.ends_at)
     return float(timeout_s) if timeout_s is not None else min(DEFAULT_RUN_SECONDS, max_run)
 

@@ -147,6 +147,15 @@ def test_daily_executions_limit_resets_at_the_next_utc_midnight(org_a, override)
     quotas.execution_admit(org=org, timeout_s=None, now=NOW + timedelta(seconds=31))
 
 
+def test_lowering_the_daily_limit_below_todays_runs_reports_the_runs_taken(org_a, override):
+    org = org_a[0]
+    for _ in range(3):
+        quotas.execution_admit(org=org, timeout_s=None, now=NOW)
+    override(org, executions_per_day=1)
+    details = refused(quotas.execution_admit, org=org, timeout_s=None, now=NOW)
+    assert (details["used"], details["limit"]) == (3, 1)
+
+
 def test_monthly_cpu_limit_counts_pending_and_rolled_usage_and_resets_next_month(org_a, override):
     from billing.services import usage_roll_up
 
