@@ -122,8 +122,8 @@ def test_gc_running_concurrently_with_snapshots_in_threads(store, tmp_path):
                 _evolve(ws, i, base)
                 res = store.snapshot_tree(str(ws))
                 if i % 3:  # every third snapshot is dropped: garbage for the collector
+                    live.append(res.digest)  # registered within the grace period, as the API does
                     expected[res.digest] = fingerprint(ws)
-                    live.append(res.digest)
         finally:
             done.set()
 
@@ -177,9 +177,9 @@ def test_gc_in_another_process_while_snapshots_run(store, tmp_path):
             _evolve(ws, i, base)
             res = store.snapshot_tree(str(ws))
             if i % 3:
-                expected[res.digest] = fingerprint(ws)
                 with open(live_file, "a") as f:
                     f.write(res.digest + "\n")
+                expected[res.digest] = fingerprint(ws)
             time.sleep(0.05)
         time.sleep(0.6)
     finally:
