@@ -9,9 +9,18 @@ from billing.models import LIMIT_FIELDS, Plan, UsageEvent, UsagePeriod
 
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "concurrent_sandboxes", "executions_per_day", "cpu_seconds_per_month",
-                    "memory_per_sandbox_mb", "max_run_seconds", "snapshot_storage_bytes", "requests_per_minute",
-                    "request_burst"]
+    list_display = [
+        "slug",
+        "name",
+        "concurrent_sandboxes",
+        "executions_per_day",
+        "cpu_seconds_per_month",
+        "memory_per_sandbox_mb",
+        "max_run_seconds",
+        "snapshot_storage_bytes",
+        "requests_per_minute",
+        "request_burst",
+    ]
     fields = ["slug", "name", *LIMIT_FIELDS]
 
     def save_model(self, request, obj, form, change):
@@ -38,8 +47,16 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(UsagePeriod)
 class UsagePeriodAdmin(ReadOnlyAdmin):
-    list_display = ["organization", "kind", "start", "executions", "executions_admitted", "cpu_us", "sandbox_ms",
-                    "storage_bytes"]
+    list_display = [
+        "organization",
+        "kind",
+        "start",
+        "executions",
+        "executions_admitted",
+        "cpu_us",
+        "sandbox_ms",
+        "storage_bytes",
+    ]
     list_filter = ["kind"]
     search_fields = ["organization__slug"]
     date_hierarchy = "start"

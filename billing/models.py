@@ -40,7 +40,9 @@ class Plan(models.Model):
 class PlanOverride(models.Model):
     """An operator's per-organisation exception to its plan; null fields fall back to the plan."""
 
-    organization = models.OneToOneField("accounts.Organization", on_delete=models.CASCADE, related_name="plan_override")
+    organization = models.OneToOneField(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="plan_override"
+    )
     concurrent_sandboxes = models.PositiveIntegerField(null=True, blank=True)
     executions_per_day = models.PositiveIntegerField(null=True, blank=True)
     cpu_seconds_per_month = models.PositiveBigIntegerField(null=True, blank=True)
@@ -86,7 +88,9 @@ class UsagePeriod(models.Model):
     executions_admitted = models.PositiveBigIntegerField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["organization", "kind", "start"], name="one_usage_row")]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "kind", "start"], name="one_usage_row")
+        ]
 
 
 class UsageEvent(models.Model):
@@ -101,4 +105,6 @@ class UsageEvent(models.Model):
     rolled_up = models.BooleanField(default=False, db_index=True)
 
     class Meta:
-        indexes = [models.Index(fields=["organization", "rolled_up", "created_at"], name="usage_event_pending")]
+        indexes = [
+            models.Index(fields=["organization", "rolled_up", "created_at"], name="usage_event_pending")
+        ]

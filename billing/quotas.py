@@ -36,9 +36,18 @@ class QuotaExceeded(Mem0Error):
     code, status, message = "quota_exceeded", 429, "A plan limit was reached."
 
 
-def _exceeded(message: str, *, limit_name: str, used, limit, resets_at: datetime | None = None) -> QuotaExceeded:
-    return QuotaExceeded(message, details={"limit_name": limit_name, "used": used, "limit": limit,
-                                           "resets_at": resets_at.isoformat() if resets_at else None})
+def _exceeded(
+    message: str, *, limit_name: str, used, limit, resets_at: datetime | None = None
+) -> QuotaExceeded:
+    return QuotaExceeded(
+        message,
+        details={
+            "limit_name": limit_name,
+            "used": used,
+            "limit": limit,
+            "resets_at": resets_at.isoformat() if resets_at else None,
+        },
+    )
 
 
 def sandbox_slot_reserve(*, org) -> None:
@@ -47,8 +56,12 @@ def sandbox_slot_reserve(*, org) -> None:
     SandboxSlots.objects.get_or_create(organization=org)
     taken = SandboxSlots.objects.filter(organization=org, in_use__lt=limit).update(in_use=F("in_use") + 1)
     if not taken:
-        raise _exceeded(f"At most {limit} sandboxes may run at once on this plan.",
-                        limit_name="concurrent_sandboxes", used=sandboxes_in_use(org), limit=limit)
+        raise _exceeded(
+            f"At most {limit} sandboxes may run at once on this plan.",
+            limit_name="concurrent_sandboxes",
+            used=sandboxes_in_use(org),
+            limit=limit,
+        )
 
 
 def sandbox_slot_release(*, org) -> None:
@@ -65,22 +78,35 @@ def execution_admit(*, org, timeout_s: float | None, now: datetime | None = None
     now = now or timezone.now()
     max_run = float(limits["max_run_seconds"])
     if timeout_s is not None and timeout_s > max_run:
-        raise _exceeded(f"timeout_s may be at most {max_run:g} s on this plan.", limit_name="max_run_seconds",
-                        used=timeout_s, limit=limits["max_run_seconds"])
+        raise _exceeded(
+            f"timeout_s may be at most {max_run:g} s on this plan.",
+            limit_name="max_run_seconds",
+            used=timeout_s,
+            limit=limits["max_run_seconds"],
+        )
     month = period_of(MONTH, now)
     cpu_ms = usage_totals(org, month)["cpu_ms"]
     if cpu_ms >= limits["cpu_seconds_per_month"] * 1000:
-        raise _exceeded("This month's CPU time is used up.", limit_name="cpu_seconds_per_month",
-                        used=int(cpu_ms // 1000), limit=limits["cpu_seconds_per_month"], resets_at=month.ends_at)
+        raise _exceeded(
+            "This month's CPU time is used up.",
+            limit_name="cpu_seconds_per_month",
+            used=int(cpu_ms // 1000),
+            limit=limits["cpu_seconds_per_month"],
+            resets_at=month.ends_at,
+        )
     day = period_of(DAY, now)
     period_row_ensure(org.pk, DAY, day.start)
-    admitted = UsagePeriod.objects.filter(organization=org, kind=DAY, start=day.start,
-                                          executions_admitted__lt=limits["executions_per_day"]
-                                          ).update(executions_admitted=F("executions_admitted") + 1)
+    admitted = UsagePeriod.objects.filter(
+        organization=org, kind=DAY, start=day.start, executions_admitted__lt=limits["executions_per_day"]
+    ).update(executions_admitted=F("executions_admitted") + 1)
     if not admitted:
-        raise _exceeded("Today's executions are used up.", limit_name="executions_per_day",
-                        used=executions_admitted(org, now), limit=limits["executions_per_day"],
-                        resets_at=day.ends_at)
+        raise _exceeded(
+            "Today's executions are used up.",
+            limit_name="executions_per_day",
+            used=executions_admitted(org, now),
+            limit=limits["executions_per_day"],
+            resets_at=day.ends_at,
+        )
     return float(timeout_s) if timeout_s is not None else min(DEFAULT_RUN_SECONDS, max_run)
 
 
@@ -92,8 +118,12 @@ def storage_admit(*, org, additional_bytes: int = 0) -> None:
     limit = effective_limits(org)["snapshot_storage_bytes"]
     used = storage_bytes_used(org)
     if used >= limit or used + max(0, int(additional_bytes)) > limit:
-        raise _exceeded("Snapshot storage is full on this plan; delete snapshots to free space.",
-                        limit_name="snapshot_storage_bytes", used=used, limit=limit)
+        raise _exceeded(
+            "Snapshot storage is full on this plan; delete snapshots to free space.",
+            limit_name="snapshot_storage_bytes",
+            used=used,
+            limit=limit,
+        )
 
 
 def period_row_ensure(organization_id: int, kind: str, start: date) -> None:
@@ -111,18 +141,29 @@ def cpu_ms_used(org, now: datetime | None = None) -> float:
     return usage_totals(org, period_of(MONTH, now))["cpu_ms"]
 
 
-def usage_record(*, org, source: str, executions: int = 0, cpu_ms: float = 0, sandbox_seconds: float = 0,
-                 now: datetime | None = None) -> bool:
+def usage_record(
+    *,
+    org,
+    source: str,
+    executions: int = 0,
+    cpu_ms: float = 0,
+    sandbox_seconds: float = 0,
+    now: datetime | None = None,
+) -> bool:
     """Record a reported figure once; a second report with the same source is ignored (returns False).
 
     CPU is kept to the microsecond and sandbox time to the millisecond (what the agent and the clock give),
     so the reported sums are exact rather than a sum of per-run roundings."""
     try:
         with transaction.atomic():
-            UsageEvent.objects.create(organization=org, source=source, executions=executions,
-                                      cpu_us=max(0, round(cpu_ms * 1000)),
-                                      sandbox_ms=max(0, round(sandbox_seconds * 1000)),
-                                      created_at=now or timezone.now())
+            UsageEvent.objects.create(
+                organization=org,
+                source=source,
+                executions=executions,
+                cpu_us=max(0, round(cpu_ms * 1000)),
+                sandbox_ms=max(0, round(sandbox_seconds * 1000)),
+                created_at=now or timezone.now(),
+            )
     except IntegrityError:
         return False
     return True

@@ -40,8 +40,12 @@ LOCAL_MAX_BUCKETS = 100_000
 
 REDIS_ERRORS = Counter("mem0_ratelimit_redis_errors", "Rate-limit calls to Redis that failed.")
 LOCAL_FALLBACK_DECISIONS = Counter(
-    "mem0_ratelimit_fallback_decisions", "Rate-limit decisions made by the per-process bucket while Redis was down.")
-DEGRADED = Gauge("mem0_ratelimit_degraded", "1 while rate limits are enforced per process because Redis is down.")
+    "mem0_ratelimit_fallback_decisions",
+    "Rate-limit decisions made by the per-process bucket while Redis was down.",
+)
+DEGRADED = Gauge(
+    "mem0_ratelimit_degraded", "1 while rate limits are enforced per process because Redis is down."
+)
 REJECTIONS = Counter("mem0_ratelimit_rejections", "Requests refused with 429 rate_limited.", ["bucket"])
 
 # KEYS: bucket keys. ARGV: cost, then capacity and refill-per-second for each key in order.
@@ -130,8 +134,9 @@ class RedisBuckets:
     """Token buckets in Redis, decided atomically by TAKE_LUA (EVALSHA, re-sent if Redis lost the script)."""
 
     def __init__(self, url: str) -> None:
-        self.client = redis.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S,
-                                           socket_connect_timeout=REDIS_TIMEOUT_S)
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
+        )
         self._take = self.client.register_script(TAKE_LUA)
 
     def take(self, buckets: list[Bucket], cost: int = 1) -> Decision:
@@ -180,8 +185,11 @@ class RateLimiter:
         if not self._degraded:
             self._degraded = True
             DEGRADED.set(1)
-            log.warning("ratelimit_redis_down policy=per_process_buckets retry_in_s=%s error=%s",
-                        REDIS_RETRY_AFTER_S, type(exc).__name__)
+            log.warning(
+                "ratelimit_redis_down policy=per_process_buckets retry_in_s=%s error=%s",
+                REDIS_RETRY_AFTER_S,
+                type(exc).__name__,
+            )
 
 
 _limiter: RateLimiter | None = None

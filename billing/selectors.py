@@ -24,8 +24,11 @@ METERED = ("executions", "cpu_us", "sandbox_ms")
 
 def _public(stored: dict) -> dict:
     """Stored units → the API's: executions, cpu_ms (µs precision), sandbox_seconds (ms precision)."""
-    return {"executions": int(stored["executions"] or 0), "cpu_ms": round((stored["cpu_us"] or 0) / 1000, 3),
-            "sandbox_seconds": round((stored["sandbox_ms"] or 0) / 1000, 3)}
+    return {
+        "executions": int(stored["executions"] or 0),
+        "cpu_ms": round((stored["cpu_us"] or 0) / 1000, 3),
+        "sandbox_seconds": round((stored["sandbox_ms"] or 0) / 1000, 3),
+    }
 
 
 def effective_limits(org: Organization) -> dict[str, int]:
@@ -48,8 +51,14 @@ def limits_table(org: Organization) -> list[dict]:
     for name in LIMIT_FIELDS:
         plan_value = getattr(org.plan, name)
         override_value = getattr(override, name) if override is not None else None
-        rows.append({"name": name, "plan": plan_value, "override": override_value,
-                     "effective": plan_value if override_value is None else override_value})
+        rows.append(
+            {
+                "name": name,
+                "plan": plan_value,
+                "override": override_value,
+                "effective": plan_value if override_value is None else override_value,
+            }
+        )
     return rows
 
 
@@ -74,15 +83,20 @@ def consistent_reads() -> Iterator[None]:
 
 
 def _pending(org: Organization, starts_at: datetime, ends_at: datetime):
-    return UsageEvent.objects.filter(organization=org, rolled_up=False, created_at__gte=starts_at,
-                                     created_at__lt=ends_at)
+    return UsageEvent.objects.filter(
+        organization=org, rolled_up=False, created_at__gte=starts_at, created_at__lt=ends_at
+    )
 
 
 def usage_totals(org: Organization, period: Period) -> dict[str, float]:
     """Metered executions, cpu_ms and sandbox_seconds of one period: rolled-up plus pending events."""
     with consistent_reads():
-        row = UsagePeriod.objects.filter(organization=org, kind=period.kind, start=period.start).values(
-            *METERED).first() or {}
+        row = (
+            UsagePeriod.objects.filter(organization=org, kind=period.kind, start=period.start)
+            .values(*METERED)
+            .first()
+            or {}
+        )
         pending = _pending(org, period.starts_at, period.ends_at).aggregate(**{m: Sum(m) for m in METERED})
     return _public({m: int(row.get(m) or 0) + int(pending[m] or 0) for m in METERED})
 
@@ -90,7 +104,11 @@ def usage_totals(org: Organization, period: Period) -> dict[str, float]:
 def executions_admitted(org: Organization, now: datetime | None = None) -> int:
     """Runs admitted today (the figure the daily limit is enforced on)."""
     day = period_of(DAY, now)
-    row = UsagePeriod.objects.filter(organization=org, kind=DAY, start=day.start).values("executions_admitted").first()
+    row = (
+        UsagePeriod.objects.filter(organization=org, kind=DAY, start=day.start)
+        .values("executions_admitted")
+        .first()
+    )
     return row["executions_admitted"] if row else 0
 
 
@@ -99,7 +117,9 @@ def storage_bytes_used(org: Organization) -> int:
     snapshots added to the block store."""
     from sandboxes.models import Snapshot  # sandboxes depends on billing; this read is the one way back
 
-    total = Snapshot.objects.for_org(org).filter(deleted_at__isnull=True).aggregate(s=Sum("stored_bytes"))["s"]
+    total = (
+        Snapshot.objects.for_org(org).filter(deleted_at__isnull=True).aggregate(s=Sum("stored_bytes"))["s"]
+    )
     return int(total or 0)
 
 
@@ -111,12 +131,19 @@ def sandboxes_in_use(org: Organization) -> int:
 def usage_history(org: Organization, kind: str, *, before: Period, count: int) -> list[dict]:
     """The `count` periods of `kind` before `before` that have any usage, newest first."""
     with consistent_reads():
-        rows = {r["start"]: r for r in UsagePeriod.objects.filter(organization=org, kind=kind, start__lt=before.start)
-                .order_by("-start").values("start", "storage_bytes", *METERED)[:count]}
+        rows = {
+            r["start"]: r
+            for r in UsagePeriod.objects.filter(organization=org, kind=kind, start__lt=before.start)
+            .order_by("-start")
+            .values("start", "storage_bytes", *METERED)[:count]
+        }
         trunc = TruncDay if kind == DAY else TruncMonth
-        pending = (_pending(org, datetime(1970, 1, 1, tzinfo=UTC), before.starts_at)
-                   .annotate(p=trunc("created_at", tzinfo=UTC)).values("p")
-                   .annotate(**{m: Sum(m) for m in METERED}))
+        pending = (
+            _pending(org, datetime(1970, 1, 1, tzinfo=UTC), before.starts_at)
+            .annotate(p=trunc("created_at", tzinfo=UTC))
+            .values("p")
+            .annotate(**{m: Sum(m) for m in METERED})
+        )
         for agg in pending:
             start = agg["p"].date()
             row = rows.setdefault(start, {"start": start, "storage_bytes": 0, **{m: 0 for m in METERED}})
@@ -125,13 +152,19 @@ def usage_history(org: Organization, kind: str, *, before: Period, count: int) -
     history = []
     for start in sorted(rows, reverse=True)[:count]:
         row = rows[start]
-        history.append({"period": Period(kind, start).as_dict(), **_public(row),
-                        "storage_bytes": int(row["storage_bytes"])})
+        history.append(
+            {
+                "period": Period(kind, start).as_dict(),
+                **_public(row),
+                "storage_bytes": int(row["storage_bytes"]),
+            }
+        )
     return history
 
 
-def usage_report(org: Organization, *, now: datetime | None = None, history: str = MONTH,
-                 history_count: int = 12) -> dict:
+def usage_report(
+    org: Organization, *, now: datetime | None = None, history: str = MONTH, history_count: int = 12
+) -> dict:
     """The usage document of GET /api/v1/usage and the console panel.
 
     Each metric has `used` and `limit` over its own `window`: executions per UTC day (the limit's window),
@@ -150,16 +183,37 @@ def usage_report(org: Organization, *, now: datetime | None = None, history: str
         past = usage_history(org, history, before=period_of(history, now), count=history_count)
     return {
         "period": month.as_dict(),
-        "executions": {"used": day_totals["executions"], "admitted": admitted, "limit": limits["executions_per_day"],
-                       "window": DAY, "resets_at": day.ends_at.isoformat()},
-        "cpu_ms": {"used": month_totals["cpu_ms"], "limit": limits["cpu_seconds_per_month"] * 1000, "window": MONTH,
-                   "resets_at": month.ends_at.isoformat()},
-        "sandbox_seconds": {"used": month_totals["sandbox_seconds"], "limit": None, "window": MONTH,
-                            "resets_at": month.ends_at.isoformat()},
-        "storage_bytes": {"used": storage, "limit": limits["snapshot_storage_bytes"], "window": "now",
-                          "resets_at": None},
-        "concurrent_sandboxes": {"used": in_use, "limit": limits["concurrent_sandboxes"], "window": "now",
-                                 "resets_at": None},
+        "executions": {
+            "used": day_totals["executions"],
+            "admitted": admitted,
+            "limit": limits["executions_per_day"],
+            "window": DAY,
+            "resets_at": day.ends_at.isoformat(),
+        },
+        "cpu_ms": {
+            "used": month_totals["cpu_ms"],
+            "limit": limits["cpu_seconds_per_month"] * 1000,
+            "window": MONTH,
+            "resets_at": month.ends_at.isoformat(),
+        },
+        "sandbox_seconds": {
+            "used": month_totals["sandbox_seconds"],
+            "limit": None,
+            "window": MONTH,
+            "resets_at": month.ends_at.isoformat(),
+        },
+        "storage_bytes": {
+            "used": storage,
+            "limit": limits["snapshot_storage_bytes"],
+            "window": "now",
+            "resets_at": None,
+        },
+        "concurrent_sandboxes": {
+            "used": in_use,
+            "limit": limits["concurrent_sandboxes"],
+            "window": "now",
+            "resets_at": None,
+        },
         "month": {**month_totals, "storage_bytes": storage},
         "history": past,
     }
@@ -174,38 +228,77 @@ def organizations_with_usage(qs, *, now: datetime | None = None):
     day, month = period_of(DAY, now), period_of(MONTH, now)
 
     def rolled(kind: str, start, field: str):
-        return Subquery(UsagePeriod.objects.filter(organization=OuterRef("pk"), kind=kind, start=start)
-                        .values(field)[:1])
+        return Subquery(
+            UsagePeriod.objects.filter(organization=OuterRef("pk"), kind=kind, start=start).values(field)[:1]
+        )
 
     def pending(period: Period, field: str):
-        return Subquery(UsageEvent.objects.filter(organization=OuterRef("pk"), rolled_up=False,
-                                                  created_at__gte=period.starts_at, created_at__lt=period.ends_at)
-                        .values("organization").annotate(s=Sum(field)).values("s"))
+        return Subquery(
+            UsageEvent.objects.filter(
+                organization=OuterRef("pk"),
+                rolled_up=False,
+                created_at__gte=period.starts_at,
+                created_at__lt=period.ends_at,
+            )
+            .values("organization")
+            .annotate(s=Sum(field))
+            .values("s")
+        )
 
     zero = Value(0)
-    storage = Subquery(Snapshot.objects.filter(organization=OuterRef("pk"), deleted_at__isnull=True)
-                       .values("organization").annotate(s=Sum("stored_bytes")).values("s"))
+    storage = Subquery(
+        Snapshot.objects.filter(organization=OuterRef("pk"), deleted_at__isnull=True)
+        .values("organization")
+        .annotate(s=Sum("stored_bytes"))
+        .values("s")
+    )
     return qs.annotate(
-        sandboxes_in_use=Coalesce(Subquery(SandboxSlots.objects.filter(organization=OuterRef("pk"))
-                                           .values("in_use")[:1]), zero),
+        sandboxes_in_use=Coalesce(
+            Subquery(SandboxSlots.objects.filter(organization=OuterRef("pk")).values("in_use")[:1]), zero
+        ),
         executions_today=Coalesce(rolled(DAY, day.start, "executions"), zero)
         + Coalesce(pending(day, "executions"), zero),
-        cpu_us_month=Coalesce(rolled(MONTH, month.start, "cpu_us"), zero) + Coalesce(pending(month, "cpu_us"), zero),
+        cpu_us_month=Coalesce(rolled(MONTH, month.start, "cpu_us"), zero)
+        + Coalesce(pending(month, "cpu_us"), zero),
         storage_bytes_now=Coalesce(storage, zero),
     )
 
 
 def usage_csv_rows(orgs, *, now: datetime | None = None) -> Iterator[list]:
     """Rows for the operators' CSV export: each organisation's current and previous months."""
-    yield ["organization", "plan", "period_start", "period_end", "executions", "cpu_ms", "sandbox_seconds",
-           "storage_bytes", "executions_per_day_limit", "cpu_seconds_per_month_limit", "snapshot_storage_bytes_limit",
-           "concurrent_sandboxes_limit"]
+    yield [
+        "organization",
+        "plan",
+        "period_start",
+        "period_end",
+        "executions",
+        "cpu_ms",
+        "sandbox_seconds",
+        "storage_bytes",
+        "executions_per_day_limit",
+        "cpu_seconds_per_month_limit",
+        "snapshot_storage_bytes_limit",
+        "concurrent_sandboxes_limit",
+    ]
     for org in orgs:
         report = usage_report(org, now=now)
         limits = effective_limits(org)
-        tail = [limits["executions_per_day"], limits["cpu_seconds_per_month"], limits["snapshot_storage_bytes"],
-                limits["concurrent_sandboxes"]]
+        tail = [
+            limits["executions_per_day"],
+            limits["cpu_seconds_per_month"],
+            limits["snapshot_storage_bytes"],
+            limits["concurrent_sandboxes"],
+        ]
         periods = [{"period": report["period"], **report["month"]}, *report["history"]]
         for p in periods:
-            yield [org.slug, org.plan.slug, p["period"]["start"], p["period"]["end"], p["executions"], p["cpu_ms"],
-                   p["sandbox_seconds"], p["storage_bytes"], *tail]
+            yield [
+                org.slug,
+                org.plan.slug,
+                p["period"]["start"],
+                p["period"]["end"],
+                p["executions"],
+                p["cpu_ms"],
+                p["sandbox_seconds"],
+                p["storage_bytes"],
+                *tail,
+            ]

@@ -57,8 +57,11 @@ def _roll_up_batch(batch: int) -> int:
     pending = UsageEvent.objects.filter(rolled_up=False).order_by("id")
     if connection.features.has_select_for_update_skip_locked:
         pending = pending.select_for_update(skip_locked=True)
-    events = list(pending.values_list("id", "organization_id", "created_at", "executions", "cpu_us",
-                                      "sandbox_ms")[:batch])
+    events = list(
+        pending.values_list("id", "organization_id", "created_at", "executions", "cpu_us", "sandbox_ms")[
+            :batch
+        ]
+    )
     sums: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
     for _, org_id, created_at, executions, cpu_us, sandbox_ms in events:
         for kind in (DAY, MONTH):
@@ -69,8 +72,10 @@ def _roll_up_batch(batch: int) -> int:
     for (org_id, kind, start), (executions, cpu_us, sandbox_ms) in sums.items():
         period_row_ensure(org_id, kind, start)
         UsagePeriod.objects.filter(organization_id=org_id, kind=kind, start=start).update(
-            executions=F("executions") + executions, cpu_us=F("cpu_us") + cpu_us,
-            sandbox_ms=F("sandbox_ms") + sandbox_ms)
+            executions=F("executions") + executions,
+            cpu_us=F("cpu_us") + cpu_us,
+            sandbox_ms=F("sandbox_ms") + sandbox_ms,
+        )
     UsageEvent.objects.filter(id__in=[e[0] for e in events]).update(rolled_up=True)
     return len(events)
 
@@ -79,14 +84,19 @@ def _sample_storage(now: datetime) -> None:
     """Keep the highest snapshot storage seen in each current day and month row."""
     from sandboxes.models import Snapshot
 
-    held = (Snapshot.objects.filter(deleted_at__isnull=True).values("organization_id")
-            .annotate(stored=Sum("stored_bytes")).filter(stored__gt=0))
+    held = (
+        Snapshot.objects.filter(deleted_at__isnull=True)
+        .values("organization_id")
+        .annotate(stored=Sum("stored_bytes"))
+        .filter(stored__gt=0)
+    )
     for row in held:
         for kind in (DAY, MONTH):
             start = period_of(kind, now).start
             period_row_ensure(row["organization_id"], kind, start)
             UsagePeriod.objects.filter(organization_id=row["organization_id"], kind=kind, start=start).update(
-                storage_bytes=Greatest(F("storage_bytes"), row["stored"]))
+                storage_bytes=Greatest(F("storage_bytes"), row["stored"])
+            )
 
 
 def organization_plan_change(*, org: Organization, plan: Plan, operator, request=None) -> bool:
@@ -97,9 +107,16 @@ def organization_plan_change(*, org: Organization, plan: Plan, operator, request
     Organization.objects.filter(pk=org.pk).update(plan=plan)
     org.plan = plan
     forget_org_keys(org)
-    audit_record(org=org, action="organization.plan_change", user=operator, request=request,
-                 actor_label=_operator_label(operator), target_type="organization", target_id=str(org.pk),
-                 metadata={"from": old.slug, "to": plan.slug})
+    audit_record(
+        org=org,
+        action="organization.plan_change",
+        user=operator,
+        request=request,
+        actor_label=_operator_label(operator),
+        target_type="organization",
+        target_id=str(org.pk),
+        metadata={"from": old.slug, "to": plan.slug},
+    )
     return True
 
 
@@ -111,9 +128,16 @@ def organization_suspend(*, org: Organization, operator, request=None, reason: s
     forget_org_keys(org)
     stopped = _stop_live_sandboxes(org)
     if changed or stopped:
-        audit_record(org=org, action="organization.suspend", user=operator, request=request,
-                     actor_label=_operator_label(operator), target_type="organization", target_id=str(org.pk),
-                     metadata={"reason": reason, "stopped_sandboxes": stopped})
+        audit_record(
+            org=org,
+            action="organization.suspend",
+            user=operator,
+            request=request,
+            actor_label=_operator_label(operator),
+            target_type="organization",
+            target_id=str(org.pk),
+            metadata={"reason": reason, "stopped_sandboxes": stopped},
+        )
     return stopped
 
 
@@ -122,8 +146,15 @@ def organization_unsuspend(*, org: Organization, operator, request=None) -> bool
     org.suspended = False
     forget_org_keys(org)
     if changed:
-        audit_record(org=org, action="organization.unsuspend", user=operator, request=request,
-                     actor_label=_operator_label(operator), target_type="organization", target_id=str(org.pk))
+        audit_record(
+            org=org,
+            action="organization.unsuspend",
+            user=operator,
+            request=request,
+            actor_label=_operator_label(operator),
+            target_type="organization",
+            target_id=str(org.pk),
+        )
     return bool(changed)
 
 
@@ -142,24 +173,44 @@ def _stop_live_sandboxes(org: Organization) -> list[str]:
 
 def plan_override_recorded(*, org: Organization, before: dict, after: dict, operator, request=None) -> None:
     """Audit an operator's change to an organisation's overrides (values are None where the plan applies)."""
-    changes = {name: [before.get(name), after.get(name)] for name in LIMIT_FIELDS
-               if before.get(name) != after.get(name)}
+    changes = {
+        name: [before.get(name), after.get(name)]
+        for name in LIMIT_FIELDS
+        if before.get(name) != after.get(name)
+    }
     if not changes:
         return
     forget_org_keys(org)
-    audit_record(org=org, action="quota.override_change", user=operator, request=request,
-                 actor_label=_operator_label(operator), target_type="organization", target_id=str(org.pk),
-                 metadata={"changes": changes})
+    audit_record(
+        org=org,
+        action="quota.override_change",
+        user=operator,
+        request=request,
+        actor_label=_operator_label(operator),
+        target_type="organization",
+        target_id=str(org.pk),
+        metadata={"changes": changes},
+    )
 
 
 def plan_change_recorded(*, plan: Plan, before: dict, operator, request=None) -> None:
     """Audit an operator's edit of a plan's limits and apply it to its organisations from the next request."""
-    changes = {name: [before.get(name), getattr(plan, name)] for name in ("name", *LIMIT_FIELDS)
-               if before.get(name) != getattr(plan, name)}
+    changes = {
+        name: [before.get(name), getattr(plan, name)]
+        for name in ("name", *LIMIT_FIELDS)
+        if before.get(name) != getattr(plan, name)
+    }
     if not changes:
         return
     for prefix in APIKey.objects.filter(organization__plan=plan).values_list("prefix", flat=True).iterator():
         forget_key(prefix)
-    audit_record(org=None, action="plan.change" if before else "plan.create", user=operator, request=request,
-                 actor_label=_operator_label(operator), target_type="plan", target_id=plan.slug,
-                 metadata={"changes": changes})
+    audit_record(
+        org=None,
+        action="plan.change" if before else "plan.create",
+        user=operator,
+        request=request,
+        actor_label=_operator_label(operator),
+        target_type="plan",
+        target_id=plan.slug,
+        metadata={"changes": changes},
+    )

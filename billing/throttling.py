@@ -51,8 +51,13 @@ class PlanRateThrottle(BaseThrottle):
         raise RateLimited(
             f"Rate limit of {buckets[0].capacity} requests burst, {round(buckets[0].per_second * 60)}/min "
             f"reached for this {scope}; retry after {decision.retry_after:.2f} s.",
-            details={"limit_name": "requests_per_minute", "scope": scope,
-                     "limit": round(decision.refused_by.per_second * 60), "burst": decision.refused_by.capacity,
-                     "retry_after_s": round(decision.retry_after, 3),
-                     "resets_at": (timezone.now() + timedelta(seconds=decision.retry_after)).isoformat()},
-            headers={"Retry-After": retry_after_header(decision.retry_after)})
+            details={
+                "limit_name": "requests_per_minute",
+                "scope": scope,
+                "limit": round(decision.refused_by.per_second * 60),
+                "burst": decision.refused_by.capacity,
+                "retry_after_s": round(decision.retry_after, 3),
+                "resets_at": (timezone.now() + timedelta(seconds=decision.retry_after)).isoformat(),
+            },
+            headers={"Retry-After": retry_after_header(decision.retry_after)},
+        )

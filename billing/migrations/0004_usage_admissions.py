@@ -5,25 +5,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0002_initial'),
-        ('billing', '0003_sandboxslots_usageevent_usageperiod'),
+        ("accounts", "0002_initial"),
+        ("billing", "0003_sandboxslots_usageevent_usageperiod"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='usageperiod',
-            name='executions_admitted',
+            model_name="usageperiod",
+            name="executions_admitted",
             field=models.PositiveBigIntegerField(default=0),
         ),
         migrations.AlterField(
-            model_name='usageevent',
-            name='created_at',
+            model_name="usageevent",
+            name="created_at",
             field=models.DateTimeField(db_index=True, default=django.utils.timezone.now),
         ),
         migrations.AddIndex(
-            model_name='usageevent',
-            index=models.Index(fields=['organization', 'rolled_up', 'created_at'], name='usage_event_pending'),
+            model_name="usageevent",
+            index=models.Index(
+                fields=["organization", "rolled_up", "created_at"], name="usage_event_pending"
+            ),
         ),
     ]

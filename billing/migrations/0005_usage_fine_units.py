@@ -8,12 +8,16 @@ MODELS = ("UsageEvent", "UsagePeriod")
 
 def to_fine(apps, schema_editor):
     for name in MODELS:
-        apps.get_model("billing", name).objects.update(cpu_us=F("cpu_us") * 1000, sandbox_ms=F("sandbox_ms") * 1000)
+        apps.get_model("billing", name).objects.update(
+            cpu_us=F("cpu_us") * 1000, sandbox_ms=F("sandbox_ms") * 1000
+        )
 
 
 def to_coarse(apps, schema_editor):
     for name in MODELS:
-        apps.get_model("billing", name).objects.update(cpu_us=F("cpu_us") / 1000, sandbox_ms=F("sandbox_ms") / 1000)
+        apps.get_model("billing", name).objects.update(
+            cpu_us=F("cpu_us") / 1000, sandbox_ms=F("sandbox_ms") / 1000
+        )
 
 
 class Migration(migrations.Migration):

@@ -9,8 +9,9 @@ from django.db import connection
 from billing import ratelimit
 from billing.models import PlanOverride
 
-requires_postgres = pytest.mark.skipif(connection.vendor != "postgresql",
-                                       reason="concurrent writers need PostgreSQL (set DATABASE_URL)")
+requires_postgres = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="concurrent writers need PostgreSQL (set DATABASE_URL)"
+)
 requires_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis (set REDIS_URL)")
 
 
@@ -40,9 +41,14 @@ def billing_agent(tmp_path_factory):
     from sandboxes.engine.transport import make_bus
 
     prefix = f"mem0billing-{uuid.uuid4().hex[:8]}"
-    agent = start_embedded_agent(make_bus(None, prefix), agent_id="billing-agent",
-                                 state_dir=str(tmp_path_factory.mktemp("billing-agent")), pool_min=1, pool_max=4,
-                                 templates=["python"])
+    agent = start_embedded_agent(
+        make_bus(None, prefix),
+        agent_id="billing-agent",
+        state_dir=str(tmp_path_factory.mktemp("billing-agent")),
+        pool_min=1,
+        pool_max=4,
+        templates=["python"],
+    )
     try:
         yield prefix
     finally:

@@ -29,15 +29,18 @@ def agents_gone(monkeypatch):
 
 
 def act(admin_client, action: str, orgs, **extra):
-    return admin_client.post(CHANGELIST, {"action": action, "_selected_action": [o.pk for o in orgs], "index": 0,
-                                          **extra})
+    return admin_client.post(
+        CHANGELIST, {"action": action, "_selected_action": [o.pk for o in orgs], "index": 0, **extra}
+    )
 
 
 def last_audit(org, action: str) -> AuditEvent:
     return AuditEvent.objects.for_org(org).filter(action=action).latest("id")
 
 
-def test_change_plan_action_moves_the_org_audits_it_and_applies_on_the_next_request(admin_client, org_a, api_a):
+def test_change_plan_action_moves_the_org_audits_it_and_applies_on_the_next_request(
+    admin_client, org_a, api_a
+):
     org = org_a[0]
     assert api_a.get("/api/v1/me").json()["limits"]["concurrent_sandboxes"] == 3
     pro = Plan.objects.get(slug="pro")
@@ -58,23 +61,29 @@ def test_change_plan_without_a_plan_changes_nothing(admin_client, org_a):
     assert not AuditEvent.objects.filter(action="organization.plan_change").exists()
 
 
-def test_suspend_stops_running_sandboxes_and_the_keys_get_403_at_once(admin_client, org_a, org_b, api_a,
-                                                                       agents_gone):
+def test_suspend_stops_running_sandboxes_and_the_keys_get_403_at_once(
+    admin_client, org_a, org_b, api_a, agents_gone
+):
     org = org_a[0]
     assert api_a.get("/api/v1/me").status_code == 200
     live = []
     for _ in range(2):
         quotas.sandbox_slot_reserve(org=org)
-        live.append(Sandbox.objects.create(organization=org, runtime="python", agent_id="a0",
-                                           state=Sandbox.State.RUNNING))
-    other = Sandbox.objects.create(organization=org_b[0], runtime="python", agent_id="a0",
-                                   state=Sandbox.State.RUNNING)
+        live.append(
+            Sandbox.objects.create(
+                organization=org, runtime="python", agent_id="a0", state=Sandbox.State.RUNNING
+            )
+        )
+    other = Sandbox.objects.create(
+        organization=org_b[0], runtime="python", agent_id="a0", state=Sandbox.State.RUNNING
+    )
     act(admin_client, "suspend", [org], reason="abuse report 42")
     org.refresh_from_db()
     assert org.suspended
     assert {s.state for s in Sandbox.objects.filter(pk__in=[s.pk for s in live])} == {"stopped"}
     assert set(Sandbox.objects.filter(pk__in=[s.pk for s in live]).values_list("stop_reason", flat=True)) == {
-        "organization_suspended"}
+        "organization_suspended"
+    }
     assert Sandbox.objects.get(pk=other.pk).state == "running"
     assert SandboxSlots.objects.get(organization=org).in_use == 0
     event = last_audit(org, "organization.suspend")
@@ -108,9 +117,18 @@ def test_plan_and_suspension_edited_in_the_change_form_go_through_the_services(o
 
 
 def _change_form(org, **override) -> dict:
-    data = {"name": org.name, "slug": org.slug, "plan": org.plan_id, "created_at_0": "2026-01-01",
-            "created_at_1": "00:00:00", "memberships-TOTAL_FORMS": 0, "memberships-INITIAL_FORMS": 0,
-            "plan_override-TOTAL_FORMS": 1, "plan_override-INITIAL_FORMS": 0, "plan_override-0-organization": org.pk}
+    data = {
+        "name": org.name,
+        "slug": org.slug,
+        "plan": org.plan_id,
+        "created_at_0": "2026-01-01",
+        "created_at_1": "00:00:00",
+        "memberships-TOTAL_FORMS": 0,
+        "memberships-INITIAL_FORMS": 0,
+        "plan_override-TOTAL_FORMS": 1,
+        "plan_override-INITIAL_FORMS": 0,
+        "plan_override-0-organization": org.pk,
+    }
     data.update({f"plan_override-0-{k}": v for k, v in override.items()})
     return data
 
@@ -153,10 +171,23 @@ def test_usage_csv_export_has_a_row_per_org_and_month(admin_client, org_a, org_b
 def test_plan_edit_is_audited_and_reaches_cached_keys(admin_client, org_a, api_a):
     api_a.get("/api/v1/me")
     free = Plan.objects.get(slug="free")
-    data = {f: getattr(free, f) for f in ("slug", "name", "concurrent_sandboxes", "executions_per_day",
-                                          "cpu_seconds_per_month", "memory_per_sandbox_mb", "max_run_seconds",
-                                          "snapshot_storage_bytes", "requests_per_minute", "request_burst",
-                                          "idle_timeout_seconds", "max_lifetime_seconds")}
+    data = {
+        f: getattr(free, f)
+        for f in (
+            "slug",
+            "name",
+            "concurrent_sandboxes",
+            "executions_per_day",
+            "cpu_seconds_per_month",
+            "memory_per_sandbox_mb",
+            "max_run_seconds",
+            "snapshot_storage_bytes",
+            "requests_per_minute",
+            "request_burst",
+            "idle_timeout_seconds",
+            "max_lifetime_seconds",
+        )
+    }
     data["executions_per_day"] = 1234
     resp = admin_client.post(f"/admin/billing/plan/{free.pk}/change/", data)
     assert resp.status_code == 302

@@ -34,8 +34,12 @@ def test_fourth_sandbox_on_free_is_refused_until_one_is_killed(api_a, cleanup):
         cleanup.append(resp.json()["id"])
     refused = create(api_a)
     assert refused.status_code == 429
-    assert refused.json()["error"]["details"] == {"limit_name": "concurrent_sandboxes", "used": 3, "limit": 3,
-                                                  "resets_at": None}
+    assert refused.json()["error"]["details"] == {
+        "limit_name": "concurrent_sandboxes",
+        "used": 3,
+        "limit": 3,
+        "resets_at": None,
+    }
     assert api_a.delete(f"/api/v1/sandboxes/{cleanup[0]}").status_code in (200, 204)
     again = create(api_a)
     assert again.status_code == 201, again.content

@@ -26,8 +26,9 @@ def refused(call, **kwargs) -> dict:
 
 
 def running_sandbox(org) -> Sandbox:
-    return Sandbox.objects.create(organization=org, runtime="python", agent_id="nowhere",
-                                  state=Sandbox.State.RUNNING)
+    return Sandbox.objects.create(
+        organization=org, runtime="python", agent_id="nowhere", state=Sandbox.State.RUNNING
+    )
 
 
 # concurrent sandboxes
@@ -142,8 +143,12 @@ def test_daily_executions_limit_resets_at_the_next_utc_midnight(org_a, override)
     quotas.execution_admit(org=org, timeout_s=None, now=NOW)
     quotas.execution_admit(org=org, timeout_s=None, now=NOW)
     details = refused(quotas.execution_admit, org=org, timeout_s=None, now=NOW)
-    assert details == {"limit_name": "executions_per_day", "used": 2, "limit": 2,
-                       "resets_at": "2026-04-01T00:00:00+00:00"}
+    assert details == {
+        "limit_name": "executions_per_day",
+        "used": 2,
+        "limit": 2,
+        "resets_at": "2026-04-01T00:00:00+00:00",
+    }
     quotas.execution_admit(org=org, timeout_s=None, now=NOW + timedelta(seconds=31))
 
 
@@ -165,8 +170,12 @@ def test_monthly_cpu_limit_counts_pending_and_rolled_usage_and_resets_next_month
     quotas.execution_admit(org=org, timeout_s=None, now=NOW)
     quotas.usage_record(org=org, source="exec:b", executions=1, cpu_ms=4000, now=NOW)
     details = refused(quotas.execution_admit, org=org, timeout_s=None, now=NOW)
-    assert details == {"limit_name": "cpu_seconds_per_month", "used": 10, "limit": 10,
-                       "resets_at": "2026-04-01T00:00:00+00:00"}
+    assert details == {
+        "limit_name": "cpu_seconds_per_month",
+        "used": 10,
+        "limit": 10,
+        "resets_at": "2026-04-01T00:00:00+00:00",
+    }
     usage_roll_up(now=NOW)
     assert refused(quotas.execution_admit, org=org, timeout_s=None, now=NOW)["used"] == 10
     quotas.execution_admit(org=org, timeout_s=None, now=datetime(2026, 4, 1, tzinfo=UTC))
@@ -203,8 +212,13 @@ def test_sandbox_memory_and_run_time_come_from_the_effective_plan(org_a, tenant,
 
 
 def _snapshot(org, stored_bytes: int, deleted: bool = False) -> Snapshot:
-    return Snapshot.objects.create(organization=org, digest="d" * 64, runtime="python", stored_bytes=stored_bytes,
-                                   deleted_at=NOW if deleted else None)
+    return Snapshot.objects.create(
+        organization=org,
+        digest="d" * 64,
+        runtime="python",
+        stored_bytes=stored_bytes,
+        deleted_at=NOW if deleted else None,
+    )
 
 
 def test_storage_admit_counts_live_snapshots_only(org_a, override):
@@ -244,10 +258,16 @@ def test_run_over_the_daily_limit_answers_429_quota_exceeded(org_a, api_a, overr
 
 def test_run_timeout_over_the_plan_answers_429_with_max_run_seconds(org_a, api_a):
     sandbox = running_sandbox(org_a[0])
-    resp = api_a.post(f"/api/v1/sandboxes/{sandbox.pk}/executions", {"code": "1", "timeout_s": 600}, format="json")
+    resp = api_a.post(
+        f"/api/v1/sandboxes/{sandbox.pk}/executions", {"code": "1", "timeout_s": 600}, format="json"
+    )
     assert resp.status_code == 429
-    assert resp.json()["error"]["details"] == {"limit_name": "max_run_seconds", "used": 600.0, "limit": 30,
-                                               "resets_at": None}
+    assert resp.json()["error"]["details"] == {
+        "limit_name": "max_run_seconds",
+        "used": 600.0,
+        "limit": 30,
+        "resets_at": None,
+    }
 
 
 def test_snapshot_with_full_storage_answers_429_quota_exceeded(org_a, api_a, override):

@@ -110,10 +110,14 @@ def test_redis_bucket_admits_exactly_the_burst_to_fifty_concurrent_clients_of_tw
 @requires_redis
 def test_redis_bucket_holds_across_separate_os_processes():
     b = bucket(40)
-    code = ("import sys; from billing.ratelimit import RedisBuckets, Bucket; "
-            f"r = RedisBuckets({settings.REDIS_URL!r}); b = Bucket({b.name!r}, {b.capacity}, {b.per_second!r}); "
-            "print(sum(r.take([b]).allowed for _ in range(30)))")
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    code = (
+        "import sys; from billing.ratelimit import RedisBuckets, Bucket; "
+        f"r = RedisBuckets({settings.REDIS_URL!r}); b = Bucket({b.name!r}, {b.capacity}, {b.per_second!r}); "
+        "print(sum(r.take([b]).allowed for _ in range(30)))"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(4)
+    ]
     assert sum(int(p.communicate(timeout=60)[0]) for p in procs) == 40
 
 
@@ -138,7 +142,10 @@ def test_redis_refusal_by_the_key_bucket_leaves_the_organisation_bucket_untouche
 
 def test_unreachable_redis_falls_back_to_a_per_process_bucket_logs_and_counts(caplog):
     limiter, b = RateLimiter(CLOSED_PORT_URL), bucket(3)
-    errors, fallbacks = metric("mem0_ratelimit_redis_errors_total"), metric("mem0_ratelimit_fallback_decisions_total")
+    errors, fallbacks = (
+        metric("mem0_ratelimit_redis_errors_total"),
+        metric("mem0_ratelimit_fallback_decisions_total"),
+    )
     with caplog.at_level(logging.WARNING, logger="mem0.ratelimit"):
         results = [limiter.take([b]).allowed for _ in range(5)]
     assert results == [True, True, True, False, False]
@@ -146,7 +153,8 @@ def test_unreachable_redis_falls_back_to_a_per_process_bucket_logs_and_counts(ca
     assert metric("mem0_ratelimit_redis_errors_total") == errors + 1
     assert metric("mem0_ratelimit_fallback_decisions_total") == fallbacks + 5
     assert [r.message for r in caplog.records].count(
-        f"ratelimit_redis_down policy=per_process_buckets retry_in_s={REDIS_RETRY_AFTER_S} error=ConnectionError") == 1
+        f"ratelimit_redis_down policy=per_process_buckets retry_in_s={REDIS_RETRY_AFTER_S} error=ConnectionError"
+    ) == 1
 
 
 def test_while_redis_is_down_requests_do_not_wait_on_it():

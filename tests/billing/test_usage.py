@@ -21,14 +21,19 @@ METRICS = ("executions", "cpu_ms", "sandbox_seconds", "storage_bytes", "concurre
 
 
 def record(org, source: str, when: datetime, *, cpu_ms: int = 0, seconds: int = 0, runs: int = 0) -> bool:
-    return quotas.usage_record(org=org, source=source, executions=runs, cpu_ms=cpu_ms, sandbox_seconds=seconds,
-                               now=when)
+    return quotas.usage_record(
+        org=org, source=source, executions=runs, cpu_ms=cpu_ms, sandbox_seconds=seconds, now=when
+    )
 
 
 def period_row(org, kind: str, start: date) -> dict:
     """A rolled-up row in the API's units."""
     row = UsagePeriod.objects.get(organization=org, kind=kind, start=start)
-    return {"executions": row.executions, "cpu_ms": row.cpu_us / 1000, "sandbox_seconds": row.sandbox_ms / 1000}
+    return {
+        "executions": row.executions,
+        "cpu_ms": row.cpu_us / 1000,
+        "sandbox_seconds": row.sandbox_ms / 1000,
+    }
 
 
 def test_a_second_report_from_the_same_source_is_ignored(org_a):
@@ -57,8 +62,16 @@ def test_roll_up_folds_each_event_into_its_utc_day_and_month_once(org_a):
     record(org, "exec:3", datetime(2026, 4, 1, tzinfo=UTC), cpu_ms=7, runs=1)
     assert usage_roll_up(now=MARCH_31) == 4
     assert period_row(org, "day", date(2026, 3, 30)) == {"executions": 1, "cpu_ms": 100, "sandbox_seconds": 0}
-    assert period_row(org, "day", date(2026, 3, 31)) == {"executions": 1, "cpu_ms": 250, "sandbox_seconds": 40}
-    assert period_row(org, "month", date(2026, 3, 1)) == {"executions": 2, "cpu_ms": 350, "sandbox_seconds": 40}
+    assert period_row(org, "day", date(2026, 3, 31)) == {
+        "executions": 1,
+        "cpu_ms": 250,
+        "sandbox_seconds": 40,
+    }
+    assert period_row(org, "month", date(2026, 3, 1)) == {
+        "executions": 2,
+        "cpu_ms": 350,
+        "sandbox_seconds": 40,
+    }
     assert period_row(org, "month", date(2026, 4, 1)) == {"executions": 1, "cpu_ms": 7, "sandbox_seconds": 0}
     assert usage_roll_up(now=MARCH_31) == 0
     assert period_row(org, "month", date(2026, 3, 1))["cpu_ms"] == 350
@@ -71,7 +84,9 @@ def test_rolled_up_events_are_deleted_after_ninety_days_pending_ones_never(org_a
     usage_roll_up(now=MARCH_31 - timedelta(days=200))
     assert UsageEvent.objects.filter(organization=org).count() == 2
     usage_roll_up(now=MARCH_31)
-    assert list(UsageEvent.objects.filter(organization=org).values_list("source", flat=True)) == ["exec:recent"]
+    assert list(UsageEvent.objects.filter(organization=org).values_list("source", flat=True)) == [
+        "exec:recent"
+    ]
     assert period_row(org, "month", date(2025, 12, 1))["executions"] == 1
 
 
@@ -89,8 +104,11 @@ def test_report_equals_the_reported_figures_before_during_and_after_roll_up(org_
 
     def figures():
         report = usage_report(org, now=MARCH_31)
-        return {"executions": report["executions"]["used"], "cpu_ms": report["cpu_ms"]["used"],
-                "sandbox_seconds": report["sandbox_seconds"]["used"]}
+        return {
+            "executions": report["executions"]["used"],
+            "cpu_ms": report["cpu_ms"]["used"],
+            "sandbox_seconds": report["sandbox_seconds"]["used"],
+        }
 
     assert figures() == expected
     _roll_up_batch(3)
@@ -105,10 +123,18 @@ def test_report_limits_windows_and_resets(org_a):
     quotas.sandbox_slot_reserve(org=org)
     quotas.execution_admit(org=org, timeout_s=None, now=MARCH_31)
     report = usage_report(org, now=MARCH_31)
-    assert report["period"] == {"kind": "month", "start": "2026-03-01T00:00:00+00:00",
-                                "end": "2026-04-01T00:00:00+00:00"}
-    assert report["executions"] == {"used": 0, "admitted": 1, "limit": 1000, "window": "day",
-                                    "resets_at": "2026-04-01T00:00:00+00:00"}
+    assert report["period"] == {
+        "kind": "month",
+        "start": "2026-03-01T00:00:00+00:00",
+        "end": "2026-04-01T00:00:00+00:00",
+    }
+    assert report["executions"] == {
+        "used": 0,
+        "admitted": 1,
+        "limit": 1000,
+        "window": "day",
+        "resets_at": "2026-04-01T00:00:00+00:00",
+    }
     assert report["cpu_ms"]["limit"] == 3600 * 1000 and report["cpu_ms"]["window"] == "month"
     assert report["concurrent_sandboxes"] == {"used": 1, "limit": 3, "window": "now", "resets_at": None}
     assert report["storage_bytes"]["limit"] == 1024**3
@@ -122,7 +148,9 @@ def test_history_lists_previous_months_with_events_not_yet_rolled_up(org_a):
     record(org, "exec:feb2", datetime(2026, 2, 28, 23, 59, tzinfo=UTC), cpu_ms=5, runs=1)
     history = usage_report(org, now=MARCH_31)["history"]
     assert [(h["period"]["start"][:10], h["executions"], h["cpu_ms"]) for h in history] == [
-        ("2026-02-01", 2, 25), ("2026-01-01", 1, 10)]
+        ("2026-02-01", 2, 25),
+        ("2026-01-01", 1, 10),
+    ]
     usage_roll_up(now=MARCH_31)
     assert usage_report(org, now=MARCH_31)["history"] == history
 
@@ -144,7 +172,9 @@ def test_storage_is_the_live_snapshots_and_roll_up_keeps_the_period_peak(org_a):
     big.save()
     usage_roll_up(now=MARCH_31)
     assert usage_report(org, now=MARCH_31)["storage_bytes"]["used"] == 1000
-    assert UsagePeriod.objects.get(organization=org, kind="month", start=date(2026, 3, 1)).storage_bytes == 6000
+    assert (
+        UsagePeriod.objects.get(organization=org, kind="month", start=date(2026, 3, 1)).storage_bytes == 6000
+    )
 
 
 # the endpoint
@@ -163,7 +193,9 @@ def test_usage_endpoint_reports_every_metric_with_used_and_limit(org_a, api_a):
 
 def test_usage_endpoint_needs_the_usage_read_scope(org_a):
     org, owner, _ = org_a
-    _, narrow = account_services.apikey_create(org=org, name="narrow", created_by=owner, scopes=["sandboxes:read"])
+    _, narrow = account_services.apikey_create(
+        org=org, name="narrow", created_by=owner, scopes=["sandboxes:read"]
+    )
     resp = client_for(narrow).get("/api/v1/usage")
     assert resp.status_code == 403
     assert resp.json()["error"]["details"] == {"required_scope": "usage:read"}
