@@ -366,7 +366,7 @@ def fmt_single(title: str, rows: dict) -> None:
     )
     for name, r in rows.items():
         print(
-            f"{name:8} {r['logical'] / MB:10.1f} {r['stored'] / MB:10.1f} {r['logical'] / max(r['unique'], 1):6.2f}"
+            f"{name:8} {r['logical'] / MB:10.1f} {r['stored'] / MB:10.2f} {r['logical'] / max(r['unique'], 1):6.2f}"
             f" {r['logical'] / r['stored']:6.2f} {r['snap_s']:7.2f} {r['logical'] / MB / r['snap_s']:9.0f}"
             f" {r['snap_cpu']:6.2f} {r['restore_s']:9.2f} {r['logical'] / MB / r['restore_s']:9.0f} {r['restore_cpu']:6.2f}"
         )
@@ -380,7 +380,7 @@ def fmt_series(title: str, rows: dict) -> None:
     )
     for name, r in rows.items():
         print(
-            f"{name:8} {r['logical'] / MB:10.1f} {r['stored'] / MB:10.1f} {r['logical'] / max(r['unique'], 1):6.1f}"
+            f"{name:8} {r['logical'] / MB:10.1f} {r['stored'] / MB:10.2f} {r['logical'] / max(r['unique'], 1):6.1f}"
             f" {r['logical'] / r['stored']:7.1f} {r['first_s']:7.2f} {r['incr_median_s'] * 1000:11.1f}"
             f" {r['incr_p95_s'] * 1000:11.1f} {r['incr_cpu_median'] * 1000:11.1f} {r['total_s']:11.2f}"
             f" {r['restore_s']:9.2f} {r['restore_bytes'] / MB / r['restore_s']:9.0f}"

@@ -125,7 +125,10 @@ def test_cache_eviction_only_drops_chunks_s3_holds(tmp_path, s3_backend):
         assert s.evict() > 0
         new_refs = s.chunk_refs(only_here.digest) - s.chunk_refs(uploaded.digest)
         assert all(s.cache.is_local(bytes.fromhex(c)) for c in new_refs)  # never evicted: S3 lacks them
+        evicted = [c for c in s.chunk_refs(uploaded.digest) if not s.cache.is_local(bytes.fromhex(c))]
+        assert evicted
         s.restore_tree(only_here.digest, str(tmp_path / "out"))  # evicted ones come back from S3
+        assert all(s.cache.is_local(bytes.fromhex(c)) for c in evicted)  # and are cached again
     assert fingerprint(tmp_path / "out") == fingerprint(ws)
 
 

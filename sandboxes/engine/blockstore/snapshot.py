@@ -143,31 +143,20 @@ def take_snapshot(
             futures.append(pool.submit(_store_small_files, writer, batch))
             batch, batch_bytes = [], 0
 
-    root_fd = os.open(root_path, _DIR_FLAGS)
-    stack = [(root_fd, _Dir(b"", os.fstat(root_fd)), b"")]
-    while stack:
-        fd, node, rel = stack.pop()
+    def list_dir(fd: int, node: _Dir, rel: bytes) -> list:
+        """Record one directory's files and symlinks; returns its subdirectory names."""
+        nonlocal files_read, batch_bytes
         dirs.append(node)
-        try:
-            with os.scandir(fd) as it:
-                names = [(e.name, e.stat(follow_symlinks=False)) for e in it]
-        except OSError:
-            os.close(fd)
-            raise
-        prefix = rel + b"/" if rel else b""
+        with os.scandir(fd) as it:
+            names = [(os.fsencode(e.name), e.stat(follow_symlinks=False)) for e in it]
+        prefix, subdirs = (rel + b"/" if rel else b""), []
         for name, st in names:
-            name = os.fsencode(name)
             relpath, mode = prefix + name, st.st_mode
             if stat.S_ISREG(mode):
                 entry = [name, st, relpath, None, st.st_size]
                 node.files.append(entry)
                 hit = prev.get(relpath)
-                if (
-                    hit is not None
-                    and hit[0] == st.st_size
-                    and hit[1] == st.st_mtime_ns
-                    and hit[2] == st.st_ino
-                ):
+                if hit is not None and (hit[0], hit[1], hit[2]) == (st.st_size, st.st_mtime_ns, st.st_ino):
                     entry[3] = hit[3]
                     continue
                 files_read += 1
@@ -180,13 +169,7 @@ def take_snapshot(
                 if batch_bytes >= BATCH_BYTES or len(batch) >= BATCH_FILES:
                     flush()
             elif stat.S_ISDIR(mode):
-                try:
-                    child_fd = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                except OSError:
-                    continue  # vanished or swapped for a symlink since the listing
-                child = _Dir(name, os.fstat(child_fd))
-                node.subdirs.append(child)
-                stack.append((child_fd, child, relpath))
+                subdirs.append((name, relpath))
             elif stat.S_ISLNK(mode):
                 try:
                     target = os.readlink(name, dir_fd=fd)
@@ -196,7 +179,32 @@ def take_snapshot(
                     manifest.Symlink(name, stat.S_IMODE(mode), st.st_mtime_ns, os.fsencode(target))
                 )
             # Sockets, FIFOs and device nodes are not workspace content; they are skipped.
-        os.close(fd)
+        return subdirs
+
+    # Depth-first with one open directory fd per level (not per pending directory), so a wide tree
+    # cannot exhaust file descriptors; every fd is closed on the way out, errors included.
+    root_fd = os.open(root_path, _DIR_FLAGS)
+    top = _Dir(b"", os.fstat(root_fd))
+    stack = [(root_fd, top, list_dir(root_fd, top, b""))]
+    try:
+        while stack:
+            fd, node, pending = stack[-1]
+            if not pending:
+                os.close(fd)
+                stack.pop()
+                continue
+            name, relpath = pending.pop()
+            try:
+                child_fd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except OSError:
+                continue  # vanished or swapped for a symlink since the listing
+            child = _Dir(name, os.fstat(child_fd))
+            node.subdirs.append(child)
+            stack.append((child_fd, child, []))  # on the stack first, so a failing listing still closes it
+            stack[-1] = (child_fd, child, list_dir(child_fd, child, relpath))
+    finally:
+        for fd, _node, _pending in stack:
+            os.close(fd)
     flush()
     for entry, abspath in big:
         _store_big_file(writer, pool, entry, abspath)

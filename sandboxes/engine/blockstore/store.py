@@ -141,7 +141,7 @@ class BlockStore:
         if blob is None:
             raise ChunkMissing(cid.hex())
         data = verify(cid, blob)
-        self.cache.write_blob(cid, blob[:1], memoryview(blob)[1:])
+        self.cache.write_blob(cid, blob[:1], memoryview(blob)[1:], replace=True)  # over an eviction stub
         return data
 
     def _root(self, digest: str) -> manifest.Root:
@@ -219,7 +219,8 @@ class BlockStore:
         """Push the snapshot's chunks S3 lacks (data first, its root last); returns blob bytes uploaded."""
         s3 = self._require_s3()
         nodes, data = self._refs(digest)
-        order = [c for c in data if c not in set(nodes)] + nodes
+        node_set = set(nodes)
+        order = [c for c in data if c not in node_set] + nodes
         known = self.catalog.remote_subset(order)
         unknown = [c for c in order if c not in known]
         if len(unknown) > 1000:
@@ -239,9 +240,9 @@ class BlockStore:
             s3.put(cid, blob)
             return len(blob)
 
-        data_todo = [c for c in todo if c not in set(nodes)]
+        data_todo = [c for c in todo if c not in node_set]
         uploaded = sum(self._pool.map(push, data_todo))
-        uploaded += sum(push(c) for c in todo if c in set(nodes))  # nodes in order, the root last
+        uploaded += sum(push(c) for c in todo if c in node_set)  # nodes in order, the root last
         self.catalog.mark_remote(order)
         if self.cache_max_bytes is not None:
             self.evict()
