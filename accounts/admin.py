@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from accounts import services
+from accounts.audit import audit_record
 from accounts.models import APIKey, AuditEvent, Membership, Organization
 from billing import services as billing_services
 from billing.models import LIMIT_FIELDS, Plan, PlanOverride
@@ -98,6 +99,9 @@ class OrganizationAdmin(admin.ModelAdmin):
         """Plan and suspension changes made in the form go through the same services as the actions."""
         if not change:
             super().save_model(request, obj, form, change)
+            audit_record(org=obj, action="organization.create", user=request.user, request=request,
+                         actor_label=f"operator:{request.user.username}", target_type="organization",
+                         target_id=str(obj.pk), metadata={"plan": obj.plan.slug, "suspended": obj.suspended})
             return
         old = Organization.objects.get(pk=obj.pk)
         new_plan, new_suspended = obj.plan, obj.suspended

@@ -200,3 +200,23 @@ def test_plan_edit_is_audited_and_reaches_cached_keys(admin_client, org_a, api_a
 def test_usage_history_is_read_only_in_admin(admin_client):
     assert admin_client.get("/admin/billing/usageperiod/").status_code == 200
     assert admin_client.get("/admin/billing/usageperiod/add/").status_code == 403
+
+
+def test_organisation_created_in_admin_is_audited(admin_client):
+    assert admin_client.get(f"{CHANGELIST}add/").status_code == 200
+    free = Plan.objects.get(slug="free")
+    data = {
+        "name": "Made by ops",
+        "slug": "made-by-ops",
+        "plan": free.pk,
+        "created_at_0": "2026-01-01",
+        "created_at_1": "00:00:00",
+        "memberships-TOTAL_FORMS": 0,
+        "memberships-INITIAL_FORMS": 0,
+        "plan_override-TOTAL_FORMS": 0,
+        "plan_override-INITIAL_FORMS": 0,
+    }
+    assert admin_client.post(f"{CHANGELIST}add/", data).status_code == 302
+    org = Organization.objects.get(slug="made-by-ops")
+    event = last_audit(org, "organization.create")
+    assert event.actor_label == "operator:admin" and event.metadata == {"plan": "free", "suspended": False}
