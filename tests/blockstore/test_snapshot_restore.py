@@ -134,3 +134,30 @@ def test_identical_big_files_share_one_chunk_list(store, tmp_path):
     a, b = sorted(store.manifest(res.digest).root.entries, key=lambda e: e.name)
     assert a.list_id and a.list_id == b.list_id and a.chunks == b.chunks
     assert len(store.chunk_refs(res.digest)) == len(a.chunks) + 3  # data, one list, one node, the root
+
+
+def test_store_keeps_working_in_a_forked_child(store, tree, tmp_path):
+    """The agent forks; a child must not inherit a worker pool whose threads did not survive the fork."""
+    import time
+
+    first = store.snapshot_tree(str(tree))  # the parent's pool threads exist now
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            res = store.snapshot_tree(str(tree))
+            store.restore_tree(res.digest, str(tmp_path / "child-out"))
+            code = 0 if res.digest == first.digest else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 120
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            pytest.fail("forked child hung")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert fingerprint(tmp_path / "child-out") == fingerprint(tree)

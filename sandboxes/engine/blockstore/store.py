@@ -8,6 +8,7 @@ release the GIL, and on the 2-core bench host threads reach the targets (see ben
 
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,9 +52,19 @@ class BlockStore:
         self.catalog = Catalog(os.path.join(self.root, "catalog.db"))
         self.lock = gc.SweepLock(os.path.join(self.root, "gc.lock"))
         self.store_id = self._store_id()
-        self._pool = ThreadPoolExecutor(
-            max_workers=workers or os.cpu_count() or 2, thread_name_prefix="blockstore"
-        )
+        self._workers = workers or os.cpu_count() or 2
+        self._pool_obj: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
+        self._pool_lock = threading.Lock()
+
+    @property
+    def _pool(self) -> ThreadPoolExecutor:
+        """The worker pool, created on first use and again in a forked child (threads do not survive fork)."""
+        with self._pool_lock:
+            if self._pool_obj is None or self._pool_pid != os.getpid():
+                self._pool_obj = ThreadPoolExecutor(self._workers, thread_name_prefix="blockstore")
+                self._pool_pid = os.getpid()
+            return self._pool_obj
 
     def _store_id(self) -> str:
         path = os.path.join(self.root, "store-id")
@@ -73,7 +84,9 @@ class BlockStore:
             return self._store_id()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        if self._pool_obj is not None and self._pool_pid == os.getpid():
+            self._pool_obj.shutdown(wait=True)
+        self._pool_obj = None
         self.catalog.close()
 
     def __enter__(self):
