@@ -141,15 +141,17 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# Agent bus: Redis Streams when REDIS_URL is set, else the in-process bus with an embedded agent.
+# Agent bus: Redis Streams when REDIS_URL (or MEM0_BUS_URL) is set, else the in-process bus with an embedded agent.
+MEM0_BUS_URL = env_str("MEM0_BUS_URL", REDIS_URL)
 MEM0_BUS_PREFIX = env_str("MEM0_BUS_PREFIX", "mem0")
-MEM0_EMBEDDED_AGENT = env_bool("MEM0_EMBEDDED_AGENT", default=not REDIS_URL)
+MEM0_EMBEDDED_AGENT = env_bool("MEM0_EMBEDDED_AGENT", default=not MEM0_BUS_URL)
 MEM0_AGENT_STATE_DIR = env_str("MEM0_AGENT_STATE_DIR", str(VAR_DIR / "agent"))
 MEM0_BLOCKSTORE_DIR = env_str("MEM0_BLOCKSTORE_DIR", str(VAR_DIR / "blocks"))
 MEM0_S3_BUCKET = env_str("MEM0_S3_BUCKET")
 MEM0_S3_ENDPOINT_URL = env_str("MEM0_S3_ENDPOINT_URL")
 MEM0_S3_PREFIX = env_str("MEM0_S3_PREFIX", "mem0/")
 MEM0_S3_STORAGE_CLASS = env_str("MEM0_S3_STORAGE_CLASS", "STANDARD")
+MEM0_S3_COLD_CLASS = env_str("MEM0_S3_COLD_CLASS", "GLACIER")
 MEM0_S3_SSE = env_str("MEM0_S3_SSE")
 MEM0_S3_KMS_KEY_ID = env_str("MEM0_S3_KMS_KEY_ID")
 MEM0_COLD_AFTER_DAYS = env_int("MEM0_COLD_AFTER_DAYS", 30)
