@@ -161,3 +161,60 @@ def test_store_keeps_working_in_a_forked_child(store, tree, tmp_path):
         time.sleep(0.05)
     assert os.waitstatus_to_exitcode(status) == 0
     assert fingerprint(tmp_path / "child-out") == fingerprint(tree)
+
+
+def _swap_before_reading(monkeypatch, swap):
+    from sandboxes.engine.blockstore import snapshot as snapshot_module
+
+    real = snapshot_module._store_small_files
+
+    def swapped(writer, items):
+        swap()
+        return real(writer, items)
+
+    monkeypatch.setattr(snapshot_module, "_store_small_files", swapped)
+
+
+def _all_restored_bytes(root) -> bytes:
+    out = b""
+    for dirpath, _dirs, names in os.walk(root):
+        for n in names:
+            p = os.path.join(dirpath, n)
+            if not os.path.islink(p):
+                with open(p, "rb") as f:
+                    out += f.read()
+    return out
+
+
+def test_a_file_swapped_for_a_symlink_mid_snapshot_is_not_followed(store, tmp_path, monkeypatch):
+    (tmp_path / "host-secret").write_bytes(b"host secret")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "victim").write_bytes(b"innocent")
+
+    def swap():
+        os.unlink(ws / "victim")
+        os.symlink(tmp_path / "host-secret", ws / "victim")
+
+    _swap_before_reading(monkeypatch, swap)
+    res = store.snapshot_tree(str(ws))
+    store.restore_tree(res.digest, str(tmp_path / "out"))
+    assert b"host secret" not in _all_restored_bytes(tmp_path / "out")
+
+
+def test_a_directory_swapped_for_a_symlink_mid_snapshot_is_not_followed(store, tmp_path, monkeypatch):
+    outside = tmp_path / "host"
+    outside.mkdir()
+    (outside / "file").write_bytes(b"host secret")
+    ws = tmp_path / "ws"
+    (ws / "sub").mkdir(parents=True)
+    (ws / "sub" / "file").write_bytes(b"innocent!!!")
+
+    def swap():
+        os.rename(ws / "sub", tmp_path / "moved-away")
+        os.symlink(outside, ws / "sub")
+
+    _swap_before_reading(monkeypatch, swap)
+    res = store.snapshot_tree(str(ws))
+    store.restore_tree(res.digest, str(tmp_path / "out"))
+    assert b"host secret" not in _all_restored_bytes(tmp_path / "out")

@@ -12,6 +12,7 @@ keep its mtime. Linux stamps files from the coarse clock (one jiffy, <= 10 ms at
 ten times that. (Filesystems with coarser timestamps, e.g. FAT's 2 s, are not workspace filesystems.)
 """
 
+import errno
 import os
 import stat
 import time
@@ -25,8 +26,11 @@ RACY_WINDOW_NS = 100_000_000
 READ_WHOLE_MAX = 8 << 20  # files up to this size are read in one go by a worker
 BATCH_BYTES = 4 << 20
 BATCH_FILES = 128
+# errnos that mean "the entry vanished or changed type (e.g. swapped for a symlink) since the listing":
+# the entry is left out. Anything else (EACCES, EIO) fails the snapshot instead of silently losing content.
+_GONE_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EINVAL}
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOATIME
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass
@@ -65,8 +69,10 @@ def _read_all(path: bytes, want_dev: int, want_ino: int, hint: int) -> bytes | N
     """The file's bytes, or None when it vanished or is no longer the inode the walk saw."""
     try:
         fd = os.open(path, _FILE_FLAGS)
-    except (FileNotFoundError, NotADirectoryError, OSError):
-        return None
+    except OSError as exc:
+        if exc.errno in _GONE_ERRNOS:
+            return None
+        raise
     try:
         st = os.fstat(fd)
         if st.st_ino != want_ino or st.st_dev != want_dev or not stat.S_ISREG(st.st_mode):
@@ -99,7 +105,9 @@ def _store_big_file(writer: ChunkWriter, pool: Executor, entry: list, path: byte
     st = entry[1]
     try:
         fd = os.open(path, _FILE_FLAGS)
-    except OSError:
+    except OSError as exc:
+        if exc.errno not in _GONE_ERRNOS:
+            raise
         entry[3] = False
         return
     try:
@@ -147,8 +155,13 @@ def take_snapshot(
         """Record one directory's files and symlinks; returns its subdirectory names."""
         nonlocal files_read, batch_bytes
         dirs.append(node)
+        names = []
         with os.scandir(fd) as it:
-            names = [(os.fsencode(e.name), e.stat(follow_symlinks=False)) for e in it]
+            for e in it:
+                try:
+                    names.append((os.fsencode(e.name), e.stat(follow_symlinks=False)))
+                except FileNotFoundError:
+                    continue  # deleted between readdir and stat
         prefix, subdirs = (rel + b"/" if rel else b""), []
         for name, st in names:
             relpath, mode = prefix + name, st.st_mode
@@ -173,8 +186,10 @@ def take_snapshot(
             elif stat.S_ISLNK(mode):
                 try:
                     target = os.readlink(name, dir_fd=fd)
-                except OSError:
-                    continue
+                except OSError as exc:
+                    if exc.errno in _GONE_ERRNOS:
+                        continue
+                    raise
                 node.links.append(
                     manifest.Symlink(name, stat.S_IMODE(mode), st.st_mtime_ns, os.fsencode(target))
                 )
@@ -196,8 +211,10 @@ def take_snapshot(
             name, relpath = pending.pop()
             try:
                 child_fd = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            except OSError:
-                continue  # vanished or swapped for a symlink since the listing
+            except OSError as exc:
+                if exc.errno in _GONE_ERRNOS:
+                    continue
+                raise
             child = _Dir(name, os.fstat(child_fd))
             node.subdirs.append(child)
             stack.append((child_fd, child, []))  # on the stack first, so a failing listing still closes it
