@@ -32,17 +32,23 @@ def _cache_key(prefix: str) -> str:
     return f"mem0:apikey:{prefix}"
 
 
+# A tombstone instead of a plain delete: a request that read the key from the database just before
+# the revoke cannot put its stale copy back (fills use cache.add, which a tombstone blocks).
+TOMBSTONE = "forgotten"
+
+
 def forget_key(prefix: str) -> None:
-    cache.delete(_cache_key(prefix))
+    cache.set(_cache_key(prefix), TOMBSTONE, KEY_CACHE_SECONDS * 2)
 
 
 def forget_org_keys(org) -> None:
-    cache.delete_many([_cache_key(p) for p in APIKey.objects.filter(organization=org).values_list("prefix", flat=True)])
+    cache.set_many({_cache_key(p): TOMBSTONE for p in APIKey.objects.filter(organization=org).values_list(
+        "prefix", flat=True)}, KEY_CACHE_SECONDS * 2)
 
 
 def _load_key(prefix: str) -> tuple[APIKey, str] | None:
     cached = cache.get(_cache_key(prefix))
-    if cached is not None:
+    if cached is not None and cached != TOMBSTONE:
         return cached
     key = APIKey.objects.select_related("organization", "organization__plan", "created_by").filter(prefix=prefix).first()
     if key is None:
@@ -51,7 +57,7 @@ def _load_key(prefix: str) -> tuple[APIKey, str] | None:
     if key.created_by_id:
         membership = Membership.objects.filter(user_id=key.created_by_id, organization_id=key.organization_id).first()
         role = membership.role if membership else Membership.Role.MEMBER
-    cache.set(_cache_key(prefix), (key, role), KEY_CACHE_SECONDS)
+    cache.add(_cache_key(prefix), (key, role), KEY_CACHE_SECONDS)
     return key, role
 
 
@@ -73,7 +79,8 @@ def principal_for_key(raw: str) -> Principal:
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_GRANULARITY:
         APIKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
-        cache.set(_cache_key(prefix), (key, role), KEY_CACHE_SECONDS)
+        if cache.get(_cache_key(prefix)) != TOMBSTONE:
+            cache.set(_cache_key(prefix), (key, role), KEY_CACHE_SECONDS)
     return Principal(org=key.organization, role=role, scopes=frozenset(key.scopes), user=key.created_by, key=key)
 
 

@@ -113,3 +113,17 @@ def test_last_used_at_is_set_without_a_write_per_request(api_a, org_a, django_as
     with CaptureQueriesContext(connection) as ctx:
         api_a.get("/api/v1/me")
     assert not [q for q in ctx.captured_queries if q["sql"].lstrip().upper().startswith("UPDATE")]
+
+
+def test_a_racing_stale_cache_fill_cannot_resurrect_a_revoked_key(org_a):
+    from django.core.cache import cache
+
+    from accounts import services
+    from accounts.authentication import _cache_key
+
+    key = APIKey.objects.get(organization=org_a[0])
+    stale = (APIKey.objects.get(pk=key.pk), "owner")  # read by a request just before the revoke
+    services.apikey_revoke(key=key)
+    cache.add(_cache_key(key.prefix), stale, 30)  # that request now tries to fill the cache
+    r = client_for(org_a[2]).get("/api/v1/me")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "key_revoked"
