@@ -72,6 +72,7 @@ class ZygoteServer:
         isolation.build_rootfs(self.root, self.runtime.ro_binds)
         self.layers = LayerStore(self.base)
         self.seccomp_program = isolation.compile_seccomp()
+        isolation.prepare_zygote_process(POOL_RLIMITS["nofile"], POOL_RLIMITS["nproc"], POOL_RLIMITS["fsize"])
         # The compiled init, opened now: it is exec'd by descriptor after pivot_root.
         self.reaper_fd = os.open(self.reaper_path, os.O_RDONLY | os.O_CLOEXEC) if self.reaper_path else -1
         os.chdir("/")
