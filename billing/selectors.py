@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, TruncDay, TruncMonth
@@ -31,9 +32,28 @@ def _public(stored: dict) -> dict:
     }
 
 
+LIMITS_CACHE_SECONDS = 30
+
+
+def _limits_key(org_id: int) -> str:
+    return f"mem0:limits:{org_id}"
+
+
+def forget_limits(org_ids) -> None:
+    """Drop cached effective limits (billing/signals.py calls this when a plan, override or organisation changes)."""
+    cache.delete_many([_limits_key(pk) for pk in org_ids])
+
+
 def effective_limits(org: Organization) -> dict[str, int]:
-    """The organisation's limits: its plan's values, with any operator override on top."""
-    plan: Plan = org.plan
+    """The organisation's limits: its plan's values, with any operator override on top.
+
+    Every request checks several limits, so the result is cached per organisation (keyed by its plan)
+    for LIMITS_CACHE_SECONDS and dropped on any change to the plan, the override or the organisation.
+    The plan is read fresh on a miss: `org` may be a cached copy from the API-key cache."""
+    cached = cache.get(_limits_key(org.pk))
+    if cached is not None and cached[0] == org.plan_id:
+        return dict(cached[1])
+    plan: Plan = Plan.objects.get(pk=org.plan_id)
     limits = {name: getattr(plan, name) for name in LIMIT_FIELDS}
     override = PlanOverride.objects.filter(organization_id=org.pk).first()
     if override is not None:
@@ -41,7 +61,8 @@ def effective_limits(org: Organization) -> dict[str, int]:
             value = getattr(override, name)
             if value is not None:
                 limits[name] = value
-    return limits
+    cache.set(_limits_key(org.pk), (org.plan_id, limits), LIMITS_CACHE_SECONDS)
+    return dict(limits)
 
 
 def limits_table(org: Organization) -> list[dict]:
