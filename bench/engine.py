@@ -314,7 +314,7 @@ def run_suite(bench: Bench, quick: bool, full: bool) -> None:
     bench.ml_numpy(int(40 * k))
     if full:
         sizes = [("1 MB", 1 << 20), ("100 MB", 100 << 20)] + ([] if quick else [("1 GB", 1 << 30)])
-        bench.fork(sizes, 5)
+        bench.fork(sizes, 5 if quick else 15)
         bench.idle_memory(int(40 * k))
     bench.sustained(3.0 if quick else 5.0, 4)
 
