@@ -8,8 +8,9 @@ Fork, step by step (see ``kernel.py`` for what parent and fork share afterwards)
      zygote freezes the parent's upper layer and gives parent and child fresh upper layers
      (``layers.py``), installing them as /workspace in each mount namespace;
   3. both interpreters chdir into their new /workspace before reading any later op.
-Measured here (2 vCPU VM, v1 cgroups): 7-11 ms for a 100 MB parent; the cgroup move's RCU grace
-period (1-15 ms) is overlapped with step 2.
+Measured here (bench/engine.py, 2-vCPU VM shared with other work, v1 cgroups): p50 6-7 ms
+for parents holding 1 MB, 100 MB or 1 GB of objects (flat in size; p99 16-48 ms from the
+cgroup move's RCU grace period, 1-15 ms, overlapped with step 2, and host load).
 """
 
 from __future__ import annotations
