@@ -6,6 +6,7 @@ failure raises ``IsolationError`` and the sandbox process exits before user code
 Host side, in the zygote (root, private mount namespace), once per template:
   ``build_rootfs``: a tmpfs holding only the runtime's files bound read-only, a generated /etc,
   /dev/{null,zero,full,random,urandom}, empty mount points; then the tmpfs is made read-only.
+  ``prepare_zygote_process``: the sandbox environment and rlimits, inherited by every clone.
 
 Per sandbox (``SANDBOX_INIT_STEPS``, run by the sandbox's init process ``R``, which the zygote
 clones straight into new user, PID, mount, network, IPC and UTS namespaces):
@@ -15,18 +16,21 @@ clones straight into new user, PID, mount, network, IPC and UTS namespaces):
   R     (fork K)             the interpreter is forked here and waits for the steps below
   R     private_mounts       no mount event propagates back to the host
   R     bind_root            this sandbox's own (unlocked) bind of the read-only template root
-  R     mount_proc / mount_tmp / bind_workspace   on the read-only template root
+  R     mount_proc / mount_tmp / bind_workspace   own /proc, /tmp and /dev/shm (tmpfs), and
+                             /workspace, on the read-only template root
   R     pivot_root           old root detached: no host path is reachable any more
   R     set_hostname         UTS namespace
   R     (network)            the new network namespace has only ``lo``, left down: no egress,
                              no loopback to anybody
-Then ``R`` forks the interpreter ``K`` and stays as PID 1: a reaper that reports every exit to
-the agent and keeps the PID namespace alive for forks (see fork notes in ``kernel.py``).
+Then ``R`` releases the interpreter ``K`` and stays as PID 1 (exec'ing the compiled reaper of
+``reaper.py`` when there is one): it reports every exit to the agent and keeps the PID namespace
+alive for forks (see fork notes in ``kernel.py``).
 
 Interpreter (``INTERPRETER_STEPS``, in ``K`` before its control loop):
   close_fds          only stdin (/dev/null), stdout, stderr, the control socket and the framed
                      Python output pipe stay open
-  clear_env          the agent's environment never reaches the sandbox
+  clear_env          the agent's environment never reaches the sandbox (checked; the zygote
+                     already replaced it)
   set_rlimits        core 0, nofile, nproc, fsize (cgroups are the primary limits)
   drop_privileges    uid/gid 1000 inside; capability bounding set and sets reduced to
                      CAP_SYS_ADMIN *in the sandbox's own user namespace* — kept only so that
