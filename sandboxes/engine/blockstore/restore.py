@@ -8,6 +8,7 @@ Directory modes and mtimes are applied last, deepest first, after their content 
 
 import os
 import stat
+import threading
 from concurrent.futures import Executor
 
 from . import manifest
@@ -17,6 +18,28 @@ from .manifest import HOLE
 SPLIT_CHUNKS = 128  # files with more chunks are written by several workers at once (pwrite by offset)
 BATCH_BYTES = 4 << 20
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class SharedChunks:
+    """Chunk reader for one restore that keeps chunks several files use (duplicates, zero runs) decoded,
+    within ``budget`` bytes, so each is read, decompressed and verified once rather than once per use."""
+
+    def __init__(self, read_chunk, shared: set, budget: int = 256 << 20) -> None:
+        self._read, self._shared, self._left = read_chunk, shared, budget
+        self._kept: dict[bytes, bytes] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, cid: bytes) -> bytes:
+        data = self._kept.get(cid)
+        if data is not None:
+            return data
+        data = self._read(cid)
+        if cid in self._shared:
+            with self._lock:
+                if len(data) <= self._left and cid not in self._kept:
+                    self._kept[cid] = data
+                    self._left -= len(data)
+        return data
 
 
 def _check_name(name: bytes) -> None:

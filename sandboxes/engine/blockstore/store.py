@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -208,18 +209,19 @@ class BlockStore:
         root = self._root(digest)
         dirs: list = []
         restore.load_tree(self.read_chunk, root.tree, target, dirs)
+        uses = Counter(
+            c
+            for _, entries in dirs
+            for e in entries
+            if isinstance(e, manifest.File)
+            for c, _ in e.chunks
+            if c != HOLE
+        )
         if self.s3 is not None:
-            needed = {
-                c
-                for _, entries in dirs
-                for e in entries
-                if isinstance(e, manifest.File)
-                for c, _ in e.chunks
-                if c != HOLE
-            }
-            missing = [c for c in needed if not self.cache.is_local(c)]
+            missing = [c for c in uses if not self.cache.is_local(c)]
             list(self._pool.map(self.read_chunk, missing))
-        restore.restore_into(self.read_chunk, root, dirs, target, self._pool)
+        shared = restore.SharedChunks(self.read_chunk, {c for c, n in uses.items() if n > 1})
+        restore.restore_into(shared, root, dirs, target, self._pool)
 
     # -- S3 tier --------------------------------------------------------------------------------------
 
