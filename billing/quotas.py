@@ -95,10 +95,13 @@ def execution_admit(*, org, timeout_s: float | None, now: datetime | None = None
             resets_at=month.ends_at,
         )
     day = period_of(DAY, now)
-    period_row_ensure(org.pk, DAY, day.start)
-    admitted = UsagePeriod.objects.filter(
+    today = UsagePeriod.objects.filter(
         organization=org, kind=DAY, start=day.start, executions_admitted__lt=limits["executions_per_day"]
-    ).update(executions_admitted=F("executions_admitted") + 1)
+    )
+    admitted = today.update(executions_admitted=F("executions_admitted") + 1)
+    if not admitted:  # the day's first run makes the row (one query saved on every other run)
+        period_row_ensure(org.pk, DAY, day.start)
+        admitted = today.update(executions_admitted=F("executions_admitted") + 1)
     if not admitted:
         raise _exceeded(
             "Today's executions are used up.",
