@@ -74,6 +74,8 @@ def build_tree(root, *, big_mb: int = 12) -> None:
     with open(j(b"src", b"run.sh"), "wb") as f:
         f.write(b"#!/bin/sh\necho hi\n")
     os.chmod(j(b"src", b"run.sh"), 0o755)
+    with open(j(b"notes.txt"), "wb") as f:  # above manifest.INLINE_MAX: a chunk of its own
+        f.write(b"meeting notes, line after line\n" * 200)
     with open(j(b"secret.txt"), "wb") as f:
         f.write(b"s3cret")
     os.chmod(j(b"secret.txt"), 0o600)

@@ -218,3 +218,10 @@ def test_a_directory_swapped_for_a_symlink_mid_snapshot_is_not_followed(store, t
     res = store.snapshot_tree(str(ws))
     store.restore_tree(res.digest, str(tmp_path / "out"))
     assert b"host secret" not in _all_restored_bytes(tmp_path / "out")
+
+
+def test_small_files_live_inside_their_directory_node(store, tree):
+    res = store.snapshot_tree(str(tree))
+    entries = {e.name: e for e in store.manifest(res.digest).root.entries}
+    assert entries[b"secret.txt"].inline == b"s3cret" and entries[b"secret.txt"].chunks == ()
+    assert entries[b"notes.txt"].inline is None and len(entries[b"notes.txt"].chunks) == 1

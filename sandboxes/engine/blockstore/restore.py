@@ -91,6 +91,8 @@ def _write_files(read_chunk, items: list) -> None:
         fd = os.open(path, _CREATE, 0o600)
         try:
             pos = 0
+            if f.inline is not None:
+                pos = os.pwrite(fd, f.inline, 0)
             for cid, n in f.chunks:
                 if cid == HOLE:
                     pos += n

@@ -40,7 +40,7 @@ class SnapshotIndex:
     store_id: str
     source: bytes
     epoch: int
-    files: dict = field(default_factory=dict)  # relpath -> (size, mtime_ns, ino, chunks)
+    files: dict = field(default_factory=dict)  # relpath -> (size, mtime_ns, ino, chunks or inline bytes)
 
 
 @dataclass
@@ -59,7 +59,7 @@ class _Dir:
 
     def __init__(self, name: bytes, st) -> None:
         self.name, self.mode, self.mtime_ns = name, stat.S_IMODE(st.st_mode), st.st_mtime_ns
-        self.files: list = []  # [name, st, relpath, chunks or None, size]
+        self.files: list = []  # [name, st, relpath, chunks | inline bytes | None | False, size]
         self.links: list = []
         self.subdirs: list = []
         self.tree = b""
@@ -96,7 +96,8 @@ def _store_small_files(writer: ChunkWriter, items: list) -> list:
         if data is None:
             entry[3] = False  # vanished between walk and read: left out of the snapshot
             continue
-        entry[3] = writer.store_buffer(data)
+        # Small files go inline into their directory node (see manifest.INLINE_MAX).
+        entry[3] = data if 0 < len(data) <= manifest.INLINE_MAX else writer.store_buffer(data)
         entry[4] = len(data)
     return items
 
@@ -239,13 +240,14 @@ def _write_trees(dirs: list, writer: ChunkWriter, index: SnapshotIndex, start_ns
         for name, st, relpath, chunks, size in node.files:
             if chunks is False:
                 continue
-            chunks = tuple(chunks)
-            list_id = (
-                writer.store(manifest.encode_list(chunks)) if len(chunks) >= manifest.INDIRECT_MIN else b""
-            )
-            entries.append(
-                manifest.File(name, stat.S_IMODE(st.st_mode), st.st_mtime_ns, size, chunks, list_id)
-            )
+            mode = stat.S_IMODE(st.st_mode)
+            if isinstance(chunks, bytes):
+                entries.append(manifest.File(name, mode, st.st_mtime_ns, size, (), b"", chunks))
+            else:
+                chunks = tuple(chunks)
+                big = len(chunks) >= manifest.INDIRECT_MIN
+                list_id = writer.store(manifest.encode_list(chunks)) if big else b""
+                entries.append(manifest.File(name, mode, st.st_mtime_ns, size, chunks, list_id))
             logical += size
             nfiles += 1
             if size == st.st_size and st.st_mtime_ns < racy_after:
