@@ -50,13 +50,35 @@ def _lifetime(org, timeout_s) -> timezone.datetime:
     return timezone.now() + timedelta(seconds=seconds)
 
 
-def _start(sandbox: Sandbox, method: str, **kwargs) -> dict:
-    """Ask the agent to start `sandbox`; on failure the row ends `stopped` and the slot is returned."""
-    try:
-        reply = dispatch.call(sandbox.agent_id, method, **kwargs)
-    except Mem0Error:
-        sandbox_mark_ended(sandbox, state=Sandbox.State.STOPPED, reason="start_failed")
-        raise
+PLACEMENT_RETRY_CODES = frozenset({"agent_lost", "agent_timeout", "agents_unavailable"})
+PLACEMENT_ATTEMPTS = 3
+
+
+def _start(sandbox: Sandbox, method: str, *, movable: bool = True, **kwargs) -> dict:
+    """Ask the agent to start `sandbox`; on failure the row ends `stopped` and the slot is returned.
+
+    A new sandbox (`movable`) whose agent is dead, silent or full is placed on the next-best agent, up to
+    PLACEMENT_ATTEMPTS agents; a fork must stay on its parent's agent. A retried create cannot run twice:
+    agents drop ops whose deadline has passed."""
+    tried: set[str] = set()
+    while True:
+        try:
+            reply = dispatch.call(sandbox.agent_id, method, **kwargs)
+            break
+        except Mem0Error as exc:
+            tried.add(sandbox.agent_id)
+            retry = movable and exc.code in PLACEMENT_RETRY_CODES and len(tried) < PLACEMENT_ATTEMPTS
+            try:
+                next_agent = dispatch.pick_agent(sandbox.runtime, exclude=tried) if retry else None
+            except Mem0Error:
+                next_agent = None
+            if next_agent is None:
+                sandbox_mark_ended(sandbox, state=Sandbox.State.STOPPED, reason="start_failed")
+                raise exc from None
+            log.warning("sandbox_replaced sandbox=%s from=%s to=%s code=%s", sandbox.pk, sandbox.agent_id,
+                        next_agent, exc.code)
+            sandbox.agent_id = next_agent
+            Sandbox.objects.filter(pk=sandbox.pk).update(agent_id=next_agent)
     Sandbox.objects.filter(pk=sandbox.pk, state=Sandbox.State.STARTING).update(state=Sandbox.State.RUNNING)
     sandbox.state = Sandbox.State.RUNNING
     return reply
@@ -97,7 +119,8 @@ def sandbox_fork(*, principal, sandbox: Sandbox, request=None) -> Sandbox:
                                    env=sandbox.env, metadata=sandbox.metadata, limits=limits, parent=sandbox,
                                    source_snapshot=None, last_snapshot=sandbox.last_snapshot,
                                    expires_at=_lifetime(org, None), **_creator(principal))
-    reply = _start(child, "fork", sandbox_id=sandbox.pk, new_sandbox_id=child.pk, limits=engine_limits(limits))
+    reply = _start(child, "fork", movable=False, sandbox_id=sandbox.pk, new_sandbox_id=child.pk,
+                   limits=engine_limits(limits))
     child.memory = reply.get("memory", "copied")
     child.save(update_fields=["memory"])
     audit_record(org=org, action="sandbox.fork", principal=principal, request=request, target_type="sandbox",

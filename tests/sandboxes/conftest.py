@@ -44,6 +44,13 @@ def wait_alive(agent_ids: set[str], timeout: float = 60) -> None:
     raise RuntimeError(f"agents {agent_ids} did not register within {timeout}s")
 
 
+def forget_agent(agent_id: str) -> None:
+    """Take a test agent out of the registry at once (a killed agent cannot unregister itself)."""
+    from sandboxes.engine.transport import make_bus
+
+    make_bus(BUS_URL, prefix=PREFIX).unregister_agent(agent_id)
+
+
 def stop_agent(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)

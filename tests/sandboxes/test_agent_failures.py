@@ -5,7 +5,7 @@ import signal
 import time
 
 from sandboxes import reaping
-from tests.sandboxes.conftest import start_agent, stop_agent, wait_alive
+from tests.sandboxes.conftest import forget_agent, start_agent, stop_agent, wait_alive
 
 
 def _create_on(api, agent_id: str, tries: int = 12) -> dict:
@@ -48,6 +48,7 @@ def test_killed_agent_mid_run_ends_lost_and_work_moves(api_pa, engine, tmp_path)
             api_pa.delete(f"/api/v1/sandboxes/{new['id']}")
     finally:
         stop_agent(doomed)
+        forget_agent("a-doomed")
 
 
 def test_silent_agent_gets_504_agent_timeout_not_a_hang(api_pa, engine, tmp_path):
@@ -65,3 +66,22 @@ def test_silent_agent_gets_504_agent_timeout_not_a_hang(api_pa, engine, tmp_path
     finally:
         os.killpg(mute.pid, signal.SIGCONT)
         stop_agent(mute)
+        forget_agent("a-mute")
+
+
+def test_create_moves_to_a_healthy_agent_when_the_chosen_one_is_silent(api_pa, engine, tmp_path):
+    mute = start_agent("a--mute", tmp_path / "mute2")  # sorts first: placement picks it on a tie
+    try:
+        wait_alive({"a--mute"})
+        os.killpg(mute.pid, signal.SIGSTOP)
+        made = [api_pa.post("/api/v1/sandboxes", {"runtime": "python"}, format="json") for _ in range(2)]
+        assert all(r.status_code == 201 for r in made), [r.content for r in made]
+        assert {r.json()["agent"] for r in made} <= {"a0", "a1"}
+        for r in made:
+            assert api_pa.post(f"/api/v1/sandboxes/{r.json()['id']}/executions", {"code": "print(7)"},
+                               format="json").json()["stdout"] == "7\n"
+            api_pa.delete(f"/api/v1/sandboxes/{r.json()['id']}")
+    finally:
+        os.killpg(mute.pid, signal.SIGCONT)
+        stop_agent(mute)
+        forget_agent("a--mute")
