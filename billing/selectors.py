@@ -96,7 +96,7 @@ def consistent_reads() -> Iterator[None]:
     isolation applies (the level can only be set at a transaction's start).
     """
     outer = connection.in_atomic_block
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # inside a transaction already: no savepoint round trips
         if not outer and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")

@@ -2,10 +2,14 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mem0web.settings")
-django_asgi = get_asgi_application()
+django.setup(set_prefix=False)
+
+from mem0web.handlers import SyncChainASGIHandler  # noqa: E402  (needs Django set up first)
+
+django_asgi = SyncChainASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

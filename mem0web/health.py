@@ -1,9 +1,16 @@
 """/healthz: the database answers and, when configured, Redis answers."""
 
+import functools
+
 import redis
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+
+
+@functools.cache
+def _redis(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
 
 
 def healthz(request):
@@ -16,7 +23,7 @@ def healthz(request):
         checks["database"] = f"error: {type(exc).__name__}"
     if settings.REDIS_URL:
         try:
-            redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1).ping()
+            _redis(settings.REDIS_URL).ping()
             checks["redis"] = "ok"
         except redis.RedisError as exc:
             checks["redis"] = f"error: {type(exc).__name__}"

@@ -118,14 +118,22 @@ ASGI_APPLICATION = "mem0web.asgi.application"
 
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
+    if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        # Daphne runs each sync request in a fresh thread, so persistent per-thread connections would
+        # mean a new PostgreSQL connection per request (~3 ms, measured); psycopg's pool hands them over.
+        DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 2, "max_size": env_int("MEM0_DB_POOL_SIZE", 40),
+                                                    "timeout": 10}}
 else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": VAR_DIR / "mem0.sqlite3",
             # WAL + a busy timeout let the web process and the embedded agent threads share the file.
-            "OPTIONS": {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
+            # IMMEDIATE: a transaction takes the write lock when it begins, so two that read then write
+            # wait for each other (busy timeout) instead of failing with "database is locked".
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE",
+                        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
         }
     }
 DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(

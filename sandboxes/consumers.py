@@ -7,7 +7,7 @@ organisation's id closes the socket with code 4404, exactly as a missing one.
 
 from urllib.parse import parse_qs
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from rest_framework.exceptions import AuthenticationFailed
 
@@ -48,7 +48,7 @@ class _Mem0Consumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         key, subprotocol = _scope_key(self.scope)
         try:
-            self.principal = await sync_to_async(_principal)(self.scope, key)
+            self.principal = await database_sync_to_async(_principal)(self.scope, key)
         except AuthenticationFailed:
             self.principal = None
         if self.principal is None or self.principal.org.suspended or not self.principal.can("sandboxes:read"):
@@ -76,7 +76,7 @@ class _Mem0Consumer(AsyncJsonWebsocketConsumer):
 
 class ExecutionConsumer(_Mem0Consumer):
     async def load(self):
-        self.execution = await sync_to_async(selectors.execution_by_id)(self.principal.org,
+        self.execution = await database_sync_to_async(selectors.execution_by_id)(self.principal.org,
                                                                        self.scope["url_route"]["kwargs"]["execution_id"])
 
     async def started(self):
@@ -90,7 +90,7 @@ class SandboxConsumer(_Mem0Consumer):
     """Send `{"code": "...", "timeout_s"?: n}`; receive `{"type": "started", "execution_id"}`, events, exit."""
 
     async def load(self):
-        self.sandbox = await sync_to_async(selectors.sandbox_by_id)(self.principal.org,
+        self.sandbox = await database_sync_to_async(selectors.sandbox_by_id)(self.principal.org,
                                                                    self.scope["url_route"]["kwargs"]["sandbox_id"])
 
     async def receive_json(self, content, **kwargs):
@@ -101,12 +101,12 @@ class SandboxConsumer(_Mem0Consumer):
             await self.send_json(error_body("permission_denied", "This key lacks the sandboxes:write scope."))
             return
         try:
-            sandbox = await sync_to_async(selectors.sandbox_by_id)(self.principal.org, self.sandbox.pk)
-            execution = await sync_to_async(executions.execution_start)(
+            sandbox = await database_sync_to_async(selectors.sandbox_by_id)(self.principal.org, self.sandbox.pk)
+            execution = await database_sync_to_async(executions.execution_start)(
                 principal=self.principal, sandbox=sandbox, code=content["code"], timeout_s=content.get("timeout_s"))
         except Mem0Error as exc:
             await self.send_json(error_body(exc.code, exc.message, exc.details))
             return
         await self.send_json({"type": "started", "execution_id": execution.pk})
         await self.stream(execution.pk)
-        await sync_to_async(executions.execution_refresh)(execution)
+        await database_sync_to_async(executions.execution_refresh)(execution)

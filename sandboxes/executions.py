@@ -9,6 +9,7 @@ when a waiting request, a stream reader and the sweeper all see the exit.
 import time
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from billing import quotas
@@ -29,10 +30,11 @@ def execution_start(*, principal, sandbox: Sandbox, code: str, timeout_s: float 
     """Admit, record and dispatch a run; returns at once with the execution `running`."""
     code = clean_code(code)
     require_running(sandbox)
-    timeout_s = quotas.execution_admit(org=principal.org, timeout_s=timeout_s)
-    execution = Execution.objects.create(organization=principal.org, sandbox=sandbox, code=code,
-                                         timeout_s=timeout_s, status=Execution.Status.RUNNING)
-    Sandbox.objects.filter(pk=sandbox.pk).update(last_active_at=timezone.now())
+    with transaction.atomic():  # one commit (one WAL flush) for the admission and the new rows
+        timeout_s = quotas.execution_admit(org=principal.org, timeout_s=timeout_s)
+        execution = Execution.objects.create(organization=principal.org, sandbox=sandbox, code=code,
+                                             timeout_s=timeout_s, status=Execution.Status.RUNNING)
+        Sandbox.objects.filter(pk=sandbox.pk).update(last_active_at=timezone.now())
     try:
         dispatch.call(sandbox.agent_id, "run", sandbox_id=sandbox.pk, execution_id=execution.pk, code=code,
                       timeout_s=timeout_s)
@@ -78,17 +80,27 @@ def collect(execution_id: str, *, deadline: float, after_seq: int = 0, block: bo
 def execution_finalize(execution: Execution, exit_event, stdout: str, stderr: str, truncated: bool) -> bool:
     """Record the agent's result once and meter its CPU; later calls change nothing."""
     now = timezone.now()
-    done = Execution.objects.filter(pk=execution.pk, status__in=Execution.OPEN_STATUSES).update(
-        status=exit_event.status, exit_code=exit_event.exit_code, limit=exit_event.limit,
-        wall_ms=exit_event.wall_ms, cpu_ms=exit_event.cpu_ms, peak_memory_bytes=exit_event.peak_memory_bytes,
-        stdout=stdout, stderr=stderr, truncated=truncated or exit_event.limit == "output", finished_at=now)
+    with transaction.atomic():  # the result and its metering commit together, or not at all
+        done = _record_result(execution, exit_event, stdout, stderr, truncated, now)
+    if not done:  # someone else recorded it first: show theirs
+        execution.refresh_from_db()
+    elif not getattr(exit_event, "sandbox_alive", True):
+        sandbox_mark_ended(execution.sandbox, state=Sandbox.State.STOPPED, reason="interpreter_exited")
+    return bool(done)
+
+
+def _record_result(execution: Execution, exit_event, stdout: str, stderr: str, truncated: bool, now) -> int:
+    result = {"status": exit_event.status, "exit_code": exit_event.exit_code, "limit": exit_event.limit,
+              "wall_ms": exit_event.wall_ms, "cpu_ms": exit_event.cpu_ms,
+              "peak_memory_bytes": exit_event.peak_memory_bytes, "stdout": stdout, "stderr": stderr,
+              "truncated": truncated or exit_event.limit == "output", "finished_at": now}
+    done = Execution.objects.filter(pk=execution.pk, status__in=Execution.OPEN_STATUSES).update(**result)
     if done:
+        for name, value in result.items():
+            setattr(execution, name, value)
         quotas.usage_record(org=execution.organization, source=f"exec:{execution.pk}", executions=1,
                             cpu_ms=exit_event.cpu_ms or 0)
-        if not getattr(exit_event, "sandbox_alive", True):
-            sandbox_mark_ended(execution.sandbox, state=Sandbox.State.STOPPED, reason="interpreter_exited")
-    execution.refresh_from_db()
-    return bool(done)
+    return done
 
 
 def execution_wait(execution: Execution) -> Execution:

@@ -11,7 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 
 from sandboxes import dispatch
 from sandboxes.models import Execution
@@ -52,14 +52,14 @@ async def execution_events(execution_id: str, after: int = 0) -> AsyncIterator[d
         read = functools.partial(client.output, execution_id, after_seq=seq, block_ms=0 if first else BLOCK_MS)
         batch = await loop.run_in_executor(READERS, read)
         if first and not batch:
-            execution = await sync_to_async(Execution.objects.get)(pk=execution_id)
+            execution = await database_sync_to_async(Execution.objects.get)(pk=execution_id)
             if execution.status not in Execution.OPEN_STATUSES:
                 for event in stored_events(execution, after):
                     yield event
                 return
         first = False
         if not batch:
-            execution = await sync_to_async(Execution.objects.get)(pk=execution_id)
+            execution = await database_sync_to_async(Execution.objects.get)(pk=execution_id)
             if execution.status not in Execution.OPEN_STATUSES:  # ended without an exit record: agent lost
                 exit_event = stored_events(execution, 0)[-1]
                 yield {**exit_event, "seq": seq + 1}
