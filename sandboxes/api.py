@@ -22,7 +22,7 @@ from sandboxes.serializers import (
     SandboxCreateSerializer,
     SandboxSerializer,
 )
-from sandboxes.streaming import event_json, sse_stream
+from sandboxes.streaming import event_json, sse_stream, stored_events
 
 
 def _int_param(request, name: str, default: int = 0) -> int:
@@ -141,8 +141,6 @@ class ExecutionEventsView(APIView):
         events = dispatch.engine().output(execution.pk, after_seq=after, block_ms=0)
         payload = [event_json(e) for e in events]
         if not payload and execution.status not in execution.OPEN_STATUSES:
-            from sandboxes.streaming import stored_events
-
             payload = stored_events(execution, after)
         done = bool(payload) and payload[-1].get("type") == "exit"
         return Response({"events": payload, "next_after": payload[-1]["seq"] if payload else after, "done": done})
