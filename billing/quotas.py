@@ -9,17 +9,19 @@ is no Retry-After header: retrying in a loop will not help, `resets_at` says whe
 Counted limits are taken with a conditional UPDATE (`counter < limit`), atomic on PostgreSQL and SQLite,
 so N concurrent requests at the limit cannot overshoot: concurrent sandboxes on `SandboxSlots.in_use`,
 executions per day on `UsagePeriod.executions_admitted`. CPU per month is checked at admission against the
-metered figure: a run already admitted may finish past the limit, by at most one run's CPU.
+metered figure: a run already admitted may finish past the limit, by at most one run's CPU. Runs are metered
+straight into their period rows when their result is recorded (`execution_metered`); other figures (a
+sandbox's lifetime) go through UsageEvents and the roll-up, and count at admission while still pending.
 """
 
 from datetime import date, datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from billing.models import SandboxSlots, UsageEvent, UsagePeriod
-from billing.periods import DAY, MONTH, period_of
+from billing.periods import DAY, MONTH, Period, period_of
 from billing.selectors import (
     effective_limits,
     executions_admitted,
@@ -72,8 +74,10 @@ def sandbox_slot_release(*, org) -> None:
 def execution_admit(*, org, timeout_s: float | None, now: datetime | None = None) -> float:
     """Admit one run or raise quota_exceeded; returns the run timeout to use (seconds).
 
-    Checks, cheapest first: the requested timeout against max_run_seconds, this month's CPU, then takes
-    one of today's executions (the only check that writes)."""
+    One statement on the hot path: a conditional UPDATE takes one of today's executions only while the
+    day's count is under its limit and this month's CPU (metered into the month row, plus any events not
+    rolled up yet) is under its limit. Zero rows means a limit was hit or the rows do not exist yet (the
+    day's first run): only then do we look closer."""
     limits = effective_limits(org)
     now = now or timezone.now()
     max_run = float(limits["max_run_seconds"])
@@ -84,33 +88,85 @@ def execution_admit(*, org, timeout_s: float | None, now: datetime | None = None
             used=timeout_s,
             limit=limits["max_run_seconds"],
         )
-    month = period_of(MONTH, now)
+    day, month = period_of(DAY, now), period_of(MONTH, now)
+    if not _take_execution(org.pk, day, month, limits):
+        usage_add(org.pk, now)  # the day's first run: make the rows, then try once more
+        if not _take_execution(org.pk, day, month, limits):
+            raise _admission_refusal(org, now, limits)
+    return float(timeout_s) if timeout_s is not None else min(DEFAULT_RUN_SECONDS, max_run)
+
+
+def _take_execution(org_id: int, day: Period, month: Period, limits: dict) -> bool:
+    ops, period, event = connection.ops, UsagePeriod._meta.db_table, UsageEvent._meta.db_table
+    sql = (
+        f"UPDATE {period} SET executions_admitted = executions_admitted + 1"
+        f" WHERE organization_id = %s AND kind = %s AND start = %s AND executions_admitted < %s"
+        f" AND COALESCE((SELECT m.cpu_us FROM {period} m"
+        f"   WHERE m.organization_id = %s AND m.kind = %s AND m.start = %s), 0)"
+        f" + COALESCE((SELECT SUM(e.cpu_us) FROM {event} e WHERE e.organization_id = %s AND e.rolled_up = %s"
+        f"   AND e.created_at >= %s AND e.created_at < %s), 0) < %s"
+    )
+    params = [
+        org_id, DAY, ops.adapt_datefield_value(day.start), limits["executions_per_day"],
+        org_id, MONTH, ops.adapt_datefield_value(month.start),
+        org_id, False, ops.adapt_datetimefield_value(month.starts_at), ops.adapt_datetimefield_value(month.ends_at),
+        limits["cpu_seconds_per_month"] * 1_000_000,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount == 1
+
+
+def _admission_refusal(org, now: datetime, limits: dict) -> QuotaExceeded:
+    """Which limit refused the run (the slow path: only after the conditional UPDATE took nothing)."""
+    month, day = period_of(MONTH, now), period_of(DAY, now)
     cpu_ms = usage_totals(org, month)["cpu_ms"]
     if cpu_ms >= limits["cpu_seconds_per_month"] * 1000:
-        raise _exceeded(
+        return _exceeded(
             "This month's CPU time is used up.",
             limit_name="cpu_seconds_per_month",
             used=int(cpu_ms // 1000),
             limit=limits["cpu_seconds_per_month"],
             resets_at=month.ends_at,
         )
-    day = period_of(DAY, now)
-    today = UsagePeriod.objects.filter(
-        organization=org, kind=DAY, start=day.start, executions_admitted__lt=limits["executions_per_day"]
+    return _exceeded(
+        "Today's executions are used up.",
+        limit_name="executions_per_day",
+        used=executions_admitted(org, now),
+        limit=limits["executions_per_day"],
+        resets_at=day.ends_at,
     )
-    admitted = today.update(executions_admitted=F("executions_admitted") + 1)
-    if not admitted:  # the day's first run makes the row (one query saved on every other run)
-        period_row_ensure(org.pk, DAY, day.start)
-        admitted = today.update(executions_admitted=F("executions_admitted") + 1)
-    if not admitted:
-        raise _exceeded(
-            "Today's executions are used up.",
-            limit_name="executions_per_day",
-            used=executions_admitted(org, now),
-            limit=limits["executions_per_day"],
-            resets_at=day.ends_at,
+
+
+def usage_add(org_id: int, now: datetime, *, executions: int = 0, cpu_us: int = 0, sandbox_ms: int = 0) -> None:
+    """Add figures to the organisation's day and month rows of `now`, making the rows if needed.
+
+    One INSERT .. ON CONFLICT DO UPDATE (PostgreSQL and SQLite): atomic, no read-modify-write."""
+    periods_add([(org_id, kind, period_of(kind, now).start, executions, cpu_us, sandbox_ms) for kind in (DAY, MONTH)])
+
+
+def periods_add(rows: list[tuple[int, str, date, int, int, int]]) -> None:
+    """Upsert (organization_id, kind, start, executions, cpu_us, sandbox_ms) increments into UsagePeriods."""
+    if not rows:
+        return
+    table, ops = UsagePeriod._meta.db_table, connection.ops
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s, 0, 0)"] * len(rows))
+    params = [v for org_id, kind, start, ex, cpu, sb in sorted(rows)  # one lock order for every writer
+              for v in (org_id, kind, ops.adapt_datefield_value(start), ex, cpu, sb)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (organization_id, kind, start, executions, cpu_us, sandbox_ms, storage_bytes,"
+            f" executions_admitted) VALUES {values} ON CONFLICT (organization_id, kind, start) DO UPDATE SET"
+            f" executions = {table}.executions + excluded.executions, cpu_us = {table}.cpu_us + excluded.cpu_us,"
+            f" sandbox_ms = {table}.sandbox_ms + excluded.sandbox_ms",
+            params,
         )
-    return float(timeout_s) if timeout_s is not None else min(DEFAULT_RUN_SECONDS, max_run)
+
+
+def execution_metered(*, org_id: int, cpu_ms: float, now: datetime | None = None) -> None:
+    """Meter one finished run straight into its day and month rows (call once per run, in the transaction
+    that records its result: the result's conditional UPDATE is what makes it once)."""
+    usage_add(org_id, now or timezone.now(), executions=1, cpu_us=max(0, round(cpu_ms * 1000)))
 
 
 def storage_admit(*, org, additional_bytes: int = 0) -> None:
@@ -131,12 +187,7 @@ def storage_admit(*, org, additional_bytes: int = 0) -> None:
 
 def period_row_ensure(organization_id: int, kind: str, start: date) -> None:
     """Create the organisation's UsagePeriod row for `start` unless it exists (safe under races)."""
-    if not UsagePeriod.objects.filter(organization_id=organization_id, kind=kind, start=start).exists():
-        try:
-            with transaction.atomic():
-                UsagePeriod.objects.create(organization_id=organization_id, kind=kind, start=start)
-        except IntegrityError:
-            pass
+    periods_add([(organization_id, kind, start, 0, 0, 0)])
 
 
 def cpu_ms_used(org, now: datetime | None = None) -> float:

@@ -19,7 +19,7 @@ from accounts.authentication import forget_key, forget_org_keys
 from accounts.models import APIKey, Organization
 from billing.models import LIMIT_FIELDS, Plan, UsageEvent, UsagePeriod
 from billing.periods import DAY, MONTH, period_of
-from billing.quotas import period_row_ensure
+from billing.quotas import period_row_ensure, periods_add
 
 log = logging.getLogger("mem0.billing")
 
@@ -69,13 +69,7 @@ def _roll_up_batch(batch: int) -> int:
             acc[0] += executions
             acc[1] += cpu_us
             acc[2] += sandbox_ms
-    for (org_id, kind, start), (executions, cpu_us, sandbox_ms) in sums.items():
-        period_row_ensure(org_id, kind, start)
-        UsagePeriod.objects.filter(organization_id=org_id, kind=kind, start=start).update(
-            executions=F("executions") + executions,
-            cpu_us=F("cpu_us") + cpu_us,
-            sandbox_ms=F("sandbox_ms") + sandbox_ms,
-        )
+    periods_add([(org_id, kind, start, *figures) for (org_id, kind, start), figures in sums.items()])
     UsageEvent.objects.filter(id__in=[e[0] for e in events]).update(rolled_up=True)
     return len(events)
 
