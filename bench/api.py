@@ -1,9 +1,9 @@
 """API benchmark: the REST path end to end on PostgreSQL + Redis with a real fork-agent. Prints a table.
 
-    .venv/bin/python bench/api.py [--runs 200] [--seconds 10] [--clients 16]
+    .venv/bin/python bench/api.py [--runs 200] [--seconds 10] [--clients 16] [--web-workers N]
 
-Starts its own Daphne (one process) and one agent on a private bus prefix and database (`mem0bench`),
-so it can run beside a development server. Figures: create+run `print(1)` → result (p50/p99),
+Starts its own web tier (`manage.py serve`: one Daphne per core unless --web-workers) and one agent on a
+private bus prefix and database (`mem0bench`), so it can run beside a development server. Figures: create+run `print(1)` → result (p50/p99),
 warm run, sustained runs/s with N concurrent clients (each on its own sandbox), and websocket
 first-byte latency: the sandbox prints `time.time()` and the client subtracts it from its receive time
 (same host clock), so the figure is agent emission → websocket client.
@@ -57,7 +57,7 @@ def wait_http(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def stack(tmp: str):
+def stack(tmp: str, web_workers: int = 2):
     with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS mem0bench")
         conn.execute("CREATE DATABASE mem0bench")
@@ -73,12 +73,35 @@ def stack(tmp: str):
         subprocess.Popen([PY, "-m", "sandboxes.engine.agent", "--redis-url", REDIS, "--prefix", prefix,
                           "--agent-id", "bench-agent", "--state-dir", f"{tmp}/agent", "--capacity", "200"],
                          cwd=ROOT, env=env, start_new_session=True, stderr=open(f"{tmp}/agent.log", "w")),
-        subprocess.Popen([str(Path(PY).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "--access-log", "-",
-                          "mem0web.asgi:application"], cwd=ROOT, env=env, start_new_session=True,
-                         stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/web.log", "w")),
+        subprocess.Popen([PY, "manage.py", "serve", "--bind", f"127.0.0.1:{port}", "--workers", str(web_workers)],
+                         cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                         stderr=open(f"{tmp}/web.log", "w")),
     ]
-    wait_http(f"http://127.0.0.1:{port}/healthz")
-    return procs, f"http://127.0.0.1:{port}", key
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/healthz")
+    wait_agent(base, key)
+    return procs, base, key
+
+
+def wait_agent(base: str, key: str, timeout: float = 60) -> None:
+    """Until the agent has registered and offers the python runtime."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runtimes = httpx.get(f"{base}/api/v1/runtimes", headers={"Authorization": f"Bearer {key}"}).json()
+        if any(r.get("name") == "python" and r.get("available") for r in runtimes.get("runtimes", [])):
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the agent did not register")
+
+
+def stop(procs) -> None:
+    for p in procs:
+        os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
 
 
 def bench_sequential(base: str, key: str, runs: int) -> dict:
@@ -152,23 +175,23 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--web-workers", type=int, default=os.cpu_count(), help="Daphne processes (manage.py serve)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        procs, base, key = stack(tmp)
+        procs, base, key = stack(tmp, args.web_workers)
         try:
             seq = bench_sequential(base, key, args.runs)
             rate = bench_concurrent(base, key, args.clients, args.seconds)
             ws = asyncio.run(bench_websocket(base, key, min(args.runs, 100)))
         finally:
-            for p in procs:
-                os.killpg(p.pid, signal.SIGTERM)
-                p.wait(10)
+            stop(procs)
     rows = [
         ("create + run print(1) → result", seq["create_run"], "p50 ≤ 20 ms"),
         ("warm run (x = 1)", seq["warm"], "p50 ≤ 8 ms"),
         ("websocket first byte after emit", ws, "≤ 5 ms"),
     ]
-    print(f"\nbench/api.py — PostgreSQL + Redis, 1 Daphne process, 1 agent, {os.cpu_count()} cores")
+    print(f"\nbench/api.py — PostgreSQL + Redis, {args.web_workers} Daphne process(es) (manage.py serve), 1 agent, "
+          f"{os.cpu_count()} cores")
     print(f"{'measure':36} {'p50 ms':>8} {'p99 ms':>8} {'n':>5}  target")
     for name, xs, target in rows:
         print(f"{name:36} {statistics.median(xs):8.2f} {pct(xs, 99):8.2f} {len(xs):5d}  {target}")

@@ -7,9 +7,9 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mem0web.settings")
 django.setup(set_prefix=False)
 
-from mem0web.handlers import SyncChainASGIHandler  # noqa: E402  (needs Django set up first)
+from mem0web.handlers import Mem0ASGIHandler  # noqa: E402  (needs Django set up first)
 
-django_asgi = SyncChainASGIHandler()
+django_asgi = Mem0ASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

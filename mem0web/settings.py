@@ -120,8 +120,8 @@ DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
     if DATABASES["default"]["ENGINE"].endswith("postgresql"):
-        # Daphne runs each sync request in a fresh thread, so persistent per-thread connections would
-        # mean a new PostgreSQL connection per request (~3 ms, measured); psycopg's pool hands them over.
+        # Requests hand their connection back at the end (and while a run is awaited), so a pool shared
+        # by the worker threads keeps connections open without one per thread.
         DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 2, "max_size": env_int("MEM0_DB_POOL_SIZE", 40),
                                                     "timeout": 10}}
 else:
@@ -143,7 +143,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "OPTIONS": {"pool_class": "mem0web.redispool.SharedConnectionPool"}}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -163,6 +164,8 @@ MEM0_S3_SSE = env_str("MEM0_S3_SSE")
 MEM0_S3_KMS_KEY_ID = env_str("MEM0_S3_KMS_KEY_ID")
 MEM0_COLD_AFTER_DAYS = env_int("MEM0_COLD_AFTER_DAYS", 30)
 MEM0_MAX_CODE_BYTES = env_int("MEM0_MAX_CODE_BYTES", 256 * 1024)
+# Worker threads per web process (mem0web/handlers.py): a waiting run holds one for its duration.
+MEM0_WEB_THREADS = env_int("MEM0_WEB_THREADS", 256)
 MEM0_MAX_FILE_BYTES = env_int("MEM0_MAX_FILE_BYTES", 32 * 1024 * 1024)
 MEM0_CAPTURE_BYTES = env_int("MEM0_CAPTURE_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MEM0_MAX_FILE_BYTES + 1024
