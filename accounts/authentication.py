@@ -1,11 +1,13 @@
 """DRF authentication: API keys (`Authorization: Bearer mem0_<prefix>_<secret>`) and console sessions.
 
 Keys are looked up by prefix and compared in constant time. The looked-up key (with its organisation,
-plan and the creator's role) is cached for KEY_CACHE_SECONDS; `forget_key()` drops it on revoke,
-suspension and plan change, so a revoked key stops working at once in every web process sharing the cache.
+plan and the creator's role) is cached for KEY_CACHE_SECONDS in the shared cache and for LOCAL_TTL_S (1 s)
+in each process (mem0web/localcache.py); `forget_key()` drops it on revoke, suspension and plan change, so a
+revoked key stops working at once in the process that revoked it and within a second in every other one.
 `last_used_at` is written at most once a minute per key, not on every request.
 """
 
+import copy
 from datetime import timedelta
 
 from django.contrib.auth.models import AnonymousUser
@@ -17,6 +19,7 @@ from rest_framework.authentication import BaseAuthentication, SessionAuthenticat
 from accounts import keys as keymod
 from accounts.models import APIKey, Membership
 from accounts.principal import Principal
+from mem0web.localcache import LocalCache
 
 KEY_CACHE_SECONDS = 30
 LAST_USED_GRANULARITY = timedelta(seconds=60)
@@ -26,6 +29,9 @@ class KeyAuthFailed(exceptions.AuthenticationFailed):
     def __init__(self, code: str, message: str):
         super().__init__(message)
         self.mem0_code = code
+
+
+_local = LocalCache()
 
 
 def _cache_key(prefix: str) -> str:
@@ -38,17 +44,32 @@ TOMBSTONE = "forgotten"
 
 
 def forget_key(prefix: str) -> None:
+    _local.forget([prefix])
     cache.set(_cache_key(prefix), TOMBSTONE, KEY_CACHE_SECONDS * 2)
 
 
 def forget_org_keys(org) -> None:
-    cache.set_many({_cache_key(p): TOMBSTONE for p in APIKey.objects.filter(organization=org).values_list(
-        "prefix", flat=True)}, KEY_CACHE_SECONDS * 2)
+    prefixes = list(APIKey.objects.filter(organization=org).values_list("prefix", flat=True))
+    _local.forget(prefixes)
+    cache.set_many({_cache_key(p): TOMBSTONE for p in prefixes}, KEY_CACHE_SECONDS * 2)
 
 
 def _load_key(prefix: str) -> tuple[APIKey, str] | None:
+    local = _local.get(prefix)
+    if local is None:
+        local = _load_shared(prefix, _local.generation)
+        if local is None:
+            return None
+    key, role = local
+    key = copy.copy(key)  # the cached instances are shared between threads; hand out copies
+    key.organization = copy.copy(key.organization)
+    return key, role
+
+
+def _load_shared(prefix: str, generation: int) -> tuple[APIKey, str] | None:
     cached = cache.get(_cache_key(prefix))
     if cached is not None and cached != TOMBSTONE:
+        _local.put(prefix, cached, generation)
         return cached
     key = APIKey.objects.select_related("organization", "organization__plan", "created_by").filter(prefix=prefix).first()
     if key is None:
@@ -57,7 +78,8 @@ def _load_key(prefix: str) -> tuple[APIKey, str] | None:
     if key.created_by_id:
         membership = Membership.objects.filter(user_id=key.created_by_id, organization_id=key.organization_id).first()
         role = membership.role if membership else Membership.Role.MEMBER
-    cache.add(_cache_key(prefix), (key, role), KEY_CACHE_SECONDS)
+    if cache.add(_cache_key(prefix), (key, role), KEY_CACHE_SECONDS):  # not if a tombstone is there
+        _local.put(prefix, (key, role), generation)
     return key, role
 
 
@@ -79,8 +101,10 @@ def principal_for_key(raw: str) -> Principal:
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_GRANULARITY:
         APIKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
+        generation = _local.generation
         if cache.get(_cache_key(prefix)) != TOMBSTONE:
             cache.set(_cache_key(prefix), (key, role), KEY_CACHE_SECONDS)
+            _local.put(prefix, (key, role), generation)
     return Principal(org=key.organization, role=role, scopes=frozenset(key.scopes), user=key.created_by, key=key)
 
 

@@ -55,8 +55,15 @@ def _exceeded(
 def sandbox_slot_reserve(*, org) -> None:
     """Take one concurrent-sandbox slot or raise quota_exceeded."""
     limit = effective_limits(org)["concurrent_sandboxes"]
-    SandboxSlots.objects.get_or_create(organization=org)
-    taken = SandboxSlots.objects.filter(organization=org, in_use__lt=limit).update(in_use=F("in_use") + 1)
+    slots = SandboxSlots.objects.filter(organization=org, in_use__lt=limit)
+    taken = slots.update(in_use=F("in_use") + 1)
+    if not taken and not SandboxSlots.objects.filter(organization=org).exists():  # the organisation's first
+        try:
+            with transaction.atomic():
+                SandboxSlots.objects.create(organization=org)
+        except IntegrityError:  # a concurrent first sandbox made it
+            pass
+        taken = slots.update(in_use=F("in_use") + 1)
     if not taken:
         raise _exceeded(
             f"At most {limit} sandboxes may run at once on this plan.",

@@ -19,6 +19,7 @@ from django.utils import timezone
 from accounts.models import Organization
 from billing.models import LIMIT_FIELDS, Plan, PlanOverride, SandboxSlots, UsageEvent, UsagePeriod
 from billing.periods import DAY, MONTH, Period, period_of
+from mem0web.localcache import LocalCache
 
 METERED = ("executions", "cpu_us", "sandbox_ms")
 
@@ -33,6 +34,7 @@ def _public(stored: dict) -> dict:
 
 
 LIMITS_CACHE_SECONDS = 30
+_local = LocalCache()
 
 
 def _limits_key(org_id: int) -> str:
@@ -41,6 +43,8 @@ def _limits_key(org_id: int) -> str:
 
 def forget_limits(org_ids) -> None:
     """Drop cached effective limits (billing/signals.py calls this when a plan, override or organisation changes)."""
+    org_ids = list(org_ids)
+    _local.forget(org_ids)
     cache.delete_many([_limits_key(pk) for pk in org_ids])
 
 
@@ -48,10 +52,16 @@ def effective_limits(org: Organization) -> dict[str, int]:
     """The organisation's limits: its plan's values, with any operator override on top.
 
     Every request checks several limits, so the result is cached per organisation (keyed by its plan)
-    for LIMITS_CACHE_SECONDS and dropped on any change to the plan, the override or the organisation.
+    for LIMITS_CACHE_SECONDS (and LOCAL_TTL_S in each process) and dropped on any change to the plan, the
+    override or the organisation: at once in the process making the change, within a second elsewhere.
     The plan is read fresh on a miss: `org` may be a cached copy from the API-key cache."""
+    local = _local.get(org.pk)
+    if local is not None and local[0] == org.plan_id:
+        return dict(local[1])
+    generation = _local.generation
     cached = cache.get(_limits_key(org.pk))
     if cached is not None and cached[0] == org.plan_id:
+        _local.put(org.pk, cached, generation)
         return dict(cached[1])
     plan: Plan = Plan.objects.get(pk=org.plan_id)
     limits = {name: getattr(plan, name) for name in LIMIT_FIELDS}
@@ -62,6 +72,7 @@ def effective_limits(org: Organization) -> dict[str, int]:
             if value is not None:
                 limits[name] = value
     cache.set(_limits_key(org.pk), (org.plan_id, limits), LIMITS_CACHE_SECONDS)
+    _local.put(org.pk, (org.plan_id, limits), generation)
     return dict(limits)
 
 

@@ -10,7 +10,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from billing import quotas
@@ -21,6 +21,7 @@ from sandboxes.services import require_running, sandbox_mark_ended
 from sandboxes.validation import clean_code
 
 WAIT_GRACE_S = 5.0
+HOLD_CONNECTION_MS = 50
 ACTIVITY_GRANULARITY = timedelta(seconds=10)
 
 
@@ -59,18 +60,32 @@ def sandbox_touch(sandbox: Sandbox, now) -> None:
         sandbox.last_active_at = now
 
 
+def _release_db_connection() -> None:
+    """Hand a pooled PostgreSQL connection back while the request waits on a run (re-taken on next use)."""
+    if connection.vendor == "postgresql" and connection.settings_dict.get("OPTIONS", {}).get("pool") \
+            and not connection.in_atomic_block:
+        connection.close()
+
+
 def collect(execution_id: str, *, deadline: float, after_seq: int = 0, block: bool = True):
     """Read the stream until the exit record, the deadline, or (block=False) its current end.
 
-    Returns (exit event or None, stdout, stderr, truncated, last seq)."""
+    A run still going after HOLD_CONNECTION_MS gives its database connection back to the pool, so runs
+    awaited for minutes do not starve other requests. Returns (exit event or None, stdout, stderr,
+    truncated, last seq)."""
     cap = settings.MEM0_CAPTURE_BYTES
     out, err, sizes, truncated, seq, exit_event = [], [], {"stdout": 0, "stderr": 0}, False, after_seq, None
     client = dispatch.engine()
+    started, holding = time.monotonic(), block
     while exit_event is None:
-        remaining_ms = int((deadline - time.monotonic()) * 1000)
+        now = time.monotonic()
+        remaining_ms = int((deadline - now) * 1000)
         if remaining_ms <= 0:
             break
-        events = client.output(execution_id, after_seq=seq, block_ms=min(remaining_ms, 5000) if block else 0)
+        wait_ms = min(remaining_ms, 5000) if block else 0
+        if holding:
+            wait_ms = min(wait_ms, max(1, HOLD_CONNECTION_MS - int((now - started) * 1000)))
+        events = client.output(execution_id, after_seq=seq, block_ms=wait_ms)
         if not events and not block:
             break
         for event in events:
@@ -86,6 +101,9 @@ def collect(execution_id: str, *, deadline: float, after_seq: int = 0, block: bo
                 (out if event.stream == "stdout" else err).append(piece)
             else:
                 exit_event = event
+        if holding and exit_event is None and (time.monotonic() - started) * 1000 >= HOLD_CONNECTION_MS:
+            _release_db_connection()
+            holding = False
     return exit_event, "".join(out), "".join(err), truncated, seq
 
 

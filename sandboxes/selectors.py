@@ -19,17 +19,17 @@ def sandboxes_for_org(org, *, state: str | None = None, runtime: str | None = No
 
 
 def sandbox_by_id(org, sandbox_id: str) -> Sandbox:
-    sandbox = Sandbox.objects.for_org(org).filter(pk=sandbox_id).first()
-    if sandbox is None:
+    found = list(Sandbox.objects.for_org(org).filter(pk=sandbox_id))  # by primary key: no ORDER BY, no LIMIT
+    if not found:
         raise NotFound("No such sandbox.")
-    return sandbox
+    return found[0]
 
 
 def execution_by_id(org, execution_id: str) -> Execution:
-    execution = Execution.objects.for_org(org).select_related("sandbox").filter(pk=execution_id).first()
-    if execution is None:
+    found = list(Execution.objects.for_org(org).select_related("sandbox").filter(pk=execution_id))
+    if not found:
         raise NotFound("No such execution.")
-    return execution
+    return found[0]
 
 
 def snapshots_for_org(org) -> QuerySet[Snapshot]:
