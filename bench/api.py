@@ -6,7 +6,8 @@ Starts its own web tier (`manage.py serve`: one Daphne per core unless --web-wor
 private bus prefix and database (`mem0bench`), so it can run beside a development server. Figures: create+run `print(1)` → result (p50/p99),
 warm run, sustained runs/s with N concurrent clients (each on its own sandbox), and websocket
 first-byte latency: the sandbox prints `time.time()` and the client subtracts it from its receive time
-(same host clock), so the figure is agent emission → websocket client.
+(same host clock), so the figure is agent emission → websocket client. Measuring starts once the stack
+is idle after start-up (the agent's zygotes import numpy/pandas and fill warm pools for a few seconds).
 """
 
 import argparse
@@ -25,6 +26,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import psutil
 import psycopg
 import websockets
 
@@ -80,7 +82,29 @@ def stack(tmp: str, web_workers: int = 2):
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/healthz")
     wait_agent(base, key)
+    wait_settled(procs)
     return procs, base, key
+
+
+def wait_settled(procs, timeout: float = 60) -> None:
+    """Until the agent has finished warming up (zygotes importing numpy/pandas, warm pools filling) and the
+    stack is idle: measuring during start-up would measure the start-up."""
+    tree = [psutil.Process(p.pid) for p in procs]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        members = [q for p in tree for q in [p, *p.children(recursive=True)]]
+        before = sum(_cpu(q) for q in members)
+        time.sleep(0.5)
+        if sum(_cpu(q) for q in members) - before < 0.05:  # under 10 % of a core
+            return
+
+
+def _cpu(proc) -> float:
+    try:
+        t = proc.cpu_times()
+        return t.user + t.system
+    except psutil.Error:
+        return 0.0
 
 
 def wait_agent(base: str, key: str, timeout: float = 60) -> None:

@@ -21,6 +21,8 @@ from sandboxes.serializers import (
     ExecutionSerializer,
     SandboxCreateSerializer,
     SandboxSerializer,
+    execution_json,
+    sandbox_json,
 )
 from sandboxes.streaming import event_json, sse_stream, stored_events
 
@@ -47,7 +49,7 @@ class SandboxListView(APIView):
                                          runtime=request.query_params.get("runtime"), metadata=metadata)
         paginator = Cursor()
         page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(SandboxSerializer(page, many=True).data)
+        return paginator.get_paginated_response(sandbox_json.many(page))
 
     @extend_schema(request=SandboxCreateSerializer, responses={201: SandboxSerializer})
     def post(self, request):
@@ -56,7 +58,7 @@ class SandboxListView(APIView):
 
         def create():
             sandbox = services.sandbox_create(principal=request.auth, request=request, **data.validated_data)
-            return Response(SandboxSerializer(sandbox).data, status=201)
+            return Response(sandbox_json(sandbox), status=201)
 
         return idempotent(request, request.auth.org, create)
 
@@ -66,13 +68,13 @@ class SandboxDetailView(APIView):
 
     @extend_schema(responses=SandboxSerializer)
     def get(self, request, sandbox_id: str):
-        return Response(SandboxSerializer(selectors.sandbox_by_id(request.auth.org, sandbox_id)).data)
+        return Response(sandbox_json(selectors.sandbox_by_id(request.auth.org, sandbox_id)))
 
     @extend_schema(responses=SandboxSerializer)
     def delete(self, request, sandbox_id: str):
         sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
         services.sandbox_kill(principal=request.auth, sandbox=sandbox, request=request)
-        return Response(SandboxSerializer(sandbox).data)
+        return Response(sandbox_json(sandbox))
 
 
 class SandboxForkView(APIView):
@@ -84,7 +86,7 @@ class SandboxForkView(APIView):
 
         def fork():
             child = services.sandbox_fork(principal=request.auth, sandbox=sandbox, request=request)
-            return Response(SandboxSerializer(child).data, status=201)
+            return Response(sandbox_json(child), status=201)
 
         return idempotent(request, request.auth.org, fork)
 
@@ -100,8 +102,8 @@ class ExecutionCreateView(APIView):
         execution = executions.execution_start(principal=request.auth, sandbox=sandbox, code=data.validated_data["code"],
                                                timeout_s=data.validated_data.get("timeout_s"))
         if not data.validated_data["wait"]:
-            return Response(ExecutionSerializer(execution).data, status=202)
-        return Response(ExecutionSerializer(executions.execution_wait(execution)).data)
+            return Response(execution_json(execution), status=202)
+        return Response(execution_json(executions.execution_wait(execution)))
 
 
 class ExecutionDetailView(APIView):
@@ -110,7 +112,7 @@ class ExecutionDetailView(APIView):
     @extend_schema(responses=ExecutionSerializer)
     def get(self, request, execution_id: str):
         execution = selectors.execution_by_id(request.auth.org, execution_id)
-        return Response(ExecutionSerializer(executions.execution_refresh(execution)).data)
+        return Response(execution_json(executions.execution_refresh(execution)))
 
 
 class EventStreamRenderer(BaseRenderer):

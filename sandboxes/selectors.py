@@ -19,14 +19,14 @@ def sandboxes_for_org(org, *, state: str | None = None, runtime: str | None = No
 
 
 def sandbox_by_id(org, sandbox_id: str) -> Sandbox:
-    found = list(Sandbox.objects.for_org(org).filter(pk=sandbox_id))  # by primary key: no ORDER BY, no LIMIT
+    found = list(Sandbox.objects.filter(pk=sandbox_id, organization=org))  # by pk: no ORDER BY, no LIMIT
     if not found:
         raise NotFound("No such sandbox.")
     return found[0]
 
 
 def execution_by_id(org, execution_id: str) -> Execution:
-    found = list(Execution.objects.for_org(org).select_related("sandbox").filter(pk=execution_id))
+    found = list(Execution.objects.select_related("sandbox").filter(pk=execution_id, organization=org))
     if not found:
         raise NotFound("No such execution.")
     return found[0]

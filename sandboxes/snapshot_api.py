@@ -13,7 +13,7 @@ from mem0web.pagination import Cursor
 from sandboxes import selectors, snapshots
 from sandboxes.idempotency import idempotent
 from sandboxes.lineage import lineage
-from sandboxes.serializers import SandboxSerializer, SnapshotSerializer
+from sandboxes.serializers import SandboxSerializer, SnapshotSerializer, sandbox_json
 
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
@@ -78,7 +78,7 @@ class SnapshotRestoreView(APIView):
 
         def restore():
             sandbox = snapshots.snapshot_restore(principal=request.auth, snapshot=snap, request=request)
-            return Response(SandboxSerializer(sandbox).data, status=201)
+            return Response(sandbox_json(sandbox), status=201)
 
         return idempotent(request, request.auth.org, restore)
 
