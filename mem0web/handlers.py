@@ -7,9 +7,14 @@ disconnect (py-spy: a bare 404 cost 2.5 ms against 0.6 ms for Daphne alone). Her
 loop, then signals, middleware chain, view and, for ordinary responses, `close()` (request_finished, which
 hands the database connection back to the pool) run in one call on a long-lived worker thread, and the
 loop only writes the bytes. Streaming responses (SSE) take Django's own disconnect-aware path.
+
+`after_response(request, fn)` lets a view finish bookkeeping once its response is on the wire (a run's
+result is recorded after the client has it); where no Mem0ASGIHandler serves the request (tests' client,
+WSGI) `fn` runs at once.
 """
 
 import asyncio
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
@@ -17,7 +22,19 @@ from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.db import connections
 from django.urls import set_script_prefix
+
+log = logging.getLogger("mem0.web")
+
+
+def after_response(request, fn) -> None:
+    """Run `fn()` after the response to `request` (a Django or DRF request) has been sent."""
+    callbacks = getattr(request, "mem0_after_response", None)
+    if callbacks is None:
+        fn()
+    else:
+        callbacks.append(fn)
 
 
 class Mem0ASGIHandler(ASGIHandler):
@@ -37,12 +54,14 @@ class Mem0ASGIHandler(ASGIHandler):
             return
         try:
             loop = asyncio.get_running_loop()
-            response = await loop.run_in_executor(self.executor, self.respond, scope, body_file)
+            response, callbacks = await loop.run_in_executor(self.executor, self.respond, scope, body_file)
             if response.streaming:
                 async with ThreadSensitiveContext():
                     await self.stream(response, receive, send)
             else:
                 await self.send_response(response, send)
+            if callbacks:
+                await loop.run_in_executor(self.executor, self.run_after, callbacks)
         finally:
             body_file.close()
 
@@ -51,10 +70,24 @@ class Mem0ASGIHandler(ASGIHandler):
         set_script_prefix(get_script_prefix(scope))
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, error_response = self.create_request(scope, body_file)
+        callbacks = []
+        if request is not None:
+            request.mem0_after_response = callbacks
         response = error_response if request is None else self.get_response(request)
         if not response.streaming:
             response.close()  # the body is in memory; release the request's resources before sending it
-        return response
+        return response, callbacks
+
+    @staticmethod
+    def run_after(callbacks) -> None:
+        try:
+            for fn in callbacks:
+                try:
+                    fn()
+                except Exception:
+                    log.exception("event=after_response_failed")
+        finally:
+            connections.close_all()  # back to the pool, as request_finished did for the response
 
     async def stream(self, response, receive, send):
         """Send a streaming response, stopping when the client goes away; then close it."""

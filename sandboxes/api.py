@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from mem0web.errors import InvalidRequest, PayloadTooLarge
+from mem0web.handlers import after_response
 from mem0web.pagination import Cursor
 from sandboxes import dispatch, executions, selectors, services
 from sandboxes.idempotency import idempotent
@@ -103,7 +104,8 @@ class ExecutionCreateView(APIView):
                                                timeout_s=data.validated_data.get("timeout_s"))
         if not data.validated_data["wait"]:
             return Response(execution_json(execution), status=202)
-        return Response(execution_json(executions.execution_wait(execution)))
+        finished = executions.execution_wait(execution, record_later=lambda fn: after_response(request, fn))
+        return Response(execution_json(finished))
 
 
 class ExecutionDetailView(APIView):

@@ -119,11 +119,20 @@ def execution_finalize(execution: Execution, exit_event, stdout: str, stderr: st
     return bool(done)
 
 
+def _result(exit_event, stdout: str, stderr: str, truncated: bool, now) -> dict:
+    return {"status": exit_event.status, "exit_code": exit_event.exit_code, "limit": exit_event.limit,
+            "wall_ms": exit_event.wall_ms, "cpu_ms": exit_event.cpu_ms,
+            "peak_memory_bytes": exit_event.peak_memory_bytes, "stdout": stdout, "stderr": stderr,
+            "truncated": truncated or exit_event.limit == "output", "finished_at": now}
+
+
+def _apply_result(execution: Execution, exit_event, stdout: str, stderr: str, truncated: bool, now) -> None:
+    for name, value in _result(exit_event, stdout, stderr, truncated, now).items():
+        setattr(execution, name, value)
+
+
 def _record_result(execution: Execution, exit_event, stdout: str, stderr: str, truncated: bool, now) -> int:
-    result = {"status": exit_event.status, "exit_code": exit_event.exit_code, "limit": exit_event.limit,
-              "wall_ms": exit_event.wall_ms, "cpu_ms": exit_event.cpu_ms,
-              "peak_memory_bytes": exit_event.peak_memory_bytes, "stdout": stdout, "stderr": stderr,
-              "truncated": truncated or exit_event.limit == "output", "finished_at": now}
+    result = _result(exit_event, stdout, stderr, truncated, now)
     done = Execution.objects.filter(pk=execution.pk, status__in=Execution.OPEN_STATUSES).update(**result)
     if done:
         for name, value in result.items():
@@ -132,10 +141,20 @@ def _record_result(execution: Execution, exit_event, stdout: str, stderr: str, t
     return done
 
 
-def execution_wait(execution: Execution) -> Execution:
-    """Block until the run ends (its timeout plus a grace); a vanished agent ends it `agent_lost`."""
+def execution_wait(execution: Execution, *, record_later=None) -> Execution:
+    """Block until the run ends (its timeout plus a grace); a vanished agent ends it `agent_lost`.
+
+    With `record_later` (a function that schedules a callable, e.g. after the response is sent) the result
+    is returned at once and recorded through it: the exit record stays on the agent's stream, so a crash
+    before recording leaves the run open until the next GET or stream read records it."""
     deadline = time.monotonic() + execution.timeout_s + WAIT_GRACE_S
     exit_event, stdout, stderr, truncated, _ = collect(execution.pk, deadline=deadline)
+    if exit_event is not None and record_later is not None:
+        pending = Execution(pk=execution.pk, organization_id=execution.organization_id,
+                            sandbox_id=execution.sandbox_id, status=execution.status)
+        _apply_result(execution, exit_event, stdout, stderr, truncated, timezone.now())
+        record_later(lambda: execution_finalize(pending, exit_event, stdout, stderr, truncated))
+        return execution
     if exit_event is not None:
         execution_finalize(execution, exit_event, stdout, stderr, truncated)
         return execution

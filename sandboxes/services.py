@@ -7,6 +7,7 @@ Every live sandbox holds one concurrent-sandbox slot; `sandbox_mark_ended()` giv
 import logging
 from datetime import timedelta
 
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.audit import audit_record
@@ -134,19 +135,22 @@ def require_running(sandbox: Sandbox) -> None:
 
 
 def sandbox_mark_ended(sandbox: Sandbox, *, state: str, reason: str) -> bool:
-    """Move a live sandbox to stopped/lost once: release its slot, meter its lifetime, end open runs."""
+    """Move a live sandbox to stopped/lost once: release its slot, meter its lifetime, end open runs.
+
+    One transaction; the conditional state UPDATE makes it once, so the lifetime is metered straight into
+    the organisation's period rows (no event to roll up)."""
     now = timezone.now()
-    ended = Sandbox.objects.filter(pk=sandbox.pk, state__in=Sandbox.LIVE_STATES).update(
-        state=state, stop_reason=reason, stopped_at=now)
-    if not ended:
-        return False
+    with transaction.atomic():
+        ended = Sandbox.objects.filter(pk=sandbox.pk, state__in=Sandbox.LIVE_STATES).update(
+            state=state, stop_reason=reason, stopped_at=now)
+        if not ended:
+            return False
+        quotas.sandbox_slot_release(org=sandbox.organization_id)
+        final = Execution.Status.AGENT_LOST if state == Sandbox.State.LOST else Execution.Status.KILLED
+        Execution.objects.filter(sandbox=sandbox, status__in=Execution.OPEN_STATUSES).update(
+            status=final, finished_at=now)
+        quotas.usage_add(sandbox.organization_id, now, sandbox_ms=round((now - sandbox.created_at).total_seconds() * 1000))
     sandbox.state, sandbox.stop_reason, sandbox.stopped_at = state, reason, now
-    quotas.sandbox_slot_release(org=sandbox.organization)
-    quotas.usage_record(org=sandbox.organization, source=f"lifetime:{sandbox.pk}",
-                        sandbox_seconds=(now - sandbox.created_at).total_seconds())
-    final = Execution.Status.AGENT_LOST if state == Sandbox.State.LOST else Execution.Status.KILLED
-    Execution.objects.filter(sandbox=sandbox, status__in=Execution.OPEN_STATUSES).update(
-        status=final, finished_at=now)
     return True
 
 
