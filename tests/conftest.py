@@ -66,3 +66,14 @@ def member_key(org_a, django_user_model):
     Membership.objects.create(user=user, organization=org, role=Membership.Role.MEMBER)
     _, raw = services.apikey_create(org=org, name="member", created_by=user)
     return raw
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_connection_pools(django_db_setup):
+    """Close psycopg pools before pytest-django drops the test database (open pooled sessions block it)."""
+    yield
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        if hasattr(conn, "close_pool"):
+            conn.close_pool()
