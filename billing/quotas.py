@@ -78,13 +78,15 @@ def sandbox_slot_release(*, org) -> None:
     SandboxSlots.objects.filter(organization=org, in_use__gt=0).update(in_use=F("in_use") - 1)
 
 
-def execution_admit(*, org, timeout_s: float | None, now: datetime | None = None) -> float:
+def execution_admit(*, org, timeout_s: float | None, now: datetime | None = None, record=None) -> float:
     """Admit one run or raise quota_exceeded; returns the run timeout to use (seconds).
 
     One statement on the hot path: a conditional UPDATE takes one of today's executions only while the
     day's count is under its limit and this month's CPU (metered into the month row, plus any events not
     rolled up yet) is under its limit. Zero rows means a limit was hit or the rows do not exist yet (the
-    day's first run): only then do we look closer."""
+    day's first run): only then do we look closer. `record(timeout_s) -> unsaved model instance` (optional)
+    is the row the run writes: on PostgreSQL it is inserted by the same statement (one round trip, and
+    only if admitted); elsewhere it is saved right after."""
     limits = effective_limits(org)
     now = now or timezone.now()
     max_run = float(limits["max_run_seconds"])
@@ -95,15 +97,32 @@ def execution_admit(*, org, timeout_s: float | None, now: datetime | None = None
             used=timeout_s,
             limit=limits["max_run_seconds"],
         )
+    timeout = float(timeout_s) if timeout_s is not None else min(DEFAULT_RUN_SECONDS, max_run)
+    row = record(timeout) if record is not None else None
     day, month = period_of(DAY, now), period_of(MONTH, now)
+    together = row is not None and connection.vendor == "postgresql"
+    if together and _take_execution(org.pk, day, month, limits, insert=row):
+        return timeout
     if not _take_execution(org.pk, day, month, limits):
         usage_add(org.pk, now)  # the day's first run: make the rows, then try once more
         if not _take_execution(org.pk, day, month, limits):
             raise _admission_refusal(org, now, limits)
-    return float(timeout_s) if timeout_s is not None else min(DEFAULT_RUN_SECONDS, max_run)
+    if row is not None:
+        row.save(force_insert=True)
+    return timeout
 
 
-def _take_execution(org_id: int, day: Period, month: Period, limits: dict) -> bool:
+def _insert_from(instance, source: str) -> tuple[str, list]:
+    """`INSERT INTO <table> (...) SELECT <values> FROM <source>`: the model's own insert, made conditional."""
+    fields = instance._meta.concrete_fields
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    placeholders = ", ".join(["%s"] * len(fields))
+    return f"INSERT INTO {quote(instance._meta.db_table)} ({columns}) SELECT {placeholders} FROM {source}", values
+
+
+def _take_execution(org_id: int, day: Period, month: Period, limits: dict, insert=None) -> bool:
     ops, period, event = connection.ops, UsagePeriod._meta.db_table, UsageEvent._meta.db_table
     sql = (
         f"UPDATE {period} SET executions_admitted = executions_admitted + 1"
@@ -119,9 +138,15 @@ def _take_execution(org_id: int, day: Period, month: Period, limits: dict) -> bo
         org_id, False, ops.adapt_datetimefield_value(month.starts_at), ops.adapt_datetimefield_value(month.ends_at),
         limits["cpu_seconds_per_month"] * 1_000_000,
     ]
+    if insert is not None:
+        insert_sql, insert_params = _insert_from(insert, "admitted")
+        sql, params = f"WITH admitted AS ({sql} RETURNING organization_id) {insert_sql}", [*params, *insert_params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.rowcount == 1
+        taken = cursor.rowcount == 1
+    if taken and insert is not None:
+        insert._state.adding, insert._state.db = False, connection.alias
+    return taken
 
 
 def _admission_refusal(org, now: datetime, limits: dict) -> QuotaExceeded:
@@ -168,6 +193,26 @@ def periods_add(rows: list[tuple[int, str, date, int, int, int]]) -> None:
             f" sandbox_ms = {table}.sandbox_ms + excluded.sandbox_ms",
             params,
         )
+
+
+def metering_upsert_sql(source: str, now: datetime, *, executions: int = 0, cpu_us: int = 0,
+                        sandbox_ms: int = 0) -> tuple[str, list]:
+    """The upsert of `usage_add` as SQL that takes its organisation ids from `source` (a CTE or table with an
+    `organization_id` column), to run in the same statement as the write being metered (PostgreSQL).
+    Returns one row per period row touched."""
+    table, ops = UsagePeriod._meta.db_table, connection.ops
+    sql = (
+        f"INSERT INTO {table} (organization_id, kind, start, executions, cpu_us, sandbox_ms, storage_bytes,"
+        f" executions_admitted) SELECT s.organization_id, p.kind, CAST(p.start AS date), %s, %s, %s, 0, 0"
+        f" FROM {source} s CROSS JOIN (VALUES (%s, %s), (%s, %s)) AS p(kind, start)"
+        f" ON CONFLICT (organization_id, kind, start) DO UPDATE SET"
+        f" executions = {table}.executions + excluded.executions, cpu_us = {table}.cpu_us + excluded.cpu_us,"
+        f" sandbox_ms = {table}.sandbox_ms + excluded.sandbox_ms RETURNING 1"
+    )
+    params = [executions, cpu_us, sandbox_ms,
+              DAY, str(ops.adapt_datefield_value(period_of(DAY, now).start)),
+              MONTH, str(ops.adapt_datefield_value(period_of(MONTH, now).start))]
+    return sql, params
 
 
 def execution_metered(*, org_id: int, cpu_ms: float, now: datetime | None = None) -> None:

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from billing import quotas
@@ -33,12 +34,18 @@ def execution_start(*, principal, sandbox: Sandbox, code: str, timeout_s: float 
     """Admit, record and dispatch a run; returns at once with the execution `running`."""
     code = clean_code(code)
     require_running(sandbox)
-    # Two autocommit statements, no transaction: the admission's row lock (a hot row, shared by the
-    # organisation's runs) is held only inside that one statement. A crash in between leaves one admitted
-    # run with no row: counted against the day, never run.
-    timeout_s = quotas.execution_admit(org=principal.org, timeout_s=timeout_s)
-    execution = Execution.objects.create(organization=principal.org, sandbox=sandbox, code=code,
-                                         timeout_s=timeout_s, status=Execution.Status.RUNNING)
+    # The admission takes a hot row (shared by the organisation's runs) and holds it only inside one
+    # statement, which on PostgreSQL also inserts the execution; elsewhere the insert follows in autocommit
+    # (a crash in between leaves one admitted run with no row: counted against the day, never run).
+    rows = []
+
+    def record(timeout: float) -> Execution:
+        rows.append(Execution(organization=principal.org, sandbox=sandbox, code=code, timeout_s=timeout,
+                              status=Execution.Status.RUNNING))
+        return rows[0]
+
+    timeout_s = quotas.execution_admit(org=principal.org, timeout_s=timeout_s, record=record)
+    execution = rows[0]
     sandbox_touch(sandbox, execution.created_at)
     try:
         dispatch.call(sandbox.agent_id, "run", sandbox_id=sandbox.pk, execution_id=execution.pk, code=code,
@@ -110,8 +117,7 @@ def collect(execution_id: str, *, deadline: float, after_seq: int = 0, block: bo
 def execution_finalize(execution: Execution, exit_event, stdout: str, stderr: str, truncated: bool) -> bool:
     """Record the agent's result once and meter its CPU; later calls change nothing."""
     now = timezone.now()
-    with transaction.atomic():  # the result and its metering commit together, or not at all
-        done = _record_result(execution, exit_event, stdout, stderr, truncated, now)
+    done = _record_result(execution, exit_event, stdout, stderr, truncated, now)
     if not done:  # someone else recorded it first: show theirs
         execution.refresh_from_db()
     elif not getattr(exit_event, "sandbox_alive", True):
@@ -133,12 +139,34 @@ def _apply_result(execution: Execution, exit_event, stdout: str, stderr: str, tr
 
 def _record_result(execution: Execution, exit_event, stdout: str, stderr: str, truncated: bool, now) -> int:
     result = _result(exit_event, stdout, stderr, truncated, now)
-    done = Execution.objects.filter(pk=execution.pk, status__in=Execution.OPEN_STATUSES).update(**result)
+    still_open = Execution.objects.filter(pk=execution.pk, status__in=Execution.OPEN_STATUSES)
+    if connection.vendor == "postgresql":
+        done = _record_and_meter_pg(still_open, result, cpu_ms=exit_event.cpu_ms or 0, now=now)
+    else:
+        with transaction.atomic():  # the result and its metering commit together, or not at all
+            done = still_open.update(**result)
+            if done:
+                quotas.execution_metered(org_id=execution.organization_id, cpu_ms=exit_event.cpu_ms or 0,
+                                         now=now)
     if done:
         for name, value in result.items():
             setattr(execution, name, value)
-        quotas.execution_metered(org_id=execution.organization_id, cpu_ms=exit_event.cpu_ms or 0, now=now)
     return done
+
+
+def _record_and_meter_pg(still_open, result: dict, *, cpu_ms: float, now) -> bool:
+    """The result UPDATE and its metering in one statement (a data-modifying CTE): one round trip, and the
+    organisation's period rows (shared by all its runs) are locked only inside PostgreSQL, never across a
+    Python step between statements where a busy process would stretch the lock for every other run."""
+    query = still_open.query.chain(UpdateQuery)
+    query.add_update_values(result)
+    update_sql, update_params = query.get_compiler(connection=connection).as_sql()
+    meter_sql, meter_params = quotas.metering_upsert_sql("done", now, executions=1,
+                                                         cpu_us=max(0, round(cpu_ms * 1000)))
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH done AS ({update_sql} RETURNING organization_id) {meter_sql}",
+                       [*update_params, *meter_params])
+        return cursor.rowcount > 0
 
 
 def execution_wait(execution: Execution, *, record_later=None) -> Execution:
