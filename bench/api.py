@@ -153,14 +153,21 @@ def bench_sequential(base: str, key: str, runs: int) -> dict:
 
 
 def bench_concurrent(base: str, key: str, clients: int, seconds: float) -> float:
-    done, stop = [0] * clients, threading.Event()
+    done, stop, failures = [0] * clients, threading.Event(), []
 
     def worker(i):
         c = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60)
-        sid = c.post("/api/v1/sandboxes", json={"runtime": "python"}).json()["id"]
+        created = c.post("/api/v1/sandboxes", json={"runtime": "python"})
+        if created.status_code != 201:
+            failures.append(created.text)
+            return
+        sid = created.json()["id"]
         while not stop.is_set():
-            if c.post(f"/api/v1/sandboxes/{sid}/executions", json={"code": "print(1)"}).status_code == 200:
+            r = c.post(f"/api/v1/sandboxes/{sid}/executions", json={"code": "print(1)"})
+            if r.status_code == 200:
                 done[i] += 1
+            else:
+                failures.append(r.text)
         c.delete(f"/api/v1/sandboxes/{sid}")
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
@@ -173,6 +180,8 @@ def bench_concurrent(base: str, key: str, clients: int, seconds: float) -> float
     stop.set()
     for t in threads:
         t.join()
+    if failures:
+        raise RuntimeError(f"{len(failures)} requests failed during the run, e.g. {failures[0][:300]}")
     return rate
 
 

@@ -7,6 +7,10 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mem0web.settings")
 django.setup(set_prefix=False)
 
+from mem0web import twistedpatch  # noqa: E402
+
+twistedpatch.install()
+
 from mem0web.handlers import Mem0ASGIHandler  # noqa: E402  (needs Django set up first)
 
 django_asgi = Mem0ASGIHandler()
