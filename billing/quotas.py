@@ -30,6 +30,7 @@ from billing.selectors import (
     usage_totals,
 )
 from mem0web.errors import Mem0Error
+from mem0web.sql import conditional_insert, insert_from, mark_saved
 
 DEFAULT_RUN_SECONDS = 30.0
 
@@ -52,10 +53,16 @@ def _exceeded(
     )
 
 
-def sandbox_slot_reserve(*, org) -> None:
-    """Take one concurrent-sandbox slot or raise quota_exceeded."""
+def sandbox_slot_reserve(*, org, record=None) -> None:
+    """Take one concurrent-sandbox slot or raise quota_exceeded.
+
+    `record` (optional): the unsaved row the new sandbox writes; on PostgreSQL the same statement inserts
+    it, only if a slot was taken (one round trip); elsewhere it is saved right after."""
     limit = effective_limits(org)["concurrent_sandboxes"]
     slots = SandboxSlots.objects.filter(organization=org, in_use__lt=limit)
+    if record is not None and connection.vendor == "postgresql" \
+            and conditional_insert((slots, {"in_use": F("in_use") + 1}), record):
+        return
     taken = slots.update(in_use=F("in_use") + 1)
     if not taken and not SandboxSlots.objects.filter(organization=org).exists():  # the organisation's first
         try:
@@ -71,6 +78,8 @@ def sandbox_slot_reserve(*, org) -> None:
             used=sandboxes_in_use(org),
             limit=limit,
         )
+    if record is not None:
+        record.save(force_insert=True)
 
 
 def sandbox_slot_release(*, org) -> None:
@@ -112,16 +121,6 @@ def execution_admit(*, org, timeout_s: float | None, now: datetime | None = None
     return timeout
 
 
-def _insert_from(instance, source: str) -> tuple[str, list]:
-    """`INSERT INTO <table> (...) SELECT <values> FROM <source>`: the model's own insert, made conditional."""
-    fields = instance._meta.concrete_fields
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields)
-    values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
-    placeholders = ", ".join(["%s"] * len(fields))
-    return f"INSERT INTO {quote(instance._meta.db_table)} ({columns}) SELECT {placeholders} FROM {source}", values
-
-
 def _take_execution(org_id: int, day: Period, month: Period, limits: dict, insert=None) -> bool:
     ops, period, event = connection.ops, UsagePeriod._meta.db_table, UsageEvent._meta.db_table
     sql = (
@@ -139,13 +138,13 @@ def _take_execution(org_id: int, day: Period, month: Period, limits: dict, inser
         limits["cpu_seconds_per_month"] * 1_000_000,
     ]
     if insert is not None:
-        insert_sql, insert_params = _insert_from(insert, "admitted")
+        insert_sql, insert_params = insert_from(insert, "admitted")
         sql, params = f"WITH admitted AS ({sql} RETURNING organization_id) {insert_sql}", [*params, *insert_params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         taken = cursor.rowcount == 1
     if taken and insert is not None:
-        insert._state.adding, insert._state.db = False, connection.alias
+        mark_saved(insert)
     return taken
 
 

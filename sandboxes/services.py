@@ -93,11 +93,11 @@ def sandbox_create(*, principal, runtime: str, env=None, metadata=None, timeout_
     org = principal.org
     env, metadata = clean_env(env), clean_metadata(metadata)
     agent_id = dispatch.pick_agent(runtime)
-    quotas.sandbox_slot_reserve(org=org)
     limits = sandbox_limits(org)
-    sandbox = Sandbox.objects.create(organization=org, runtime=runtime, agent_id=agent_id, env=env,
-                                     metadata=metadata, limits=limits, expires_at=_lifetime(org, timeout_s),
-                                     source_snapshot=source_snapshot, **_creator(principal))
+    sandbox = Sandbox(organization=org, runtime=runtime, agent_id=agent_id, env=env, metadata=metadata,
+                      limits=limits, expires_at=_lifetime(org, timeout_s), source_snapshot=source_snapshot,
+                      **_creator(principal))
+    quotas.sandbox_slot_reserve(org=org, record=sandbox)  # takes a slot and writes the row
     if restore_digest is None:
         _start(sandbox, "create", sandbox_id=sandbox.pk, runtime=runtime, env=env, limits=engine_limits(limits))
     else:
