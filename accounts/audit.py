@@ -9,16 +9,24 @@ def client_ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
-def audit_record(*, org: Organization | None, action: str, principal=None, request=None, user=None,
-                 target_type: str = "", target_id: str = "", metadata: dict | None = None,
-                 actor_label: str = "") -> AuditEvent:
-    """Append an audit event; the actor is the principal's key or user, or `user` when given."""
+def audit_record(**fields) -> AuditEvent:
+    """Append an audit event (arguments as `audit_event`)."""
+    event = audit_event(**fields)
+    event.save(force_insert=True)
+    return event
+
+
+def audit_event(*, org: Organization | None, action: str, principal=None, request=None, user=None,
+                target_type: str = "", target_id: str = "", metadata: dict | None = None,
+                actor_label: str = "") -> AuditEvent:
+    """An unsaved audit event; the actor is the principal's key or user, or `user` when given. For writers
+    that insert it in the same statement as the change it records (mem0web.sql.update_and_insert)."""
     key = getattr(principal, "key", None)
     actor_user = user or getattr(principal, "user", None)
     label = actor_label or (principal.label if principal is not None else "")
     if not label and actor_user is not None:
         label = f"user:{actor_user.username}"
-    return AuditEvent.objects.create(
+    return AuditEvent(
         organization=org,
         actor_user=actor_user if getattr(actor_user, "pk", None) else None,
         actor_key=key,

@@ -143,8 +143,8 @@ def _take_execution(org_id: int, day: Period, month: Period, limits: dict, inser
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         taken = cursor.rowcount == 1
-    if taken and insert is not None:
-        mark_saved(insert)
+        if taken and insert is not None:
+            mark_saved(insert, cursor.fetchone()[0])
     return taken
 
 

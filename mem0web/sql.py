@@ -1,18 +1,19 @@
 """SQL helpers for the few statements the ORM cannot express (conditional inserts on PostgreSQL)."""
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models.sql import UpdateQuery
 
 
 def insert_from(instance, source: str) -> tuple[str, list]:
     """`INSERT INTO <table> (...) SELECT <values> FROM <source>`: the model's own insert of an unsaved
     `instance`, made conditional on `source` (a CTE) having a row. Call `mark_saved` once it inserted."""
-    fields = instance._meta.concrete_fields
-    quote = connection.ops.quote_name
+    meta, quote = instance._meta, connection.ops.quote_name
+    fields = [f for f in meta.concrete_fields if f is not meta.auto_field]  # the database numbers those
     columns = ", ".join(quote(f.column) for f in fields)
     values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
     placeholders = ", ".join(["%s"] * len(fields))
-    return f"INSERT INTO {quote(instance._meta.db_table)} ({columns}) SELECT {placeholders} FROM {source}", values
+    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {placeholders} FROM {source}"
+    return sql + f" RETURNING {quote(meta.pk.column)}", values
 
 
 def conditional_insert(update, instance) -> bool:
@@ -25,11 +26,29 @@ def conditional_insert(update, instance) -> bool:
     insert_sql, insert_params = insert_from(instance, "updated")
     with connection.cursor() as cursor:
         cursor.execute(f"WITH updated AS ({update_sql} RETURNING 1) {insert_sql}", [*update_params, *insert_params])
-        inserted = cursor.rowcount == 1
-    if inserted:
-        mark_saved(instance)
-    return inserted
+        row = cursor.fetchone()
+    if row is not None:
+        mark_saved(instance, row[0])
+    return row is not None
 
 
-def mark_saved(instance) -> None:
+def update_and_insert(queryset, values: dict, instance) -> None:
+    """`queryset.update(**values)` and the insert of `instance` (whatever the update matched), in one
+    statement on PostgreSQL (a data-modifying CTE always runs), in one transaction elsewhere."""
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            queryset.update(**values)
+            instance.save(force_insert=True)
+        return
+    query = queryset.query.chain(UpdateQuery)
+    query.add_update_values(values)
+    update_sql, update_params = query.get_compiler(connection=connection).as_sql()
+    insert_sql, insert_params = insert_from(instance, "(SELECT 1) AS one")
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH updated AS ({update_sql} RETURNING 1) {insert_sql}", [*update_params, *insert_params])
+        mark_saved(instance, cursor.fetchone()[0])
+
+
+def mark_saved(instance, pk) -> None:
+    instance.pk = pk
     instance._state.adding, instance._state.db = False, connection.alias

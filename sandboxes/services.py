@@ -10,10 +10,11 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.audit import audit_record
+from accounts.audit import audit_event, audit_record
 from billing import quotas
 from billing.selectors import effective_limits
 from mem0web.errors import Mem0Error
+from mem0web.sql import update_and_insert
 from sandboxes import dispatch
 from sandboxes.models import Execution, Sandbox
 from sandboxes.runtimes import RUNTIMES
@@ -55,12 +56,13 @@ PLACEMENT_RETRY_CODES = frozenset({"agent_lost", "agent_timeout", "agents_unavai
 PLACEMENT_ATTEMPTS = 3
 
 
-def _start(sandbox: Sandbox, method: str, *, movable: bool = True, **kwargs) -> dict:
+def _start(sandbox: Sandbox, method: str, *, movable: bool = True, audit=None, **kwargs) -> dict:
     """Ask the agent to start `sandbox`; on failure the row ends `stopped` and the slot is returned.
 
     A new sandbox (`movable`) whose agent is dead, silent or full is placed on the next-best agent, up to
     PLACEMENT_ATTEMPTS agents; a fork must stay on its parent's agent. A retried create cannot run twice:
-    agents drop ops whose deadline has passed."""
+    agents drop ops whose deadline has passed. `audit(sandbox)` gives the unsaved audit event of a start,
+    written with the state change in one statement."""
     tried: set[str] = set()
     while True:
         try:
@@ -80,7 +82,11 @@ def _start(sandbox: Sandbox, method: str, *, movable: bool = True, **kwargs) -> 
                         next_agent, exc.code)
             sandbox.agent_id = next_agent
             Sandbox.objects.filter(pk=sandbox.pk).update(agent_id=next_agent)
-    Sandbox.objects.filter(pk=sandbox.pk, state=Sandbox.State.STARTING).update(state=Sandbox.State.RUNNING)
+    starting = Sandbox.objects.filter(pk=sandbox.pk, state=Sandbox.State.STARTING)
+    if audit is None:
+        starting.update(state=Sandbox.State.RUNNING)
+    else:
+        update_and_insert(starting, {"state": Sandbox.State.RUNNING}, audit(sandbox))
     sandbox.state = Sandbox.State.RUNNING
     return reply
 
@@ -98,15 +104,18 @@ def sandbox_create(*, principal, runtime: str, env=None, metadata=None, timeout_
                       limits=limits, expires_at=_lifetime(org, timeout_s), source_snapshot=source_snapshot,
                       **_creator(principal))
     quotas.sandbox_slot_reserve(org=org, record=sandbox)  # takes a slot and writes the row
+    def audit(started: Sandbox):
+        return audit_event(org=org, action="sandbox.restore" if source_snapshot else "sandbox.create",
+                           principal=principal, request=request, target_type="sandbox", target_id=started.pk,
+                           metadata={"runtime": runtime, "agent": started.agent_id,
+                                     **({"snapshot": source_snapshot.pk} if source_snapshot else {})})
+
     if restore_digest is None:
-        _start(sandbox, "create", sandbox_id=sandbox.pk, runtime=runtime, env=env, limits=engine_limits(limits))
+        _start(sandbox, "create", audit=audit, sandbox_id=sandbox.pk, runtime=runtime, env=env,
+               limits=engine_limits(limits))
     else:
-        _start(sandbox, "restore", digest=restore_digest, new_sandbox_id=sandbox.pk, runtime=runtime, env=env,
-               limits=engine_limits(limits), timeout=120)
-    audit_record(org=org, action="sandbox.restore" if source_snapshot else "sandbox.create", principal=principal,
-                 request=request, target_type="sandbox", target_id=sandbox.pk,
-                 metadata={"runtime": runtime, "agent": agent_id,
-                           **({"snapshot": source_snapshot.pk} if source_snapshot else {})})
+        _start(sandbox, "restore", audit=audit, digest=restore_digest, new_sandbox_id=sandbox.pk, runtime=runtime,
+               env=env, limits=engine_limits(limits), timeout=120)
     return sandbox
 
 
