@@ -9,9 +9,10 @@ is no Retry-After header: retrying in a loop will not help, `resets_at` says whe
 Counted limits are taken with a conditional UPDATE (`counter < limit`), atomic on PostgreSQL and SQLite,
 so N concurrent requests at the limit cannot overshoot: concurrent sandboxes on `SandboxSlots.in_use`,
 executions per day on `UsagePeriod.executions_admitted`. CPU per month is checked at admission against the
-metered figure: a run already admitted may finish past the limit, by at most one run's CPU. Runs are metered
-straight into their period rows when their result is recorded (`execution_metered`); other figures (a
-sandbox's lifetime) go through UsageEvents and the roll-up, and count at admission while still pending.
+metered figure: a run already admitted may finish past the limit, by at most one run's CPU. Runs and sandbox
+lifetimes are metered straight into their period rows when they end (`usage_add`, or `metering_upsert_sql`
+inside the statement that records a run on PostgreSQL); figures reported as UsageEvents go through the
+roll-up and count at admission while still pending.
 """
 
 from datetime import date, datetime
@@ -61,7 +62,7 @@ def sandbox_slot_reserve(*, org, record=None) -> None:
     limit = effective_limits(org)["concurrent_sandboxes"]
     slots = SandboxSlots.objects.filter(organization=org, in_use__lt=limit)
     if record is not None and connection.vendor == "postgresql" \
-            and conditional_insert((slots, {"in_use": F("in_use") + 1}), record):
+            and conditional_insert(slots, {"in_use": F("in_use") + 1}, record):
         return
     taken = slots.update(in_use=F("in_use") + 1)
     if not taken and not SandboxSlots.objects.filter(organization=org).exists():  # the organisation's first
@@ -180,18 +181,24 @@ def periods_add(rows: list[tuple[int, str, date, int, int, int]]) -> None:
     """Upsert (organization_id, kind, start, executions, cpu_us, sandbox_ms) increments into UsagePeriods."""
     if not rows:
         return
-    table, ops = UsagePeriod._meta.db_table, connection.ops
+    ops = connection.ops
     values = ", ".join(["(%s, %s, %s, %s, %s, %s, 0, 0)"] * len(rows))
     params = [v for org_id, kind, start, ex, cpu, sb in sorted(rows)  # one lock order for every writer
               for v in (org_id, kind, ops.adapt_datefield_value(start), ex, cpu, sb)]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (organization_id, kind, start, executions, cpu_us, sandbox_ms, storage_bytes,"
-            f" executions_admitted) VALUES {values} ON CONFLICT (organization_id, kind, start) DO UPDATE SET"
-            f" executions = {table}.executions + excluded.executions, cpu_us = {table}.cpu_us + excluded.cpu_us,"
-            f" sandbox_ms = {table}.sandbox_ms + excluded.sandbox_ms",
-            params,
-        )
+        cursor.execute(_periods_upsert(f"VALUES {values}"), params)
+
+
+def _periods_upsert(rows_sql: str) -> str:
+    """INSERT `rows_sql` (organization_id, kind, start, executions, cpu_us, sandbox_ms, storage_bytes,
+    executions_admitted) into UsagePeriods, adding the metered figures to rows that exist."""
+    table = UsagePeriod._meta.db_table
+    return (
+        f"INSERT INTO {table} (organization_id, kind, start, executions, cpu_us, sandbox_ms, storage_bytes,"
+        f" executions_admitted) {rows_sql} ON CONFLICT (organization_id, kind, start) DO UPDATE SET"
+        f" executions = {table}.executions + excluded.executions, cpu_us = {table}.cpu_us + excluded.cpu_us,"
+        f" sandbox_ms = {table}.sandbox_ms + excluded.sandbox_ms"
+    )
 
 
 def metering_upsert_sql(source: str, now: datetime, *, executions: int = 0, cpu_us: int = 0,
@@ -199,15 +206,11 @@ def metering_upsert_sql(source: str, now: datetime, *, executions: int = 0, cpu_
     """The upsert of `usage_add` as SQL that takes its organisation ids from `source` (a CTE or table with an
     `organization_id` column), to run in the same statement as the write being metered (PostgreSQL).
     Returns one row per period row touched."""
-    table, ops = UsagePeriod._meta.db_table, connection.ops
-    sql = (
-        f"INSERT INTO {table} (organization_id, kind, start, executions, cpu_us, sandbox_ms, storage_bytes,"
-        f" executions_admitted) SELECT s.organization_id, p.kind, CAST(p.start AS date), %s, %s, %s, 0, 0"
+    ops = connection.ops
+    sql = _periods_upsert(
+        f"SELECT s.organization_id, p.kind, CAST(p.start AS date), %s, %s, %s, 0, 0"
         f" FROM {source} s CROSS JOIN (VALUES (%s, %s), (%s, %s)) AS p(kind, start)"
-        f" ON CONFLICT (organization_id, kind, start) DO UPDATE SET"
-        f" executions = {table}.executions + excluded.executions, cpu_us = {table}.cpu_us + excluded.cpu_us,"
-        f" sandbox_ms = {table}.sandbox_ms + excluded.sandbox_ms RETURNING 1"
-    )
+    ) + " RETURNING 1"
     params = [executions, cpu_us, sandbox_ms,
               DAY, str(ops.adapt_datefield_value(period_of(DAY, now).start)),
               MONTH, str(ops.adapt_datefield_value(period_of(MONTH, now).start))]

@@ -16,20 +16,18 @@ def insert_from(instance, source: str) -> tuple[str, list]:
     return sql + f" RETURNING {quote(meta.pk.column)}", values
 
 
-def conditional_insert(update, instance) -> bool:
-    """Run `update` (a QuerySet.update()-able queryset plus its field values: (queryset, {field: value}))
-    and, in the same statement, insert `instance` if and only if it updated a row (PostgreSQL)."""
-    queryset, values = update
+def update_sql(queryset, values: dict, returning: str) -> tuple[str, list]:
+    """The SQL of `queryset.update(**values)` with `RETURNING <returning>`, to use as a CTE."""
     query = queryset.query.chain(UpdateQuery)
     query.add_update_values(values)
-    update_sql, update_params = query.get_compiler(connection=connection).as_sql()
-    insert_sql, insert_params = insert_from(instance, "updated")
-    with connection.cursor() as cursor:
-        cursor.execute(f"WITH updated AS ({update_sql} RETURNING 1) {insert_sql}", [*update_params, *insert_params])
-        row = cursor.fetchone()
-    if row is not None:
-        mark_saved(instance, row[0])
-    return row is not None
+    sql, params = query.get_compiler(connection=connection).as_sql()
+    return f"{sql} RETURNING {returning}", list(params)
+
+
+def conditional_insert(queryset, values: dict, instance) -> bool:
+    """`queryset.update(**values)` and, in the same statement, the insert of `instance` if and only if the
+    update matched a row (PostgreSQL)."""
+    return _update_then_insert(queryset, values, instance, "updated")
 
 
 def update_and_insert(queryset, values: dict, instance) -> None:
@@ -40,13 +38,18 @@ def update_and_insert(queryset, values: dict, instance) -> None:
             queryset.update(**values)
             instance.save(force_insert=True)
         return
-    query = queryset.query.chain(UpdateQuery)
-    query.add_update_values(values)
-    update_sql, update_params = query.get_compiler(connection=connection).as_sql()
-    insert_sql, insert_params = insert_from(instance, "(SELECT 1) AS one")
+    _update_then_insert(queryset, values, instance, "(SELECT 1) AS one")
+
+
+def _update_then_insert(queryset, values: dict, instance, source: str) -> bool:
+    update, update_params = update_sql(queryset, values, "1")
+    insert, insert_params = insert_from(instance, source)
     with connection.cursor() as cursor:
-        cursor.execute(f"WITH updated AS ({update_sql} RETURNING 1) {insert_sql}", [*update_params, *insert_params])
-        mark_saved(instance, cursor.fetchone()[0])
+        cursor.execute(f"WITH updated AS ({update}) {insert}", [*update_params, *insert_params])
+        row = cursor.fetchone()
+    if row is not None:
+        mark_saved(instance, row[0])
+    return row is not None
 
 
 def mark_saved(instance, pk) -> None:

@@ -11,11 +11,11 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from billing import quotas
 from mem0web.errors import Mem0Error
+from mem0web.sql import update_sql
 from sandboxes import dispatch
 from sandboxes.models import Execution, Sandbox
 from sandboxes.services import require_running, sandbox_mark_ended
@@ -158,14 +158,11 @@ def _record_and_meter_pg(still_open, result: dict, *, cpu_ms: float, now) -> boo
     """The result UPDATE and its metering in one statement (a data-modifying CTE): one round trip, and the
     organisation's period rows (shared by all its runs) are locked only inside PostgreSQL, never across a
     Python step between statements where a busy process would stretch the lock for every other run."""
-    query = still_open.query.chain(UpdateQuery)
-    query.add_update_values(result)
-    update_sql, update_params = query.get_compiler(connection=connection).as_sql()
+    done_sql, done_params = update_sql(still_open, result, "organization_id")
     meter_sql, meter_params = quotas.metering_upsert_sql("done", now, executions=1,
                                                          cpu_us=max(0, round(cpu_ms * 1000)))
     with connection.cursor() as cursor:
-        cursor.execute(f"WITH done AS ({update_sql} RETURNING organization_id) {meter_sql}",
-                       [*update_params, *meter_params])
+        cursor.execute(f"WITH done AS ({done_sql}) {meter_sql}", [*done_params, *meter_params])
         return cursor.rowcount > 0
 
 
