@@ -115,29 +115,28 @@ class Supervisor:
             else:
                 sb.replies.put(msg)
 
-    def _on_pipe(self, sb: Sandbox, fd: int, stream: str) -> None:
+    def _read_pipe(self, fd: int) -> bytes:
+        """What a sandbox pipe holds (up to 64 KiB); b"" when nothing is ready or, after closing the pipe,
+        at its end."""
         try:
             data = os.read(fd, 1 << 16)
         except BlockingIOError:
-            return
+            return b""
         except OSError:
             data = b""
         if not data:
             self.hub.remove(fd, lambda: os.close(fd))
-            return
-        self._deliver(sb, stream, data)
+        return data
+
+    def _on_pipe(self, sb: Sandbox, fd: int, stream: str) -> None:
+        data = self._read_pipe(fd)
+        if data:
+            self._deliver(sb, stream, data)
 
     def _on_framed(self, sb: Sandbox) -> None:
         """sys.stdout/sys.stderr frames (``kernel.FramedWriter``): one pipe keeps their order."""
-        fd = sb.py_fd
-        try:
-            data = os.read(fd, 1 << 16)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
+        data = self._read_pipe(sb.py_fd)
         if not data:
-            self.hub.remove(fd, lambda: os.close(fd))
             return
         buf = sb.py_buf + data
         pos = 0
