@@ -31,7 +31,7 @@ from billing.selectors import (
     usage_totals,
 )
 from mem0web.errors import Mem0Error
-from mem0web.sql import conditional_insert, insert_from, mark_saved
+from mem0web.sql import Increment, conditional_insert, insert_from, mark_saved
 
 DEFAULT_RUN_SECONDS = 30.0
 
@@ -61,8 +61,8 @@ def sandbox_slot_reserve(*, org, record=None) -> None:
     it, only if a slot was taken (one round trip); elsewhere it is saved right after."""
     limit = effective_limits(org)["concurrent_sandboxes"]
     slots = SandboxSlots.objects.filter(organization=org, in_use__lt=limit)
-    if record is not None and connection.vendor == "postgresql" \
-            and conditional_insert(slots, {"in_use": F("in_use") + 1}, record):
+    if record is not None and connection.vendor == "postgresql" and conditional_insert(
+            SandboxSlots, {"in_use": Increment(1)}, record, organization_id=org.pk, in_use__lt=limit):
         return
     taken = slots.update(in_use=F("in_use") + 1)
     if not taken and not SandboxSlots.objects.filter(organization=org).exists():  # the organisation's first

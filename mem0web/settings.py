@@ -123,7 +123,8 @@ if DATABASE_URL:
         # Requests hand their connection back at the end (and while a run is awaited), so a pool shared
         # by the worker threads keeps connections open without one per thread.
         DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 2, "max_size": env_int("MEM0_DB_POOL_SIZE", 40),
-                                                    "timeout": 10}}
+                                                    "timeout": 10},
+                                           "server_side_binding": True}
 else:
     DATABASES = {
         "default": {

@@ -50,7 +50,7 @@ class SandboxListView(APIView):
                                          runtime=request.query_params.get("runtime"), metadata=metadata)
         paginator = Cursor()
         page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(sandbox_json.many(page))
+        return paginator.get_paginated_response([sandbox_json(s) for s in page])
 
     @extend_schema(request=SandboxCreateSerializer, responses={201: SandboxSerializer})
     def post(self, request):

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from billing import quotas
 from mem0web.errors import Mem0Error
-from mem0web.sql import update_sql
+from mem0web.sql import orm_update, update_where
 from sandboxes import dispatch
 from sandboxes.models import Execution, Sandbox
 from sandboxes.services import require_running, sandbox_mark_ended
@@ -139,12 +139,12 @@ def _apply_result(execution: Execution, exit_event, stdout: str, stderr: str, tr
 
 def _record_result(execution: Execution, exit_event, stdout: str, stderr: str, truncated: bool, now) -> int:
     result = _result(exit_event, stdout, stderr, truncated, now)
-    still_open = Execution.objects.filter(pk=execution.pk, status__in=Execution.OPEN_STATUSES)
+    still_open = {"id": execution.pk, "status__in": Execution.OPEN_STATUSES}
     if connection.vendor == "postgresql":
         done = _record_and_meter_pg(still_open, result, cpu_ms=exit_event.cpu_ms or 0, now=now)
     else:
         with transaction.atomic():  # the result and its metering commit together, or not at all
-            done = still_open.update(**result)
+            done = orm_update(Execution, result, **still_open)
             if done:
                 quotas.execution_metered(org_id=execution.organization_id, cpu_ms=exit_event.cpu_ms or 0,
                                          now=now)
@@ -154,11 +154,11 @@ def _record_result(execution: Execution, exit_event, stdout: str, stderr: str, t
     return done
 
 
-def _record_and_meter_pg(still_open, result: dict, *, cpu_ms: float, now) -> bool:
+def _record_and_meter_pg(still_open: dict, result: dict, *, cpu_ms: float, now) -> bool:
     """The result UPDATE and its metering in one statement (a data-modifying CTE): one round trip, and the
     organisation's period rows (shared by all its runs) are locked only inside PostgreSQL, never across a
     Python step between statements where a busy process would stretch the lock for every other run."""
-    done_sql, done_params = update_sql(still_open, result, "organization_id")
+    done_sql, done_params = update_where(Execution, result, "organization_id", **still_open)
     meter_sql, meter_params = quotas.metering_upsert_sql("done", now, executions=1,
                                                          cpu_us=max(0, round(cpu_ms * 1000)))
     with connection.cursor() as cursor:

@@ -3,6 +3,7 @@
 from django.db.models import QuerySet
 
 from mem0web.errors import NotFound
+from mem0web.sql import rows_where
 from sandboxes.models import Execution, Sandbox, Snapshot
 
 
@@ -19,7 +20,7 @@ def sandboxes_for_org(org, *, state: str | None = None, runtime: str | None = No
 
 
 def sandbox_by_id(org, sandbox_id: str) -> Sandbox:
-    found = list(Sandbox.objects.filter(pk=sandbox_id, organization=org))  # by pk: no ORDER BY, no LIMIT
+    found = rows_where(Sandbox, id=sandbox_id, organization_id=org.pk)  # every request with a sandbox id
     if not found:
         raise NotFound("No such sandbox.")
     return found[0]

@@ -14,7 +14,7 @@ from accounts.audit import audit_event, audit_record
 from billing import quotas
 from billing.selectors import effective_limits
 from mem0web.errors import Mem0Error
-from mem0web.sql import update_and_insert
+from mem0web.sql import orm_update, update_and_insert
 from sandboxes import dispatch
 from sandboxes.models import Execution, Sandbox
 from sandboxes.runtimes import RUNTIMES
@@ -82,11 +82,11 @@ def _start(sandbox: Sandbox, method: str, *, movable: bool = True, audit=None, *
                         next_agent, exc.code)
             sandbox.agent_id = next_agent
             Sandbox.objects.filter(pk=sandbox.pk).update(agent_id=next_agent)
-    starting = Sandbox.objects.filter(pk=sandbox.pk, state=Sandbox.State.STARTING)
+    running = {"state": Sandbox.State.RUNNING}
     if audit is None:
-        starting.update(state=Sandbox.State.RUNNING)
+        orm_update(Sandbox, running, id=sandbox.pk, state=Sandbox.State.STARTING)
     else:
-        update_and_insert(starting, {"state": Sandbox.State.RUNNING}, audit(sandbox))
+        update_and_insert(Sandbox, running, audit(sandbox), id=sandbox.pk, state=Sandbox.State.STARTING)
     sandbox.state = Sandbox.State.RUNNING
     return reply
 
