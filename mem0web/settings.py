@@ -124,7 +124,10 @@ if DATABASE_URL:
         # by the worker threads keeps connections open without one per thread.
         DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 2, "max_size": env_int("MEM0_DB_POOL_SIZE", 40),
                                                     "timeout": 10},
-                                           "server_side_binding": True}
+                                           # Parameters bound by the server, and statements prepared on their
+                                           # second use per connection: PostgreSQL planned every statement
+                                           # anew otherwise (0.1-0.9 ms each; bench/api.py runs three per run).
+                                           "server_side_binding": True, "prepare_threshold": 1}
 else:
     DATABASES = {
         "default": {
