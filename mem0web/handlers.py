@@ -8,9 +8,10 @@ loop, then signals, middleware chain, view and, for ordinary responses, `close()
 hands the database connection back to the pool) run in one call on a long-lived worker thread, and the
 loop only writes the bytes. Streaming responses (SSE) take Django's own disconnect-aware path.
 
-`after_response(request, fn)` lets a view finish bookkeeping once its response is on the wire (a run's
-result is recorded after the client has it); where no Mem0ASGIHandler serves the request (tests' client,
-WSGI) `fn` runs at once.
+`after_response(request, fn)` lets a view finish bookkeeping off the response's critical path: `fn` runs in
+the same worker thread once the response has been handed to the event loop, while the loop sends it (a
+run's result is recorded as the client receives it, and even if the client has gone). Where no
+Mem0ASGIHandler serves the request (tests' client, WSGI) `fn` runs at once.
 """
 
 import asyncio
@@ -29,12 +30,21 @@ log = logging.getLogger("mem0.web")
 
 
 def after_response(request, fn) -> None:
-    """Run `fn()` after the response to `request` (a Django or DRF request) has been sent."""
+    """Run `fn()` once the response to `request` (a Django or DRF request) is handed over for sending."""
     callbacks = getattr(request, "mem0_after_response", None)
     if callbacks is None:
         fn()
     else:
         callbacks.append(fn)
+
+
+def _settle(future: asyncio.Future, result, exc) -> None:
+    if future.done():  # the request's task was cancelled (client gone)
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
 
 
 class Mem0ASGIHandler(ASGIHandler):
@@ -54,16 +64,28 @@ class Mem0ASGIHandler(ASGIHandler):
             return
         try:
             loop = asyncio.get_running_loop()
-            response, callbacks = await loop.run_in_executor(self.executor, self.respond, scope, body_file)
+            answered = loop.create_future()
+            self.executor.submit(self.respond_then_finish, loop, answered, scope, body_file)
+            response = await answered
             if response.streaming:
                 async with ThreadSensitiveContext():
                     await self.stream(response, receive, send)
             else:
                 await self.send_response(response, send)
-            if callbacks:
-                await loop.run_in_executor(self.executor, self.run_after, callbacks)
         finally:
             body_file.close()
+
+    def respond_then_finish(self, loop, answered: asyncio.Future, scope, body_file) -> None:
+        """In the worker thread: answer, hand the response to the event loop, then run the request's
+        after-response callbacks in the same thread (no second hop; the loop sends meanwhile)."""
+        try:
+            response, callbacks = self.respond(scope, body_file)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(_settle, answered, None, exc)
+            return
+        loop.call_soon_threadsafe(_settle, answered, response, None)
+        if callbacks:
+            self.run_after(callbacks)
 
     def respond(self, scope, body_file):
         """Everything Django does for a request, synchronously, in the worker thread."""
