@@ -65,12 +65,9 @@ def sandbox_slot_reserve(*, org, record=None) -> None:
             SandboxSlots, {"in_use": Increment(1)}, record, organization_id=org.pk, in_use__lt=limit):
         return
     taken = slots.update(in_use=F("in_use") + 1)
-    if not taken and not SandboxSlots.objects.filter(organization=org).exists():  # the organisation's first
-        try:
-            with transaction.atomic():
-                SandboxSlots.objects.create(organization=org)
-        except IntegrityError:  # a concurrent first sandbox made it
-            pass
+    if not taken:  # at the limit, or the organisation's first sandbox: make the row, then try once more
+        # (retried whoever made it: concurrent first sandboxes all find it only after their first try)
+        SandboxSlots.objects.get_or_create(organization=org)
         taken = slots.update(in_use=F("in_use") + 1)
     if not taken:
         raise _exceeded(

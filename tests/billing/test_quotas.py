@@ -100,6 +100,18 @@ def test_forty_concurrent_reserves_at_the_limit_never_overshoot(tenant, override
 
 @requires_postgres
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_organisations_concurrent_first_sandboxes_all_get_a_slot(tenant, override):
+    """The slot row is made by the first sandbox; those racing it must retry, not be refused."""
+    org = tenant("race0")[0]
+    override(org, concurrent_sandboxes=50)
+    SandboxSlots.objects.filter(organization=org).delete()
+    results = _race(20, lambda: quotas.sandbox_slot_reserve(org=org))
+    assert results == ["ok"] * 20
+    assert SandboxSlots.objects.get(organization=org).in_use == 20
+
+
+@requires_postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_concurrent_reserves_one_below_the_limit_admit_exactly_one(tenant):
     org = tenant("race1")[0]
     quotas.sandbox_slot_reserve(org=org)
