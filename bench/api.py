@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/api.py [--runs 200] [--seconds 10] [--clients 16] [--web-workers N]
 
-Starts its own web tier (`manage.py serve`: one Daphne per core unless --web-workers) and one agent on a
+Starts its own web tier (`manage.py serve`: two Daphne processes per core unless --web-workers) and one agent on a
 private bus prefix and database (`mem0bench`), so it can run beside a development server. Figures: create+run `print(1)` → result (p50/p99),
 warm run, sustained runs/s with N concurrent clients (each on its own sandbox), and websocket
 first-byte latency: the sandbox prints `time.time()` and the client subtracts it from its receive time
@@ -257,7 +257,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--clients", type=int, default=16)
-    ap.add_argument("--web-workers", type=int, default=os.cpu_count(), help="Daphne processes (manage.py serve)")
+    ap.add_argument("--web-workers", type=int, default=2 * os.cpu_count(),
+                    help="Daphne processes (manage.py serve's default: two per core)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         procs, base, key = stack(tmp, args.web_workers)

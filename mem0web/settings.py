@@ -122,7 +122,7 @@ if DATABASE_URL:
     if DATABASES["default"]["ENGINE"].endswith("postgresql"):
         # Requests hand their connection back at the end (and while a run is awaited), so a pool shared
         # by the worker threads keeps connections open without one per thread.
-        DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 2, "max_size": env_int("MEM0_DB_POOL_SIZE", 40),
+        DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 2, "max_size": env_int("MEM0_DB_POOL_SIZE", 20),
                                                     "timeout": 10},
                                            # Parameters bound by the server, and statements prepared on their
                                            # second use per connection: PostgreSQL planned every statement
