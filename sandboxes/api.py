@@ -101,7 +101,8 @@ class ExecutionCreateView(APIView):
         data = ExecutionCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         execution = executions.execution_start(principal=request.auth, sandbox=sandbox, code=data.validated_data["code"],
-                                               timeout_s=data.validated_data.get("timeout_s"))
+                                               timeout_s=data.validated_data.get("timeout_s"),
+                                               wait=data.validated_data["wait"])
         if not data.validated_data["wait"]:
             return Response(execution_json(execution), status=202)
         finished = executions.execution_wait(execution, record_later=lambda fn: after_response(request, fn))

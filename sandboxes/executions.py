@@ -30,8 +30,10 @@ class AgentTimeout(Mem0Error):
     code, status, message = "agent_timeout", 504, "The agent did not answer in time."
 
 
-def execution_start(*, principal, sandbox: Sandbox, code: str, timeout_s: float | None = None) -> Execution:
-    """Admit, record and dispatch a run; returns at once with the execution `running`."""
+def execution_start(*, principal, sandbox: Sandbox, code: str, timeout_s: float | None = None,
+                    wait: bool = False) -> Execution:
+    """Admit, record and dispatch a run; returns with the execution `running`: at once, or (`wait`) with
+    the first output read in the same exchange as the agent's accept (kept for `execution_wait`)."""
     code = clean_code(code)
     require_running(sandbox)
     # The admission takes a hot row (shared by the organisation's runs) and holds it only inside one
@@ -48,8 +50,9 @@ def execution_start(*, principal, sandbox: Sandbox, code: str, timeout_s: float 
     execution = rows[0]
     sandbox_touch(sandbox, execution.created_at)
     try:
-        dispatch.call(sandbox.agent_id, "run", sandbox_id=sandbox.pk, execution_id=execution.pk, code=code,
-                      timeout_s=timeout_s)
+        execution.first_events = dispatch.call(sandbox.agent_id, "run", sandbox_id=sandbox.pk,
+                                               execution_id=execution.pk, code=code, timeout_s=timeout_s,
+                                               read_ms=HOLD_CONNECTION_MS if wait else 0)
     except Mem0Error as exc:
         Execution.objects.filter(pk=execution.pk).update(status=Execution.Status.FAILED, finished_at=timezone.now(),
                                                          stderr=exc.message)
@@ -74,16 +77,17 @@ def _release_db_connection() -> None:
         connection.close()
 
 
-def collect(execution_id: str, *, deadline: float, after_seq: int = 0, block: bool = True):
+def collect(execution_id: str, *, deadline: float, after_seq: int = 0, block: bool = True, first_events=()):
     """Read the stream until the exit record, the deadline, or (block=False) its current end.
 
-    A run still going after HOLD_CONNECTION_MS gives its database connection back to the pool, so runs
-    awaited for minutes do not starve other requests. Returns (exit event or None, stdout, stderr,
-    truncated, last seq)."""
+    `first_events`: events already read from seq `after_seq` on. A run still going after
+    HOLD_CONNECTION_MS gives its database connection back to the pool, so runs awaited for minutes do not
+    starve other requests. Returns (exit event or None, stdout, stderr, truncated, last seq)."""
     cap = settings.MEM0_CAPTURE_BYTES
     out, err, sizes, truncated, seq, exit_event = [], [], {"stdout": 0, "stderr": 0}, False, after_seq, None
     client = dispatch.engine()
     started, holding = time.monotonic(), block
+    pending = list(first_events)
     while exit_event is None:
         now = time.monotonic()
         remaining_ms = int((deadline - now) * 1000)
@@ -92,7 +96,7 @@ def collect(execution_id: str, *, deadline: float, after_seq: int = 0, block: bo
         wait_ms = min(remaining_ms, 5000) if block else 0
         if holding:
             wait_ms = min(wait_ms, max(1, HOLD_CONNECTION_MS - int((now - started) * 1000)))
-        events = client.output(execution_id, after_seq=seq, block_ms=wait_ms)
+        events, pending = pending or client.output(execution_id, after_seq=seq, block_ms=wait_ms), []
         if not events and not block:
             break
         for event in events:
@@ -173,7 +177,8 @@ def execution_wait(execution: Execution, *, record_later=None) -> Execution:
     is returned at once and recorded through it: the exit record stays on the agent's stream, so a crash
     before recording leaves the run open until the next GET or stream read records it."""
     deadline = time.monotonic() + execution.timeout_s + WAIT_GRACE_S
-    exit_event, stdout, stderr, truncated, _ = collect(execution.pk, deadline=deadline)
+    exit_event, stdout, stderr, truncated, _ = collect(execution.pk, deadline=deadline,
+                                                       first_events=getattr(execution, "first_events", ()))
     if exit_event is not None and record_later is not None:
         pending = Execution(pk=execution.pk, organization_id=execution.organization_id,
                             sandbox_id=execution.sandbox_id, status=execution.status)

@@ -53,16 +53,18 @@ class EngineClient:
         code: str,
         timeout_s: float,
         timeout: float = 10,
-    ) -> None:
-        self._call(
-            agent_id,
-            "run",
-            timeout,
-            sandbox_id=sandbox_id,
-            execution_id=execution_id,
-            code=code,
-            timeout_s=timeout_s,
-        )
+        read_ms: int = 0,
+    ) -> list[OutputEvent | ExitEvent]:
+        """Start a run; with ``read_ms`` also wait up to that long for its first output (returned, from
+        seq 1: a short run's whole output and exit often come back with the accept)."""
+        request = OpRequest(op="run", args={"sandbox_id": sandbox_id, "execution_id": execution_id,
+                                            "code": code, "timeout_s": timeout_s})
+        if not read_ms:
+            self.bus.call(agent_id, request, timeout).unwrap()
+            return []
+        reply, events = self.bus.call_then_read(agent_id, request, timeout, execution_id, read_ms)
+        reply.unwrap()
+        return events
 
     def output(
         self, execution_id: str, *, after_seq: int = 0, block_ms: int = 0, count: int = 1000

@@ -125,6 +125,31 @@ def test_blocking_read_wakes_on_new_output(redis_engine):
     assert 0.2 < time.monotonic() - t < 3
 
 
+def test_run_with_read_ms_brings_back_a_short_runs_output_with_the_accept(redis_engine):
+    engine, bus = redis_engine
+    sid = engine.create()
+    eid = f"ex-{uuid.uuid4().hex}"
+    first = engine.client.run(engine.agent_id, sandbox_id=sid, execution_id=eid, code="print('a'); print('b')",
+                              timeout_s=5, read_ms=2000)
+    exit_event = engine.client.wait(eid, timeout=10)
+    events = engine.client.output(eid)
+    assert exit_event.status == "succeeded" and events[-1] == exit_event
+    assert first and first == events[:len(first)]  # what had arrived: a prefix of the stream, from seq 1
+    print("first events:", first)
+    # a slow run: what the read window saw (nothing yet), the rest is read as usual
+    eid2 = f"ex-{uuid.uuid4().hex}"
+    t = time.monotonic()
+    early = engine.client.run(engine.agent_id, sandbox_id=sid, execution_id=eid2,
+                              code="import time\ntime.sleep(0.5)\nprint('late')", timeout_s=5, read_ms=50)
+    assert early == [] and time.monotonic() - t < 0.45
+    assert engine.client.wait(eid2, timeout=10).status == "succeeded"
+    # a refusal is raised as before, with no events
+    with pytest.raises(EngineError) as err:
+        engine.client.run(engine.agent_id, sandbox_id="no-such-sandbox", execution_id=f"ex-{uuid.uuid4().hex}",
+                          code="print(1)", timeout_s=5, read_ms=50)
+    assert err.value.code == "sandbox_not_running"
+
+
 def test_unknown_agent_and_error_codes_over_redis(redis_engine):
     engine, _ = redis_engine
     with pytest.raises(EngineError) as err:

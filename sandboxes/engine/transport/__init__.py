@@ -35,6 +35,15 @@ class Bus(abc.ABC):
     def call(self, agent_id: str, request: OpRequest, timeout: float) -> OpReply:
         """Send ``request`` and wait for its reply; raises EngineError agent_timeout/agent_lost."""
 
+    def call_then_read(
+        self, agent_id: str, request: OpRequest, timeout: float, execution_id: str, block_ms: int
+    ) -> tuple[OpReply, list[OutputEvent | ExitEvent]]:
+        """``call``, then (once the reply is in) up to ``block_ms`` for the first output of
+        ``execution_id``: a run's accept and its first events in one exchange where the transport
+        can (Redis: one round trip fewer). The events are ``[]`` when the reply is a refusal."""
+        reply = self.call(agent_id, request, timeout)
+        return reply, (self.read_output(execution_id, 0, block_ms, 1000) if reply.ok else [])
+
     # -- ops (agent side)
     @abc.abstractmethod
     def serve_ops(self, agent_id: str, handle: Callable[[OpRequest], None], stop: threading.Event) -> None:

@@ -70,6 +70,34 @@ class RedisBus(Bus):
 
     # -- ops, client side
     def call(self, agent_id: str, request: OpRequest, timeout: float) -> OpReply:
+        self._send(agent_id, request, timeout)
+        got = self.r.blpop([self._k("reply", request.request_id)], timeout=max(0.01, timeout))
+        return self._reply(agent_id, request, got)
+
+    def call_then_read(
+        self, agent_id: str, request: OpRequest, timeout: float, execution_id: str, block_ms: int
+    ) -> tuple[OpReply, list[OutputEvent | ExitEvent]]:
+        # BLPOP and XREAD in one pipeline: Redis runs the read as soon as the reply is there, and a short
+        # run's output comes back with it. A blocked XREAD is answered after the first entry the agent adds;
+        # the second, non-blocking XREAD runs once the rest of the agent's batch is in (a short run's last
+        # output and its exit are published together). A refusal costs the read's block_ms.
+        self._send(agent_id, request, timeout)
+        key = self._k("exec", execution_id)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.blpop([self._k("reply", request.request_id)], timeout=max(0.01, timeout))
+        pipe.xread({key: "0-0"}, count=1000, block=max(1, block_ms))
+        pipe.xread({key: "0-0"}, count=1000)
+        got, first, later = pipe.execute()
+        reply = self._reply(agent_id, request, got)
+        return reply, (_events(later or first) if reply.ok else [])
+
+    def _reply(self, agent_id: str, request: OpRequest, got) -> OpReply:
+        if got is None:
+            alive = self._agent_alive(agent_id)
+            raise EngineError("agent_timeout" if alive else "agent_lost", f"{request.op} on {agent_id}")
+        return OpReply.from_dict(json.loads(got[1]))
+
+    def _send(self, agent_id: str, request: OpRequest, timeout: float) -> None:
         request.deadline = time.time() + timeout
         pipe = self.r.pipeline(transaction=False)
         pipe.hget(self._k("agents"), agent_id)
@@ -84,11 +112,6 @@ class RedisBus(Bus):
             raise EngineError("agents_unavailable", f"agent {agent_id} is not registered")
         if not AgentInfo.from_dict(json.loads(raw_info), time.time()).alive:
             raise EngineError("agent_lost", f"agent {agent_id} has stopped sending heartbeats")
-        got = self.r.blpop([self._k("reply", request.request_id)], timeout=max(0.01, timeout))
-        if got is None:
-            alive = self._agent_alive(agent_id)
-            raise EngineError("agent_timeout" if alive else "agent_lost", f"{request.op} on {agent_id}")
-        return OpReply.from_dict(json.loads(got[1]))
 
     # -- ops, agent side
     def serve_ops(self, agent_id: str, handle: Callable[[OpRequest], None], stop: threading.Event) -> None:
@@ -178,11 +201,11 @@ class RedisBus(Bus):
             count=count,
             block=block_ms if block_ms > 0 else None,
         )
-        out = []
-        for _, entries in got or []:
-            for _, fields in entries:
-                out.append(event_from_dict(json.loads(fields[b"e"])))
-        return out
+        return _events(got)
 
     def close(self) -> None:
         self.r.close()
+
+
+def _events(xread_reply) -> list[OutputEvent | ExitEvent]:
+    return [event_from_dict(json.loads(fields[b"e"])) for _, entries in xread_reply or [] for _, fields in entries]
