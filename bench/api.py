@@ -139,6 +139,17 @@ def wait_settled(procs, timeout: float = 60) -> None:
             return
 
 
+def host_reference_ms(n: int = 15) -> float:
+    """p50 of a cold `python -c 'print(1)'` (this interpreter), to compare runs made while the host was faster
+    or slower."""
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        subprocess.run([PY, "-c", "print(1)"], capture_output=True, check=True)
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
 def wait_host_idle(timeout: float = 30) -> None:
     """Until the whole host is idle: the kernel tears down a deleted sandbox's namespaces in the background
     (kworker `cleanup_net`, ~1 ms of CPU each), so one phase's teardown would otherwise be billed to the next."""
@@ -260,6 +271,7 @@ def main() -> None:
     ap.add_argument("--web-workers", type=int, default=2 * os.cpu_count(),
                     help="Daphne processes (manage.py serve's default: two per core)")
     args = ap.parse_args()
+    cold = host_reference_ms()
     with tempfile.TemporaryDirectory() as tmp:
         procs, base, key = stack(tmp, args.web_workers)
         try:
@@ -277,6 +289,8 @@ def main() -> None:
     ]
     print(f"\nbench/api.py — PostgreSQL + Redis, {args.web_workers} Daphne process(es) (manage.py serve), 1 agent, "
           f"{os.cpu_count()} cores")
+    print(f"host reference: a cold `{Path(PY).name} -c 'print(1)'` takes {cold:.1f} ms p50 now (this host's speed "
+          "drifts; ../shared/checks/sandbox-api compares against the same figure)")
     print(f"{'measure':36} {'p50 ms':>8} {'p99 ms':>8} {'n':>5}  target")
     for name, xs, target in rows:
         print(f"{name:36} {statistics.median(xs):8.2f} {pct(xs, 99):8.2f} {len(xs):5d}  {target}")
