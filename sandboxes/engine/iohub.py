@@ -4,12 +4,6 @@ stderr pipes, reaper pipes) plus a periodic tick for run deadlines.
 Within one wake-up, output pipes are handled before control sockets: the interpreter sends a
 run's result only after the agent has read the pipes empty, so all output of a run is
 published before its exit record.
-
-Lingering: when a wake-up leaves output of a still-open run to publish, the hub looks once more,
-for up to LINGER_S, before publishing. The result of a short run follows its last output by a
-fraction of a millisecond (the interpreter sends it as soon as its pipes are read), so output and
-exit go out in one publish and a waiting client gets both in one read instead of two. Streamed
-output is published at most LINGER_S later.
 """
 
 from __future__ import annotations
@@ -23,17 +17,14 @@ from collections.abc import Callable
 log = logging.getLogger("mem0.engine.iohub")
 
 PRIORITY_OUTPUT, PRIORITY_REAPER, PRIORITY_CONTROL = 0, 1, 2
-LINGER_S = 0.0005
 
 
 class IOHub(threading.Thread):
-    def __init__(self, on_tick: Callable[[], None], on_flush: Callable[[], None], tick_s: float = 0.02,
-                 linger: Callable[[], bool] = lambda: False):
+    def __init__(self, on_tick: Callable[[], None], on_flush: Callable[[], None], tick_s: float = 0.02):
         super().__init__(name="mem0-iohub", daemon=True)
         self.sel = selectors.DefaultSelector()
         self.on_tick = on_tick
         self.on_flush = on_flush
-        self.linger = linger
         self.tick_s = tick_s
         self.stop_event = threading.Event()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -91,38 +82,30 @@ class IOHub(threading.Thread):
     def run(self) -> None:
         while not self.stop_event.is_set():
             self._apply_changes()
-            if not self._serve(self.tick_s):
-                continue
             try:
-                if self.linger():
-                    self._serve(LINGER_S)
+                ready = self.sel.select(self.tick_s)
+            except OSError:
+                continue
+            calls = []
+            for key, _ in ready:
+                if key.data is None:
+                    try:
+                        os.read(self._wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                    continue
+                calls.append(key.data)
+            calls.sort(key=lambda d: d[0])
+            for _, callback in calls:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("event=iohub_callback_failed")
+            try:
                 self.on_flush()
                 self.on_tick()
             except Exception:
                 log.exception("event=iohub_tick_failed")
-
-    def _serve(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` and run the callbacks of the ready descriptors, output first."""
-        try:
-            ready = self.sel.select(timeout)
-        except OSError:
-            return False
-        calls = []
-        for key, _ in ready:
-            if key.data is None:
-                try:
-                    os.read(self._wake_r, 4096)
-                except BlockingIOError:
-                    pass
-                continue
-            calls.append(key.data)
-        calls.sort(key=lambda d: d[0])
-        for _, callback in calls:
-            try:
-                callback()
-            except Exception:
-                log.exception("event=iohub_callback_failed")
-        return True
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -42,7 +42,7 @@ class Supervisor:
     def __init__(self, bus: Bus, on_dead: Callable[[Sandbox], None]):
         self.bus = bus
         self.on_dead = on_dead
-        self.hub = IOHub(self._tick, self._flush, linger=self._output_awaits_exit)
+        self.hub = IOHub(self._tick, self._flush)
         self.active_runs: set[Sandbox] = set()
         self.dying: set[Sandbox] = set()
         self.pending_events: dict[str, list] = {}
@@ -170,10 +170,6 @@ class Supervisor:
 
     def _emit(self, run: Run, event) -> None:
         self.pending_events.setdefault(run.execution_id, []).append(event)
-
-    def _output_awaits_exit(self) -> bool:
-        """Whether some pending events are output of a run whose exit is not among them yet."""
-        return any(not isinstance(events[-1], ExitEvent) for events in self.pending_events.values())
 
     def _flush(self) -> None:
         """Publish pending events; on a bus failure (Redis restarting) keep them and retry at the
