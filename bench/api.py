@@ -202,6 +202,7 @@ def bench_sequential(base: str, key: str, runs: int) -> dict:
         assert r["stdout"] == "1\n", r
         c.delete(f"/api/v1/sandboxes/{sid}")
     sid = c.post("/api/v1/sandboxes", {"runtime": "python"}).json()["id"]
+    wait_host_idle()
     warm = []
     for _ in range(runs):
         t = time.perf_counter()
