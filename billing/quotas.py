@@ -119,7 +119,29 @@ def execution_admit(*, org, timeout_s: float | None, now: datetime | None = None
     return timeout
 
 
-def _take_execution(org_id: int, day: Period, month: Period, limits: dict, insert=None) -> bool:
+def execution_admit_guarded(*, org, timeout_s: float | None, record, guard: tuple[str, list, list[str]]):
+    """`execution_admit`'s hot path on PostgreSQL, conditional on `guard` as well, in one statement.
+
+    `guard` is (a SELECT of at most one row, its params, its column names): for a run, "the sandbox exists,
+    is this organisation's and is running", which then needs no statement of its own. Admits, inserts
+    `record(timeout)` and returns (timeout, the guard row's values); None when anything did not hold (the
+    guard, a limit, the day's rows not made yet, a timeout over the plan's, not PostgreSQL): the caller then
+    checks the guard itself and takes `execution_admit`, which says which limit refused."""
+    if connection.vendor != "postgresql":
+        return None
+    limits = effective_limits(org)
+    max_run = float(limits["max_run_seconds"])
+    if timeout_s is not None and timeout_s > max_run:
+        return None
+    timeout = float(timeout_s) if timeout_s is not None else min(DEFAULT_RUN_SECONDS, max_run)
+    now = timezone.now()
+    returned = _take_execution(org.pk, period_of(DAY, now), period_of(MONTH, now), limits, insert=record(timeout),
+                               guard=guard)
+    return None if returned is None else (timeout, returned)
+
+
+def _take_execution(org_id: int, day: Period, month: Period, limits: dict, insert=None, guard=None):
+    """Take one of today's executions: True (or, with `insert`, the row RETURNING gave) if taken, else None."""
     ops, period, event = connection.ops, UsagePeriod._meta.db_table, UsageEvent._meta.db_table
     sql = (
         f"UPDATE {period} SET executions_admitted = executions_admitted + 1"
@@ -135,15 +157,27 @@ def _take_execution(org_id: int, day: Period, month: Period, limits: dict, inser
         org_id, False, ops.adapt_datetimefield_value(month.starts_at), ops.adapt_datetimefield_value(month.ends_at),
         limits["cpu_seconds_per_month"] * 1_000_000,
     ]
+    guard_with, guard_returning = "", ""
+    if guard is not None:
+        guard_sql, guard_params, guard_columns = guard
+        sql, params = sql + " AND EXISTS (SELECT 1 FROM guard)", [*guard_params, *params]
+        guard_with = f"guard AS ({guard_sql}), "
+        guard_returning = "".join(f", (SELECT {column} FROM guard)" for column in guard_columns)
     if insert is not None:
         insert_sql, insert_params = insert_from(insert, "admitted")
-        sql, params = f"WITH admitted AS ({sql} RETURNING organization_id) {insert_sql}", [*params, *insert_params]
+        sql = f"WITH {guard_with}admitted AS ({sql} RETURNING organization_id) {insert_sql}{guard_returning}"
+        params = [*params, *insert_params]
+    elif guard is not None:
+        sql = f"WITH {guard_with.removesuffix(', ')} {sql}"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        taken = cursor.rowcount == 1
-        if taken and insert is not None:
-            mark_saved(insert, cursor.fetchone()[0])
-    return taken
+        if cursor.rowcount != 1:
+            return None
+        if insert is None:
+            return True
+        returned = cursor.fetchone()
+    mark_saved(insert, returned[0])
+    return returned[1:] if guard is not None else returned
 
 
 def _admission_refusal(org, now: datetime, limits: dict) -> QuotaExceeded:

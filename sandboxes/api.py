@@ -97,10 +97,12 @@ class ExecutionCreateView(APIView):
 
     @extend_schema(request=ExecutionCreateSerializer, responses={200: ExecutionSerializer, 202: ExecutionSerializer})
     def post(self, request, sandbox_id: str):
-        sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
         data = ExecutionCreateSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        execution = executions.execution_start(principal=request.auth, sandbox=sandbox, code=data.validated_data["code"],
+        if not data.is_valid():
+            selectors.sandbox_by_id(request.auth.org, sandbox_id)  # an unknown sandbox is a 404 whatever the body
+            data.is_valid(raise_exception=True)
+        execution = executions.execution_start(principal=request.auth, sandbox_id=sandbox_id,
+                                               code=data.validated_data["code"],
                                                timeout_s=data.validated_data.get("timeout_s"),
                                                wait=data.validated_data["wait"])
         if not data.validated_data["wait"]:

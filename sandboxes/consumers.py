@@ -101,9 +101,9 @@ class SandboxConsumer(_Mem0Consumer):
             await self.send_json(error_body("permission_denied", "This key lacks the sandboxes:write scope."))
             return
         try:
-            sandbox = await database_sync_to_async(selectors.sandbox_by_id)(self.principal.org, self.sandbox.pk)
             execution = await database_sync_to_async(executions.execution_start)(
-                principal=self.principal, sandbox=sandbox, code=content["code"], timeout_s=content.get("timeout_s"))
+                principal=self.principal, sandbox_id=self.sandbox.pk, code=content["code"],
+                timeout_s=content.get("timeout_s"))
         except Mem0Error as exc:
             await self.send_json(error_body(exc.code, exc.message, exc.details))
             return

@@ -16,7 +16,7 @@ from django.utils import timezone
 from billing import quotas
 from mem0web.errors import Mem0Error
 from mem0web.sql import orm_update, update_where
-from sandboxes import dispatch
+from sandboxes import dispatch, selectors
 from sandboxes.models import Execution, Sandbox
 from sandboxes.services import require_running, sandbox_mark_ended
 from sandboxes.validation import clean_code
@@ -30,24 +30,42 @@ class AgentTimeout(Mem0Error):
     code, status, message = "agent_timeout", 504, "The agent did not answer in time."
 
 
-def execution_start(*, principal, sandbox: Sandbox, code: str, timeout_s: float | None = None,
+def execution_start(*, principal, sandbox_id: str, code: str, timeout_s: float | None = None,
                     wait: bool = False) -> Execution:
-    """Admit, record and dispatch a run; returns with the execution `running`: at once, or (`wait`) with
-    the first output read in the same exchange as the agent's accept (kept for `execution_wait`)."""
-    code = clean_code(code)
-    require_running(sandbox)
-    # The admission takes a hot row (shared by the organisation's runs) and holds it only inside one
-    # statement, which on PostgreSQL also inserts the execution; elsewhere the insert follows in autocommit
-    # (a crash in between leaves one admitted run with no row: counted against the day, never run).
+    """Admit, record and dispatch a run in sandbox `sandbox_id` (of the principal's organisation; 404 if it
+    is not, 409 if it is not running); returns with the execution `running`: at once, or (`wait`) with the
+    first output read in the same exchange as the agent's accept (kept for `execution_wait`).
+
+    On PostgreSQL one statement checks the sandbox, admits the run against the quotas and inserts its row
+    (`quotas.execution_admit_guarded`); only when that takes nothing do we look closer to say why."""
+    org = principal.org
+    try:
+        code = clean_code(code)
+    except Mem0Error:
+        selectors.sandbox_by_id(org, sandbox_id)  # an unknown sandbox is a 404 whatever the body
+        raise
     rows = []
 
     def record(timeout: float) -> Execution:
-        rows.append(Execution(organization=principal.org, sandbox=sandbox, code=code, timeout_s=timeout,
+        rows.append(Execution(organization=org, sandbox_id=sandbox_id, code=code, timeout_s=timeout,
                               status=Execution.Status.RUNNING))
-        return rows[0]
+        return rows[-1]
 
-    timeout_s = quotas.execution_admit(org=principal.org, timeout_s=timeout_s, record=record)
-    execution = rows[0]
+    admitted = quotas.execution_admit_guarded(org=org, timeout_s=timeout_s, record=record,
+                                              guard=_running_sandbox(org, sandbox_id))
+    if admitted is not None:
+        timeout_s, (agent_id, last_active_at) = admitted
+        sandbox = Sandbox.from_db(connection.alias, RUNNING_SANDBOX_FIELDS,
+                                  [sandbox_id, org.pk, Sandbox.State.RUNNING, agent_id, last_active_at])
+    else:  # the guard or a limit did not hold (or not PostgreSQL): which one, in the order the API answers
+        sandbox = selectors.sandbox_by_id(org, sandbox_id)
+        require_running(sandbox)
+        # The admission takes a hot row (shared by the organisation's runs) and holds it only inside one
+        # statement, which on PostgreSQL also inserts the execution; elsewhere the insert follows in
+        # autocommit (a crash in between leaves one admitted run with no row: counted, never run).
+        timeout_s = quotas.execution_admit(org=org, timeout_s=timeout_s, record=record)
+    execution = rows[-1]
+    execution.sandbox = sandbox
     sandbox_touch(sandbox, execution.created_at)
     try:
         execution.first_events = dispatch.call(sandbox.agent_id, "run", sandbox_id=sandbox.pk,
@@ -60,6 +78,18 @@ def execution_start(*, principal, sandbox: Sandbox, code: str, timeout_s: float 
             sandbox_mark_ended(sandbox, state=Sandbox.State.STOPPED, reason="interpreter_gone")
         raise
     return execution
+
+
+# What a run needs of its sandbox (the rest loads on access: failure paths only).
+RUNNING_SANDBOX_FIELDS = ["id", "organization_id", "state", "agent_id", "last_active_at"]
+
+
+def _running_sandbox(org, sandbox_id: str) -> tuple[str, list, list[str]]:
+    """The admission guard: the sandbox is this organisation's and running; yields its agent and activity."""
+    quote, table = connection.ops.quote_name, Sandbox._meta.db_table
+    sql = (f"SELECT {quote('agent_id')}, {quote('last_active_at')} FROM {quote(table)}"
+           f" WHERE {quote('id')} = %s AND {quote('organization_id')} = %s AND {quote('state')} = %s")
+    return sql, [sandbox_id, org.pk, Sandbox.State.RUNNING.value], [quote("agent_id"), quote("last_active_at")]
 
 
 def sandbox_touch(sandbox: Sandbox, now) -> None:
