@@ -1,4 +1,5 @@
 from accounts.models import AuditEvent
+from billing.models import UsagePeriod
 from sandboxes.models import Execution, Sandbox
 from tests.sandboxes.conftest import run
 
@@ -22,8 +23,13 @@ def test_full_lifecycle_over_http(api_pa, engine, pro_a):
 
     r = api_pa.delete(f"/api/v1/sandboxes/{sb['id']}")
     assert r.status_code == 200 and r.json()["state"] == "stopped"
+    runs_before = Execution.objects.filter(sandbox_id=sb["id"]).count()
+    admitted_before = UsagePeriod.objects.get(organization=pro_a[0], kind="day").executions_admitted
     r = api_pa.post(f"/api/v1/sandboxes/{sb['id']}/executions", {"code": "print(1)"}, format="json")
     assert r.status_code == 409 and r.json()["error"]["code"] == "sandbox_not_running"
+    # refused by the admission statement's sandbox check: no run row, nothing taken from the quota
+    assert Execution.objects.filter(sandbox_id=sb["id"]).count() == runs_before
+    assert UsagePeriod.objects.get(organization=pro_a[0], kind="day").executions_admitted == admitted_before
     actions = set(AuditEvent.objects.filter(organization=pro_a[0]).values_list("action", flat=True))
     assert {"sandbox.create", "sandbox.kill"} <= actions
 
