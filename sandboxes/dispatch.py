@@ -21,6 +21,10 @@ _lock = threading.Lock()
 _engine = None
 _embedded = None
 _open_until: dict[str, float] = {}
+# Placement reads the registry at most this often per process (one Redis round trip per create saved);
+# agents report their load in heartbeats seconds apart, so the view is no staler than what it shows.
+PLACEMENT_VIEW_S = 0.5
+_placement_view: tuple[float, list] = (float("-inf"), [])
 
 ENGINE_STATUS = {
     "agents_unavailable": 503,
@@ -62,10 +66,11 @@ def engine():
 
 def reset() -> None:
     """Forget the engine client and breaker state (tests switch buses)."""
-    global _engine
+    global _engine, _placement_view
     with _lock:
         _engine = None
         _open_until.clear()
+        _placement_view = (float("-inf"), [])
 
 
 def engine_error(exc) -> Mem0Error:
@@ -92,12 +97,21 @@ def call(agent_id: str, method: str, **kwargs):
 def pick_agent(runtime: str, exclude: set[str] | frozenset = frozenset()) -> str:
     """The least-loaded healthy agent with the runtime, skipping open breakers."""
     now = time.monotonic()
-    candidates = [a for a in engine().agents()
+    candidates = [a for a in _agents_for_placement(now)
                   if a.alive and runtime in a.runtimes and a.id not in exclude and _open_until.get(a.id, 0) <= now
                   and a.load < a.capacity]
     if not candidates:
         raise AgentsUnavailable(f"No healthy agent offers the {runtime!r} runtime right now.")
     return min(candidates, key=lambda a: (a.load / max(a.capacity, 1), a.id)).id
+
+
+def _agents_for_placement(now: float) -> list:
+    global _placement_view
+    at, agents = _placement_view
+    if now - at >= PLACEMENT_VIEW_S:
+        agents = engine().agents()
+        _placement_view = (now, agents)
+    return agents
 
 
 def known_runtimes() -> set[str]:
