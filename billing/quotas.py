@@ -96,15 +96,7 @@ def execution_admit(*, org, timeout_s: float | None, now: datetime | None = None
     only if admitted); elsewhere it is saved right after."""
     limits = effective_limits(org)
     now = now or timezone.now()
-    max_run = float(limits["max_run_seconds"])
-    if timeout_s is not None and timeout_s > max_run:
-        raise _exceeded(
-            f"timeout_s may be at most {max_run:g} s on this plan.",
-            limit_name="max_run_seconds",
-            used=timeout_s,
-            limit=limits["max_run_seconds"],
-        )
-    timeout = float(timeout_s) if timeout_s is not None else min(DEFAULT_RUN_SECONDS, max_run)
+    timeout = _run_timeout(limits, timeout_s)
     row = record(timeout) if record is not None else None
     day, month = period_of(DAY, now), period_of(MONTH, now)
     together = row is not None and connection.vendor == "postgresql"
@@ -130,18 +122,32 @@ def execution_admit_guarded(*, org, timeout_s: float | None, record, guard: tupl
     if connection.vendor != "postgresql":
         return None
     limits = effective_limits(org)
-    max_run = float(limits["max_run_seconds"])
-    if timeout_s is not None and timeout_s > max_run:
+    try:
+        timeout = _run_timeout(limits, timeout_s)
+    except QuotaExceeded:
         return None
-    timeout = float(timeout_s) if timeout_s is not None else min(DEFAULT_RUN_SECONDS, max_run)
     now = timezone.now()
     returned = _take_execution(org.pk, period_of(DAY, now), period_of(MONTH, now), limits, insert=record(timeout),
                                guard=guard)
     return None if returned is None else (timeout, returned)
 
 
+def _run_timeout(limits: dict, timeout_s: float | None) -> float:
+    """The run's timeout: the one asked for (quota_exceeded over the plan's maximum), or the default."""
+    max_run = float(limits["max_run_seconds"])
+    if timeout_s is not None and timeout_s > max_run:
+        raise _exceeded(
+            f"timeout_s may be at most {max_run:g} s on this plan.",
+            limit_name="max_run_seconds",
+            used=timeout_s,
+            limit=limits["max_run_seconds"],
+        )
+    return float(timeout_s) if timeout_s is not None else min(DEFAULT_RUN_SECONDS, max_run)
+
+
 def _take_execution(org_id: int, day: Period, month: Period, limits: dict, insert=None, guard=None):
-    """Take one of today's executions: True (or, with `insert`, the row RETURNING gave) if taken, else None."""
+    """Take one of today's executions: True (or, with `insert`, the row RETURNING gave) if taken, else None.
+    `guard` (see execution_admit_guarded) goes with an `insert`, whose RETURNING carries its values."""
     ops, period, event = connection.ops, UsagePeriod._meta.db_table, UsageEvent._meta.db_table
     sql = (
         f"UPDATE {period} SET executions_admitted = executions_admitted + 1"
@@ -159,6 +165,7 @@ def _take_execution(org_id: int, day: Period, month: Period, limits: dict, inser
     ]
     guard_with, guard_returning = "", ""
     if guard is not None:
+        assert insert is not None, "a guard's values come back through the insert's RETURNING"
         guard_sql, guard_params, guard_columns = guard
         sql, params = sql + " AND EXISTS (SELECT 1 FROM guard)", [*guard_params, *params]
         guard_with = f"guard AS ({guard_sql}), "
@@ -167,8 +174,6 @@ def _take_execution(org_id: int, day: Period, month: Period, limits: dict, inser
         insert_sql, insert_params = insert_from(insert, "admitted")
         sql = f"WITH {guard_with}admitted AS ({sql} RETURNING organization_id) {insert_sql}{guard_returning}"
         params = [*params, *insert_params]
-    elif guard is not None:
-        sql = f"WITH {guard_with.removesuffix(', ')} {sql}"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         if cursor.rowcount != 1:

@@ -77,10 +77,15 @@ def _update(model, shape, returning: str, vendor: str) -> str:
         column = quote(_field(model, attname).column)
         if lookup == "in":
             conditions.append(f"{column} IN ({', '.join(['%s'] * count)})")
+        elif lookup in _OPERATORS:
+            conditions.append(f"{column} {_OPERATORS[lookup]} %s")
         else:
-            conditions.append(f"{column} {dict(lt='<', gt='>', ne='<>').get(lookup, '=')} %s")
+            raise ValueError(f"update_where: unsupported lookup {name!r}")
     return (f"UPDATE {quote(model._meta.db_table)} SET {', '.join(sets)} WHERE {' AND '.join(conditions)}"
             f" RETURNING {returning}")
+
+
+_OPERATORS = {"": "=", "lt": "<", "gt": ">"}  # Django's lookups of the same names (orm_update's path)
 
 
 def _field(model, attname: str):

@@ -166,8 +166,8 @@ def _result(exit_event, stdout: str, stderr: str, truncated: bool, now) -> dict:
             "truncated": truncated or exit_event.limit == "output", "finished_at": now}
 
 
-def _apply_result(execution: Execution, exit_event, stdout: str, stderr: str, truncated: bool, now) -> None:
-    for name, value in _result(exit_event, stdout, stderr, truncated, now).items():
+def _apply_result(execution: Execution, result: dict) -> None:
+    for name, value in result.items():
         setattr(execution, name, value)
 
 
@@ -183,8 +183,7 @@ def _record_result(execution: Execution, exit_event, stdout: str, stderr: str, t
                 quotas.execution_metered(org_id=execution.organization_id, cpu_ms=exit_event.cpu_ms or 0,
                                          now=now)
     if done:
-        for name, value in result.items():
-            setattr(execution, name, value)
+        _apply_result(execution, result)
     return done
 
 
@@ -212,7 +211,7 @@ def execution_wait(execution: Execution, *, record_later=None) -> Execution:
     if exit_event is not None and record_later is not None:
         pending = Execution(pk=execution.pk, organization_id=execution.organization_id,
                             sandbox_id=execution.sandbox_id, status=execution.status)
-        _apply_result(execution, exit_event, stdout, stderr, truncated, timezone.now())
+        _apply_result(execution, _result(exit_event, stdout, stderr, truncated, timezone.now()))
         record_later(lambda: execution_finalize(pending, exit_event, stdout, stderr, truncated))
         return execution
     if exit_event is not None:

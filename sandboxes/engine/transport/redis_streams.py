@@ -79,8 +79,8 @@ class RedisBus(Bus):
     ) -> tuple[OpReply, list[OutputEvent | ExitEvent]]:
         # BLPOP and XREAD in one pipeline: Redis runs the read as soon as the reply is there, and a short
         # run's output comes back with it. A blocked XREAD is answered after the first entry the agent adds;
-        # the second, non-blocking XREAD runs once the rest of the agent's batch is in (a short run's last
-        # output and its exit are published together). A refusal costs the read's block_ms.
+        # the second, non-blocking XREAD runs once the rest of that publish is in (the agent publishes the
+        # events of one wake-up together). A refusal costs the read's block_ms.
         self._send(agent_id, request, timeout)
         key = self._k("exec", execution_id)
         pipe = self.r.pipeline(transaction=False)
