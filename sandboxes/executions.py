@@ -159,8 +159,16 @@ def execution_finalize(execution: Execution, exit_event, stdout: str, stderr: st
     return bool(done)
 
 
+def _bounded_exit_code(code) -> int | None:
+    """An int32, whatever the event says: the column must always take it (finding 6)."""
+    if not isinstance(code, int) or isinstance(code, bool):
+        return None
+    return max(-(1 << 31), min((1 << 31) - 1, code))
+
+
 def _result(exit_event, stdout: str, stderr: str, truncated: bool, now) -> dict:
-    return {"status": exit_event.status, "exit_code": exit_event.exit_code, "limit": exit_event.limit,
+    return {"status": exit_event.status, "exit_code": _bounded_exit_code(exit_event.exit_code),
+            "limit": exit_event.limit,
             "wall_ms": exit_event.wall_ms, "cpu_ms": exit_event.cpu_ms,
             "peak_memory_bytes": exit_event.peak_memory_bytes, "stdout": stdout, "stderr": stderr,
             "truncated": truncated or exit_event.limit == "output", "finished_at": now}

@@ -1,8 +1,11 @@
 """Housekeeping services run by Celery beat: lifetimes, dead agents, stale executions, idempotency records."""
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
+from django.db import transaction
 from django.utils import timezone
 
 from billing.selectors import effective_limits
@@ -14,23 +17,36 @@ from sandboxes.services import sandbox_kill, sandbox_mark_ended
 log = logging.getLogger("mem0.reaping")
 
 
+@contextmanager
+def _each(what: str, pk) -> Iterator[None]:
+    """One item of a sweep: its failure is logged and the sweep goes on with the next (one bad
+    row must never stall the others, as an unrecordable result once did: finding 6)."""
+    try:
+        with transaction.atomic():
+            yield
+    except Exception:
+        log.exception("event=sweep_item_failed what=%s id=%s", what, pk)
+
+
 def sandboxes_reap(now: datetime | None = None) -> int:
     """Stop sandboxes past their maximum lifetime or idle longer than their plan allows."""
     now = now or timezone.now()
     reaped = 0
     live = Sandbox.objects.filter(state=Sandbox.State.RUNNING).select_related("organization__plan")
     for sandbox in live.filter(expires_at__lte=now):
-        sandbox_kill(principal=None, sandbox=sandbox, reason="max_lifetime")
-        reaped += 1
+        with _each("reap_lifetime", sandbox.pk):
+            sandbox_kill(principal=None, sandbox=sandbox, reason="max_lifetime")
+            reaped += 1
     idle_limits: dict[int, int] = {}
     for sandbox in live.filter(last_active_at__lt=now - timedelta(seconds=60)):
-        org = sandbox.organization
-        if org.pk not in idle_limits:
-            idle_limits[org.pk] = effective_limits(org)["idle_timeout_seconds"]
-        busy = Execution.objects.filter(sandbox=sandbox, status__in=Execution.OPEN_STATUSES).exists()
-        if not busy and sandbox.last_active_at < now - timedelta(seconds=idle_limits[org.pk]):
-            sandbox_kill(principal=None, sandbox=sandbox, reason="idle_timeout")
-            reaped += 1
+        with _each("reap_idle", sandbox.pk):
+            org = sandbox.organization
+            if org.pk not in idle_limits:
+                idle_limits[org.pk] = effective_limits(org)["idle_timeout_seconds"]
+            busy = Execution.objects.filter(sandbox=sandbox, status__in=Execution.OPEN_STATUSES).exists()
+            if not busy and sandbox.last_active_at < now - timedelta(seconds=idle_limits[org.pk]):
+                sandbox_kill(principal=None, sandbox=sandbox, reason="idle_timeout")
+                reaped += 1
     IdempotencyRecord.objects.filter(created_at__lt=now - RETENTION).delete()
     return reaped
 
@@ -47,15 +63,17 @@ def agents_sweep() -> dict:
     lost = 0
     for sandbox in Sandbox.objects.filter(state__in=Sandbox.LIVE_STATES).exclude(agent_id__in=alive).select_related(
             "organization"):
-        lost += sandbox_mark_ended(sandbox, state=Sandbox.State.LOST, reason="agent_lost")
+        with _each("mark_lost", sandbox.pk):
+            lost += sandbox_mark_ended(sandbox, state=Sandbox.State.LOST, reason="agent_lost")
     finished = 0
     stale = Execution.objects.filter(status__in=Execution.OPEN_STATUSES,
                                      created_at__lt=timezone.now() - timedelta(seconds=2)).select_related(
         "sandbox", "organization")
     for execution in stale:
-        before = execution.status
-        executions.execution_refresh(execution)
-        finished += execution.status != before
+        with _each("refresh_execution", execution.pk):
+            before = execution.status
+            executions.execution_refresh(execution)
+            finished += execution.status != before
     if lost:
         log.warning("agents_lost sandboxes=%d alive_agents=%d", lost, len(alive))
     return {"agents": len(seen), "alive": len(alive), "lost_sandboxes": lost, "finished_executions": finished}

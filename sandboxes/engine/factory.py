@@ -2,9 +2,11 @@
 sandbox, release of everything a dead sandbox held (cgroups, workspace layers, uid range).
 
 Fork, step by step (see ``kernel.py`` for what parent and fork share afterwards):
-  1. the agent creates the child's cgroup, control socket and output pipes and sends them to
-     the parent interpreter, which clones itself (CLONE_PARENT | new mount, net, IPC ns);
-  2. the child says hello; the agent finds its host pid and moves it to its cgroup while the
+  1. the agent creates the child's cgroup, request socket, status page and output pipes and
+     sends them to the parent interpreter, which clones itself (CLONE_PARENT | new mount, net,
+     IPC ns);
+  2. both are seen idle (``idle.py``): the child is the process of the parent's cgroup that
+     waits on the child's request socket; the agent moves it to its cgroup while the
      zygote freezes the parent's upper layer and gives parent and child fresh upper layers
      (``layers.py``), installing them as /workspace in each mount namespace;
   3. both interpreters chdir into their new /workspace before reading any later op.
@@ -21,12 +23,12 @@ import os
 import socket
 import threading
 
-from . import cgroups, isolation
+from . import cgroups, isolation, status
 from .cgroups import CgroupPlan
 from .protocol import EngineError, Limits
 from .reaper import build_reaper
 from .runtimes import Runtime
-from .sandbox import Lineage, Sandbox, find_host_pid
+from .sandbox import Lineage, Sandbox
 from .supervisor import Supervisor
 from .zygote import ZygoteProcess
 
@@ -93,7 +95,8 @@ class SandboxFactory:
             uid_slot = self.free_uids.pop()
         uid_base = UID_BASE + uid_slot * 65536
         cg = self.cg_plan.new(slot)
-        ctl, ctl_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ctl, ctl_theirs = _request_socket()
+        page_fd, page = status.create()
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         py_r, py_w = os.pipe2(os.O_CLOEXEC)
@@ -102,13 +105,14 @@ class SandboxFactory:
         try:
             rep = z.request(
                 {"op": "spawn", "slot": slot, "uid_base": uid_base, "ws_bytes": POOL_WORKSPACE_BYTES},
-                [ctl_theirs.fileno(), out_w, err_w, py_w, reap_w, sync_r],
+                [ctl_theirs.fileno(), out_w, err_w, py_w, page_fd, reap_w, sync_r],
             )
             isolation.release_sandbox_init(rep["pid"], cg.procs_files(), sync_w)
         except Exception:
             for fd in (out_r, err_r, py_r, reap_r):
                 os.close(fd)
             ctl.close()
+            page.close()
             cg.destroy()
             try:
                 z.request({"op": "release", "slot": slot})
@@ -118,8 +122,9 @@ class SandboxFactory:
                 self.free_uids.append(uid_slot)
             raise
         finally:
+            request_ino = os.fstat(ctl_theirs.fileno()).st_ino
             ctl_theirs.close()
-            for fd in (out_w, err_w, py_w, reap_w, sync_r, sync_w):
+            for fd in (out_w, err_w, py_w, page_fd, reap_w, sync_r, sync_w):
                 os.close(fd)
         lineage = Lineage(init_pid=rep["pid"], uid_base=uid_base, reaper_fd=reap_r)
         sb = Sandbox(
@@ -129,22 +134,22 @@ class SandboxFactory:
             cgroup=cg,
             lineage=lineage,
             ctl=ctl,
+            request_ino=request_ino,
+            page=page,
             out_fd=out_r,
             err_fd=err_r,
             py_fd=py_r,
+            birth_cgroup=cg,
         )
         sb.workspace_bytes = POOL_WORKSPACE_BYTES
         self.live.add(sb)
         self.supervisor.watch(sb)
         self.supervisor.watch_lineage(lineage)
         try:
-            hello = sb.wait_reply("hello", 10)
+            sb.wait_done(0, 10)  # its first idle: warmed up, waiting for requests
         except EngineError:
             self.supervisor.kill(sb)
             raise
-        sb.inside_pid = int(hello["pid"])
-        lineage.members[sb.inside_pid] = sb
-        sb.host_pid = find_host_pid(cg.pids(), sb.inside_pid)
         # The init (reaper) leaves the sandbox's cgroup: killing this sandbox must not kill
         # the init that its forks need.
         cgroups.park(self.cg_plan, lineage.init_pid)
@@ -156,7 +161,8 @@ class SandboxFactory:
         slot = self._new_slot()
         cg = self.cg_plan.new(slot)
         cg.set_limits(memory_bytes=lim.memory_bytes, pids=lim.pids, cpu_cores=lim.cpu_cores)
-        ctl, ctl_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ctl, ctl_theirs = _request_socket()
+        page_fd, page = status.create()
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         py_r, py_w = os.pipe2(os.O_CLOEXEC)
@@ -167,27 +173,25 @@ class SandboxFactory:
             cgroup=cg,
             lineage=parent.lineage,
             ctl=ctl,
+            request_ino=os.fstat(ctl_theirs.fileno()).st_ino,
+            page=page,
             out_fd=out_r,
             err_fd=err_r,
             py_fd=py_r,
+            birth_cgroup=parent.cgroup,
         )
         child.workspace_bytes = lim.workspace_bytes
         self.live.add(child)
         self.supervisor.watch(child)
         try:
-            parent.send({"op": "fork"}, [ctl_theirs.fileno(), out_w, err_w, py_w])
+            seq = parent.send({"op": "fork"}, [ctl_theirs.fileno(), out_w, err_w, py_w, page_fd])
         finally:
             ctl_theirs.close()
-            for fd in (out_w, err_w, py_w):
+            for fd in (out_w, err_w, py_w, page_fd):
                 os.close(fd)
         try:
-            inside = int(parent.wait_reply("forked")["child_pid"])
-            child.wait_reply("hello")
-            child.inside_pid = inside
-            child.host_pid = find_host_pid(parent.cgroup.pids(), inside)
-            if not child.host_pid:
-                raise EngineError("internal_error", "forked process not found")
-            parent.lineage.members[inside] = child
+            parent.wait_done(seq)
+            child.wait_done(0)
             # No freeze for the swap: the parent's layer is remounted read-only atomically
             # (a file open for writing makes the remount, and so the fork, fail).
             mover = self.executor.submit(cg.add_pid, child.host_pid)
@@ -211,7 +215,7 @@ class SandboxFactory:
             if isinstance(exc, EngineError):
                 raise
             raise EngineError("invalid_request", f"fork failed: {exc}") from exc
-        parent.send({"op": "resume"})
+        parent.send({"op": "resume"})  # ordered before any later request: no need to wait
         child.send({"op": "resume"})
         child.memory = "copied"
         child.snapshot_index = parent.snapshot_index
@@ -252,7 +256,19 @@ class SandboxFactory:
             except Exception:
                 pass
             sb.cgroup.destroy()
+            sb.page.close()
         except Exception:
             log.exception("event=release_failed slot=%s", sb.slot)
         finally:
             self.live.discard(sb)
+
+
+REQUEST_SEND_TIMEOUT_S = 10.0
+
+
+def _request_socket() -> tuple[socket.socket, socket.socket]:
+    """(agent's end, sandbox's end) of a request socket. The agent's sends time out: a sandbox
+    that stops reading must not hold an agent thread forever."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    mine.settimeout(REQUEST_SEND_TIMEOUT_S)
+    return mine, theirs

@@ -1,9 +1,8 @@
-"""One thread multiplexing every sandbox descriptor of an agent (control sockets, stdout and
-stderr pipes, reaper pipes) plus a periodic tick for run deadlines.
+"""One thread multiplexing every sandbox descriptor of an agent (output pipes, interpreter
+pidfds, reaper pipes) plus a periodic tick for run deadlines and idle rechecks.
 
-Within one wake-up, output pipes are handled before control sockets: the interpreter sends a
-run's result only after the agent has read the pipes empty, so all output of a run is
-published before its exit record.
+Within one wake-up, output pipes are handled before pidfds: all output a dead interpreter
+left in its pipes is published before its exit record.
 """
 
 from __future__ import annotations
@@ -20,12 +19,19 @@ PRIORITY_OUTPUT, PRIORITY_REAPER, PRIORITY_CONTROL = 0, 1, 2
 
 
 class IOHub(threading.Thread):
-    def __init__(self, on_tick: Callable[[], None], on_flush: Callable[[], None], tick_s: float = 0.02):
+    def __init__(
+        self,
+        on_tick: Callable[[], None],
+        on_flush: Callable[[], None],
+        tick_s: float = 0.02,
+        timeout_fn: Callable[[], float] | None = None,
+    ):
         super().__init__(name="mem0-iohub", daemon=True)
         self.sel = selectors.DefaultSelector()
         self.on_tick = on_tick
         self.on_flush = on_flush
         self.tick_s = tick_s
+        self.timeout_fn = timeout_fn  # the wait before the next tick (default ``tick_s``)
         self.stop_event = threading.Event()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.sel.register(self._wake_r, selectors.EVENT_READ, None)
@@ -83,7 +89,7 @@ class IOHub(threading.Thread):
         while not self.stop_event.is_set():
             self._apply_changes()
             try:
-                ready = self.sel.select(self.tick_s)
+                ready = self.sel.select(self.timeout_fn() if self.timeout_fn else self.tick_s)
             except OSError:
                 continue
             calls = []

@@ -27,8 +27,8 @@ Then ``R`` releases the interpreter ``K`` and stays as PID 1 (exec'ing the compi
 alive for forks (see fork notes in ``kernel.py``).
 
 Interpreter (``INTERPRETER_STEPS``, in ``K`` before its control loop):
-  close_fds          only stdin (/dev/null), stdout, stderr, the control socket and the framed
-                     Python output pipe stay open
+  close_fds          only stdin (/dev/null), stdout, stderr, the request socket, the framed
+                     Python output pipe and the status page's memfd stay open
   clear_env          the agent's environment never reaches the sandbox (checked; the zygote
                      already replaced it)
   set_rlimits        core 0, nofile, nproc, fsize (cgroups are the primary limits)
@@ -229,8 +229,9 @@ def close_fds(keep: dict[int, int]) -> None:
     """Move ``keep`` (src fd -> target fd) into place and close every other descriptor."""
     tmp = {src: os.dup(src) for src in keep}
     for src, dst in keep.items():
-        # Children of user code inherit stdio and the framed Python output, not the control socket.
-        os.dup2(tmp[src], dst, inheritable=dst != 3)
+        # Children of user code inherit stdio and the framed Python output, not the request
+        # socket (3) or the status page's memfd (5, mapped and closed by the interpreter).
+        os.dup2(tmp[src], dst, inheritable=dst not in (3, 5))
     top = max(keep.values()) + 1
     os.closerange(top, 1 << 20)
     for fd in range(0, top):

@@ -14,6 +14,15 @@ Run semantics (what ends a run, and whether the sandbox survives):
   * ``os._exit``, a fatal signal (segfault), the OOM killer: the interpreter is gone; the run
     ends ``failed``/``killed`` and the sandbox is reported not running (``sandbox_alive`` false).
 
+The request channel (see ``status.py``): the agent writes requests on fd 3 and the interpreter
+only reads it (its write side is shut down before any user code runs, so nothing user code
+writes reaches the agent there). Nothing the interpreter could say is trusted, because user
+code shares its address space: an op's end is *observed* by the agent (the interpreter's main
+thread blocked reading fd 3, seen in ``/proc``), prompted by a data-free "idle" frame on the
+output pipe, and the only value read back is the 16-byte status page (op sequence number and
+exit code), bounds-checked. Timings, CPU, memory and limits come from the agent's clock and
+the sandbox's cgroups.
+
 Fork (``op: fork``): the interpreter clones itself (copy-on-write memory) with CLONE_PARENT,
 so the child's parent is the sandbox init (the PID-1 reaper), not this interpreter: killing the
 parent sandbox (its cgroup) leaves the fork running, and init lives while any member lives.
@@ -42,12 +51,14 @@ import termios
 import time
 import traceback
 
-from . import linux, wire
+from . import linux, status, wire
 
-CTL_FD = 3
+CTL_FD = 3  # requests from the agent (read-only for the sandbox: write side shut down)
 PY_FD = 4  # sys.stdout and sys.stderr, framed on one pipe so their interleaving is kept
-STDOUT_ID, STDERR_ID = 1, 2
+PAGE_FD = 5  # the status page's memfd at start: mapped, then closed
+STDOUT_ID, STDERR_ID, IDLE_ID = 1, 2, 3
 FRAME_PAYLOAD = 4093  # 3-byte header + payload <= PIPE_BUF: every frame is one atomic write
+IDLE_FRAME = bytes((IDLE_ID, 0, 0))  # "look at me": carries nothing the agent believes
 
 
 class FramedWriter(io.RawIOBase):
@@ -87,6 +98,10 @@ def _print_user_traceback(exc: BaseException) -> None:
 class Kernel:
     def __init__(self) -> None:
         self.sock = socket.socket(fileno=CTL_FD)
+        # Before any user code: this side never writes again, so nothing user code writes on
+        # fd 3 reaches the agent (it gets EPIPE).
+        self.sock.shutdown(socket.SHUT_WR)
+        self.page = status.attach(PAGE_FD)
         self.user_globals: dict = {"__name__": "__main__", "__builtins__": builtins}
         # Line-buffered: a print() arrives as one chunk per line, as soon as the line ends;
         # partial lines are flushed when the run ends.
@@ -110,7 +125,7 @@ class Kernel:
         os.register_at_fork(after_in_child=self._after_user_fork)
 
     def _after_user_fork(self) -> None:
-        """A process forked by user code must never speak on (or read) the control socket."""
+        """A process forked by user code does not read the agent's requests."""
         if self._forking:
             return
         try:
@@ -123,32 +138,34 @@ class Kernel:
         # Warm-up while still in the pool: the first run of a freshly forked interpreter takes
         # copy-on-write faults on every page compile/exec/print touch; take them now.
         if warmup:
-            self.run({"id": None, "code": warmup})
+            self.run({"code": warmup})
             self.user_globals.clear()
             self.user_globals.update({"__name__": "__main__", "__builtins__": builtins})
-        wire.send(self.sock, {"ev": "hello", "pid": os.getpid()})
+        self.idle(0)
         while True:
             try:
-                msg, fds = wire.recv(self.sock, max_fds=4)
+                msg, fds = wire.recv(self.sock, max_fds=5)
             except KeyboardInterrupt:
                 continue
             if msg is None:
-                os._exit(0)  # agent closed the control socket: the sandbox is being killed
-            op = msg.get("op")
+                os._exit(0)  # agent closed the request socket: the sandbox is being killed
+            op, seq = msg.get("op"), int(msg.get("seq", 0))
+            code = 0
             if op == "run":
-                self.send(self.run(msg))
+                code = self.run(msg)
             elif op == "configure":
                 self.configure(msg)
-                self.send({"ev": "configured"})
             elif op == "fork":
-                self.fork(fds)
+                seq = self.fork(fds, seq)
             elif op == "resume":
                 os.chdir("/workspace")
-            else:
-                self.send({"ev": "pong"})
+            self.idle(seq, code)
 
-    def send(self, msg: dict) -> None:
-        wire.send(self.sock, msg)
+    def idle(self, seq: int, exit_code: int = 0) -> None:
+        """Op ``seq`` is done: record its exit code, then ask the agent to look (it checks that
+        this thread really waits on fd 3 before it believes the page)."""
+        status.write(self.page, seq, exit_code)
+        os.write(PY_FD, IDLE_FRAME)
 
     def configure(self, msg: dict) -> None:
         import resource
@@ -158,16 +175,17 @@ class Kernel:
             (resource.RLIMIT_NOFILE, "nofile"),
             (resource.RLIMIT_NPROC, "nproc"),
             (resource.RLIMIT_FSIZE, "fsize"),
+            (resource.RLIMIT_DATA, "data"),
         ):
             if key in msg:
                 soft, hard = resource.getrlimit(res)
                 value = min(int(msg[key]), hard) if hard != resource.RLIM_INFINITY else int(msg[key])
                 resource.setrlimit(res, (value, value))
 
-    def run(self, msg: dict) -> dict:
+    def run(self, msg: dict) -> int:
+        """Run one snippet; the exit code (0 succeeded, else failed) as the run ended."""
         code = msg.get("code", "")
-        result: dict = {"ev": "result", "id": msg.get("id")}
-        status, exit_code, interrupted = "succeeded", 0, False
+        exit_code = 0
         try:
             compiled = compile(code, "<run>", "exec")
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # discard a stale pending SIGINT
@@ -180,25 +198,24 @@ class Kernel:
                     os._exit(0)  # a child forked by user code ran off the end of the snippet
                 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         except KeyboardInterrupt as exc:
-            status, exit_code, interrupted = "failed", 130, True
+            exit_code = 130
             _print_user_traceback(exc)
         except SystemExit as exc:
             if exc.code is None or exc.code == 0:
-                status, exit_code = "succeeded", 0
+                exit_code = 0
             elif isinstance(exc.code, int):
-                status, exit_code = "failed", exc.code
+                exit_code = status.clamp_exit_code(exc.code) or 1
             else:
                 print(exc.code, file=sys.stderr)
-                status, exit_code = "failed", 1
+                exit_code = 1
         except BaseException as exc:
-            status, exit_code = "failed", 1
+            exit_code = 1
             _print_user_traceback(exc)
         self._flush_and_drain()
-        result.update(status=status, exit_code=exit_code, interrupted=interrupted)
-        return result
+        return exit_code
 
     def _flush_and_drain(self) -> None:
-        """Return only once the agent has read all output: the result must come after it."""
+        """Return only once the agent has read all output: the idle frame must come after it."""
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -216,12 +233,12 @@ class Kernel:
                     break
                 time.sleep(0.0002)
 
-    def fork(self, fds: list[int]) -> None:
-        if len(fds) != 4:
+    def fork(self, fds: list[int], seq: int) -> int:
+        """Clone this interpreter; both sides then report ``seq`` done on their own channels."""
+        if len(fds) != 5:
             for fd in fds:
                 os.close(fd)
-            self.send({"ev": "error", "message": "fork needs 4 descriptors"})
-            return
+            return seq
         self._forking = True
         try:
             pid = linux.clone_process(FORK_CLONE_FLAGS)
@@ -229,16 +246,20 @@ class Kernel:
             self._forking = False
         if pid == 0:
             self.pid = os.getpid()
-            ctl, out, err, py = fds
+            ctl, out, err, py, page = fds
+            self.page.close()  # the parent's page: never reachable from the fork
             os.dup2(out, 1)
             os.dup2(err, 2)
             os.dup2(ctl, CTL_FD, inheritable=False)
             os.dup2(py, PY_FD)
-            os.closerange(PY_FD + 1, 1 << 20)
+            os.dup2(page, PAGE_FD, inheritable=False)
+            os.closerange(PAGE_FD + 1, 1 << 20)
             linux.prctl(linux.PR_SET_DUMPABLE, 0)
-            # self.sock wraps fd 3, which now is the fork's own control socket.
-            wire.send(self.sock, {"ev": "hello", "pid": os.getpid(), "forked": True})
-            return
+            self.page = status.attach(PAGE_FD)
+            # self.sock wraps fd 3, which now is the fork's own request socket.
+            self.sock.shutdown(socket.SHUT_WR)
+            return 0  # the fork's first idle: request 0 of its own channel
+
         for fd in fds:
             os.close(fd)
-        self.send({"ev": "forked", "child_pid": pid})
+        return seq

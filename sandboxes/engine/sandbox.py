@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import codecs
+import mmap
 import os
-import queue
 import signal
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
 
+from . import wire
 from .cgroups import Cgroup
 from .protocol import EngineError, Limits
 from .runtimes import Runtime
-from .wire import FrameReader
 
 
 @dataclass
@@ -35,8 +35,10 @@ class Run:
     deadline: float
     counters: dict
     output_cap: int
-    seq: int = 0
+    seq: int = 0  # the request number of this run on the sandbox's request socket
+    events: int = 0
     out_bytes: int = 0
+    violation: str | None = None  # set when the sandbox broke the protocol during the run
     limit: str | None = None
     interrupted_at: float | None = None
     killed: bool = False
@@ -48,8 +50,8 @@ class Run:
     )
 
     def next_seq(self) -> int:
-        self.seq += 1
-        return self.seq
+        self.events += 1
+        return self.events
 
 
 class Sandbox:
@@ -62,9 +64,12 @@ class Sandbox:
         cgroup: Cgroup,
         lineage: Lineage,
         ctl: socket.socket,
+        request_ino: int,
+        page: mmap.mmap,
         out_fd: int,
         err_fd: int,
         py_fd: int,
+        birth_cgroup: Cgroup,
     ):
         self.slot = slot
         self.sandbox_id: str | None = None
@@ -72,13 +77,19 @@ class Sandbox:
         self.zygote = zygote
         self.cgroup = cgroup
         self.lineage = lineage
-        self.ctl = ctl
+        self.ctl = ctl  # the agent's end of the request socket (the sandbox only reads its end)
+        self.request_ino = request_ino  # inode of the sandbox's end, to recognise its waiter
+        self.page = page  # the status page (``status.py``)
+        self.birth_cgroup = birth_cgroup  # where the interpreter is born (a fork: its parent's)
         self.out_fd = out_fd
         self.err_fd = err_fd
         self.py_fd = py_fd  # framed output of sys.stdout/sys.stderr (see kernel.FramedWriter)
         self.py_buf = b""
-        self.reader = FrameReader()
-        self.replies: queue.Queue = queue.Queue()
+        self.sent_seq = 0  # last request number sent
+        self.done_seq = -1  # last request seen done (0: the interpreter's first idle, its hello)
+        self.cond = threading.Condition()
+        self.send_lock = threading.Lock()
+        self.pidfd = -1
         self.lock = threading.Lock()  # serialises ops (run/fork/snapshot/kill) on this sandbox
         self.state = "starting"  # starting -> pooled -> running -> dead
         self.host_pid = 0
@@ -105,30 +116,44 @@ class Sandbox:
 
         return self.lineage.uid_base + SANDBOX_UID
 
-    def send(self, msg: dict, fds: list[int] | None = None) -> None:
-        from . import wire
-
-        try:
-            wire.send(self.ctl, msg, fds)
-        except OSError as exc:
-            raise EngineError("sandbox_not_running", f"sandbox {self.sandbox_id} is not running") from exc
-
-    def wait_reply(self, kind: str, timeout: float = 10.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise EngineError("agent_timeout", f"sandbox did not answer {kind}")
+    def send(self, msg: dict, fds: list[int] | None = None, on_seq=None) -> int:
+        """Send a request (numbered here; ``on_seq(seq)`` runs just before it goes out); its end
+        is observed by the supervisor."""
+        with self.send_lock:  # not ``cond``: the hub thread must never wait behind a send
+            self.sent_seq += 1
+            seq = self.sent_seq
+            if on_seq is not None:
+                on_seq(seq)
             try:
-                msg = self.replies.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if msg.get("ev") == "eof":
-                raise EngineError("sandbox_not_running", "sandbox exited")
-            if msg.get("ev") == kind:
-                return msg
-            if msg.get("ev") == "error":
-                raise EngineError("internal_error", str(msg.get("message")))
+                wire.send(self.ctl, {**msg, "seq": seq}, fds)
+            except OSError as exc:
+                raise EngineError("sandbox_not_running", f"sandbox {self.sandbox_id} is not running") from exc
+        return seq
+
+    def request(self, msg: dict, fds: list[int] | None = None, timeout: float = 10.0) -> None:
+        """Send a request and wait until the interpreter is seen idle after it."""
+        self.wait_done(self.send(msg, fds), timeout)
+
+    def wait_done(self, seq: int, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while self.done_seq < seq:
+                if self.state == "dead":
+                    raise EngineError("sandbox_not_running", "sandbox exited")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise EngineError("agent_timeout", f"sandbox did not finish request {seq}")
+                self.cond.wait(remaining)
+
+    def mark_done(self, seq: int) -> None:
+        with self.cond:
+            self.done_seq = max(self.done_seq, seq)
+            self.cond.notify_all()
+
+    def mark_dead(self) -> None:
+        with self.cond:
+            self.state = "dead"
+            self.cond.notify_all()
 
     def interrupt(self) -> None:
         """End the current run but keep the interpreter's state: every other process of the
@@ -139,18 +164,3 @@ class Sandbox:
             os.kill(self.host_pid, signal.SIGINT)
         except ProcessLookupError:
             pass
-
-
-def find_host_pid(candidates: list[int], inside_pid: int) -> int:
-    """Host pid of the process known as ``inside_pid`` in its sandbox's PID namespace."""
-    for pid in candidates:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("NSpid:"):
-                        if int(line.split()[-1]) == inside_pid:
-                            return pid
-                        break
-        except OSError:
-            continue
-    return 0

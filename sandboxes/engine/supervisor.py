@@ -1,5 +1,13 @@
 """Watches every sandbox process of an agent from the I/O hub thread: streams run output to the
-bus, ends runs (result, death, deadline, output cap), and notices interpreters that died.
+bus, ends runs (observed idle, death, deadline, output cap), and notices interpreters that died.
+
+Nothing a sandbox sends is believed: its pipes carry output (bounded by the run's output cap,
+counted at the descriptor, malformed framing discarded and counted too) and a data-free "idle"
+frame that only prompts the agent to look. A run ends when the agent sees the interpreter's main
+thread blocked on its request socket (``idle.py``) and reads the op's sequence number and exit
+code from the status page (``status.py``); a sequence number the agent never sent ends the
+sandbox (``killed``, with a notice on stderr). Wall time is the agent's clock, CPU and memory
+are the cgroup's counters, death is the process's pidfd plus the init's wait status.
 
 All run state is mutated in the hub thread only (op threads hand work over with
 ``hub.call``), so a run ends exactly once.
@@ -21,12 +29,12 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 from collections.abc import Callable
 
+from . import idle, status
 from .iohub import PRIORITY_CONTROL, PRIORITY_OUTPUT, PRIORITY_REAPER, IOHub
-from .kernel import FRAME_PAYLOAD
+from .kernel import FRAME_PAYLOAD, IDLE_ID, STDERR_ID, STDOUT_ID
 from .protocol import ExitEvent, OutputEvent
 from .sandbox import Lineage, Run, Sandbox
 from .transport import Bus
@@ -35,15 +43,18 @@ log = logging.getLogger("mem0.engine.supervisor")
 
 INTERRUPT_GRACE_S = 1.0
 DEATH_REPORT_WAIT_S = 0.5
-PUBLISH_RETRY_S = 30.0  # how long to wait for the init's report of how an interpreter died
+PUBLISH_RETRY_S = 30.0  # how long to keep retrying a failing bus publish
+IDLE_RECHECK_S = 2.0  # an idle frame seen before the interpreter blocks: look again this long
+IDLE_RECHECK_INTERVAL_S = 0.0002
 
 
 class Supervisor:
     def __init__(self, bus: Bus, on_dead: Callable[[Sandbox], None]):
         self.bus = bus
         self.on_dead = on_dead
-        self.hub = IOHub(self._tick, self._flush)
+        self.hub = IOHub(self._tick, self._flush, timeout_fn=self._next_timeout)
         self.active_runs: set[Sandbox] = set()
+        self.rechecks: dict[Sandbox, float] = {}  # sandbox -> give up looking at this time
         self.dying: set[Sandbox] = set()
         self.pending_events: dict[str, list] = {}
         self.publish_failing_since: float | None = None
@@ -65,16 +76,18 @@ class Supervisor:
         self.hub.add(sb.out_fd, lambda: self._on_pipe(sb, sb.out_fd, "stdout"), PRIORITY_OUTPUT)
         self.hub.add(sb.err_fd, lambda: self._on_pipe(sb, sb.err_fd, "stderr"), PRIORITY_OUTPUT)
         self.hub.add(sb.py_fd, lambda: self._on_framed(sb), PRIORITY_OUTPUT)
-        self.hub.add(sb.ctl.fileno(), lambda: self._on_ctl(sb), PRIORITY_CONTROL)
 
     def watch_lineage(self, lineage: Lineage) -> None:
         self.hub.add(lineage.reaper_fd, lambda: self._on_reaper(lineage), PRIORITY_REAPER)
 
     def begin_run(self, sb: Sandbox, run: Run, code: str) -> None:
-        sb.run = run
-        self.active_runs.add(sb)
+        def start(seq: int) -> None:
+            run.seq = seq
+            sb.run = run
+            self.active_runs.add(sb)
+
         try:
-            sb.send({"op": "run", "id": run.execution_id, "code": code})
+            sb.send({"op": "run", "code": code}, on_seq=start)
         except Exception:
             self.hub.call(lambda: self._finish_dead(sb))
             raise
@@ -84,36 +97,69 @@ class Supervisor:
         if sb.state == "dead":
             return
         sb.kill_requested = True
-        sb.state = "dead"
+        sb.mark_dead()
         sb.cgroup.kill_all(exclude={sb.lineage.init_pid}, fast=True)  # release() sweeps again
-        # The interpreter's death closes the control socket and the hub then ends any run
-        # (status "killed") and cleans up. An interpreter that never said hello: from here.
-        if not sb.inside_pid:
+        # The interpreter's exit wakes its pidfd and the hub then ends any run (status
+        # "killed") and cleans up. An interpreter never seen idle has no pidfd: from here.
+        if sb.pidfd < 0:
             self.hub.call(lambda: self._finish_dead(sb))
 
     # -- hub thread
 
-    def _on_ctl(self, sb: Sandbox) -> None:
+    def _adopt(self, sb: Sandbox, host_pid: int) -> None:
+        """The interpreter was first seen waiting for requests: watch its exit from now on."""
+        sb.host_pid = host_pid
+        sb.inside_pid = idle.inside_pid(host_pid)
+        sb.lineage.members[sb.inside_pid] = sb
         try:
-            data = sb.ctl.recv(1 << 16, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return
+            sb.pidfd = os.pidfd_open(host_pid)
         except OSError:
-            data = b""
-        if not data:
-            self._on_eof(sb)
+            self._on_exit(sb)
             return
-        try:
-            msgs = sb.reader.feed(data)
-        except ValueError:
-            log.warning("event=bad_frame sandbox=%s", sb.sandbox_id)
-            self.kill(sb)
+        self.hub.add(sb.pidfd, lambda: self._on_exit(sb), PRIORITY_CONTROL)
+
+    def _check_idle(self, sb: Sandbox) -> None:
+        """An idle frame (or a pending recheck): end the op it claims only if the interpreter is
+        seen waiting on its request socket and the status page names a request we sent."""
+        if sb.state == "dead":
+            self.rechecks.pop(sb, None)
             return
-        for msg in msgs:
-            if msg.get("ev") == "result":
-                self._on_result(sb, msg)
-            else:
-                sb.replies.put(msg)
+        seq, exit_code = status.read(sb.page)
+        if not sb.done_seq <= seq <= sb.sent_seq:
+            self.rechecks.pop(sb, None)
+            self._violation(sb, f"status page names request {seq}; sent {sb.sent_seq}")
+            return
+        if seq == sb.done_seq and sb.host_pid:
+            self.rechecks.pop(sb, None)  # nothing new ended: a stray frame, or one ahead of its page
+            return
+        host_pid = sb.host_pid or idle.find_waiting(sb.birth_cgroup.pids(), sb.request_ino)
+        if not host_pid or not idle.blocked_on_request(host_pid, sb.request_ino):
+            self.rechecks.setdefault(sb, time.monotonic() + IDLE_RECHECK_S)
+            return
+        self.rechecks.pop(sb, None)
+        if not sb.host_pid:
+            self._adopt(sb, host_pid)
+        run = sb.run
+        if run is not None and run.seq <= seq:
+            self._finish_run(sb, "succeeded" if exit_code == 0 else "failed", exit_code, alive=True)
+        sb.mark_done(seq)
+
+    def _violation(self, sb: Sandbox, what: str) -> None:
+        """The sandbox broke the protocol: end it, and say so in its run's stderr."""
+        log.warning("event=protocol_violation sandbox=%s detail=%r", sb.sandbox_id, what[:200])
+        run = sb.run
+        if run is not None and run.violation is None:
+            run.violation = what
+            self._emit(
+                run,
+                OutputEvent(
+                    run.next_seq(), "stderr", f"\nmem0: sandbox ended: protocol violation ({what})\n"
+                ),
+            )
+        self.kill(sb)
+
+    def _next_timeout(self) -> float:
+        return IDLE_RECHECK_INTERVAL_S if self.rechecks else self.hub.tick_s
 
     def _read_pipe(self, fd: int) -> bytes:
         """What a sandbox pipe holds (up to 64 KiB); b"" when nothing is ready or, after closing the pipe,
@@ -134,36 +180,59 @@ class Supervisor:
             self._deliver(sb, stream, data)
 
     def _on_framed(self, sb: Sandbox) -> None:
-        """sys.stdout/sys.stderr frames (``kernel.FramedWriter``): one pipe keeps their order."""
+        """sys.stdout/sys.stderr frames (``kernel.FramedWriter``): one pipe keeps their order.
+        Malformed framing (user code may write anything there) is dropped and counted against
+        the output cap; an idle frame only makes the agent look (``_check_idle``)."""
         data = self._read_pipe(sb.py_fd)
         if not data:
             return
         buf = sb.py_buf + data
         pos = 0
+        saw_idle = False
         while len(buf) - pos >= 3:
             kind, size = buf[pos], int.from_bytes(buf[pos + 1 : pos + 3], "big")
-            if kind not in (1, 2) or size > FRAME_PAYLOAD:
-                buf, pos = b"", 0  # garbage written to the pipe by user code: drop it
+            if kind == IDLE_ID and size == 0:
+                saw_idle = True
+                pos += 3
+                continue
+            if kind not in (STDOUT_ID, STDERR_ID) or size > FRAME_PAYLOAD:
+                self._discard(sb, len(buf) - pos)
+                buf, pos = b"", 0
                 break
             if len(buf) - pos - 3 < size:
                 break
-            self._deliver(sb, "stdout" if kind == 1 else "stderr", buf[pos + 3 : pos + 3 + size])
+            self._deliver(sb, "stdout" if kind == STDOUT_ID else "stderr", buf[pos + 3 : pos + 3 + size])
             pos += 3 + size
         sb.py_buf = buf[pos:]
+        if saw_idle:
+            self._check_idle(sb)
+
+    def _discard(self, sb: Sandbox, nbytes: int) -> None:
+        """Bytes that were not output (malformed frames) still count against the output cap."""
+        run = sb.run
+        if run is None or run.killed:
+            return
+        run.out_bytes += nbytes
+        if run.out_bytes > run.output_cap:
+            self._output_limit(sb, run)
 
     def _deliver(self, sb: Sandbox, stream: str, data: bytes) -> None:
         run = sb.run
         if run is None or run.killed:
             return  # output of background processes between runs is discarded
-        room = run.output_cap - run.out_bytes
-        if room <= 0:
-            return
+        room = max(0, run.output_cap - run.out_bytes)
         chunk = data[:room]
         run.out_bytes += len(chunk)
-        text = run.decoders[stream].decode(chunk)
-        if text:
-            self._emit(run, OutputEvent(run.next_seq(), stream, text))
-        if len(data) > room and run.limit is None:
+        if chunk:
+            text = run.decoders[stream].decode(chunk)
+            if text:
+                self._emit(run, OutputEvent(run.next_seq(), stream, text))
+        if len(data) > room:
+            self._output_limit(sb, run)
+
+    def _output_limit(self, sb: Sandbox, run: Run) -> None:
+        """Output (stdout and stderr together, at the descriptors) passed the cap: end the run."""
+        if run.limit is None:
             run.limit = "output"
             run.interrupted_at = time.monotonic()
             sb.interrupt()
@@ -195,19 +264,14 @@ class Supervisor:
             else:
                 self.publish_failing_since = None
 
-    def _on_result(self, sb: Sandbox, msg: dict) -> None:
-        run = sb.run
-        if run is None or msg.get("id") != run.execution_id:
-            return
-        status = msg.get("status") if msg.get("status") in ("succeeded", "failed") else "failed"
-        code = msg.get("exit_code")
-        self._finish_run(sb, status, code if isinstance(code, int) else 1, alive=True)
-
-    def _on_eof(self, sb: Sandbox) -> None:
-        self.hub.remove(sb.ctl.fileno(), sb.ctl.close)
-        sb.state = "dead"
+    def _on_exit(self, sb: Sandbox) -> None:
+        """The interpreter's pidfd says it exited."""
+        if sb.pidfd >= 0:
+            fd, sb.pidfd = sb.pidfd, -2  # -2: watched once, never again
+            self.hub.remove(fd, lambda: os.close(fd))
         sb.died_at = time.monotonic()
-        sb.replies.put({"ev": "eof"})
+        sb.mark_dead()
+        self.rechecks.pop(sb, None)
         if sb.run is not None and sb.exit_status is None:
             self.dying.add(sb)  # wait briefly for the init's report of how it died
         else:
@@ -237,7 +301,8 @@ class Supervisor:
     def _finish_dead(self, sb: Sandbox) -> None:
         """The interpreter is gone: end its run, then let the agent release the sandbox (once)."""
         self.dying.discard(sb)
-        sb.state = "dead"
+        self.rechecks.pop(sb, None)
+        sb.mark_dead()
         if sb.run is not None:
             code = None
             status = "failed"
@@ -245,8 +310,10 @@ class Supervisor:
                 code = os.waitstatus_to_exitcode(sb.exit_status)
                 status = "succeeded" if code == 0 else "failed"
             self._finish_run(sb, status, code, alive=False)
-        if sb.ctl.fileno() >= 0:
-            self.hub.remove(sb.ctl.fileno(), sb.ctl.close)
+        if sb.pidfd >= 0:
+            fd, sb.pidfd = sb.pidfd, -2
+            self.hub.remove(fd, lambda: os.close(fd))
+        sb.ctl.close()  # the interpreter, if still there, reads EOF and exits
         if not sb.finished:
             sb.finished = True
             self.on_dead(sb)
@@ -270,7 +337,7 @@ class Supervisor:
             limit = "pids"
         elif limit is None and status == "failed" and _workspace_full(sb):
             limit = "disk"
-        if run.killed or (sb.kill_requested and limit is None):
+        if run.killed or run.violation or (sb.kill_requested and limit is None):
             status = "killed"
         elif limit == "timeout":
             status = "timeout"
@@ -306,6 +373,11 @@ class Supervisor:
                 # The interrupt was ignored (handler replaced, stuck in C code): kill the sandbox.
                 sb.state = "dead"
                 sb.cgroup.kill_all(exclude={sb.lineage.init_pid})
+        for sb, give_up in list(self.rechecks.items()):
+            if now > give_up:
+                self.rechecks.pop(sb, None)
+            else:
+                self._check_idle(sb)
         for sb in list(self.dying):
             if sb.died_at is not None and now - sb.died_at > DEATH_REPORT_WAIT_S:
                 self._finish_dead(sb)

@@ -1,7 +1,8 @@
-"""Framing on the agent <-> sandbox control socket: 4-byte big-endian length + JSON object.
+"""Framing of the agent's requests to an interpreter: 4-byte big-endian length + JSON object.
 
-JSON, never pickle: the sandbox side is untrusted, so the agent only parses plain data and
-caps every frame at ``MAX_FRAME`` bytes.
+One direction only: the agent writes, the interpreter reads (its write side is shut down before
+user code runs; see ``status.py`` and ``idle.py`` for how an op's end is learnt). JSON, never
+pickle; every frame is capped at ``MAX_FRAME`` bytes.
 """
 
 from __future__ import annotations
@@ -53,26 +54,3 @@ def recv(sock: socket.socket, max_fds: int = 0) -> tuple[dict | None, list[int]]
             return None, fds
         body += chunk
     return json.loads(body), fds
-
-
-class FrameReader:
-    """Incremental decoder for a non-blocking socket read by the agent's I/O loop."""
-
-    def __init__(self) -> None:
-        self.buf = bytearray()
-
-    def feed(self, data: bytes) -> list[dict]:
-        self.buf += data
-        out = []
-        while len(self.buf) >= 4:
-            (size,) = _LEN.unpack_from(self.buf)
-            if size > MAX_FRAME:
-                raise ValueError("frame too large")
-            if len(self.buf) < 4 + size:
-                break
-            msg = json.loads(bytes(self.buf[4 : 4 + size]))
-            if not isinstance(msg, dict):
-                raise ValueError("frame is not an object")
-            out.append(msg)
-            del self.buf[: 4 + size]
-        return out

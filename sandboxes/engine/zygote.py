@@ -143,12 +143,12 @@ class ZygoteServer:
         pipe whose write end the agent holds) until the agent has put it in its cgroups: joining
         a v1 cgroup can wait ~10 ms for an RCU grace period, and the zygote serves the next
         spawn meanwhile."""
-        ctl, out, err, py, reaper, sync = fds
+        ctl, out, err, py, page, reaper, sync = fds
         uid_base = int(req["uid_base"])
         workspace = self.layers.create(req["slot"], uid_base + isolation.SANDBOX_UID, int(req["ws_bytes"]))
         pid = linux.clone_process(isolation.SANDBOX_CLONE_FLAGS)
         if pid == 0:
-            self._become_sandbox(sync, workspace, ctl, out, err, py, reaper)
+            self._become_sandbox(sync, workspace, ctl, out, err, py, page, reaper)
         try:
             isolation.map_user_namespace(pid, uid_base)
         except Exception:
@@ -157,7 +157,7 @@ class ZygoteServer:
             raise
         return {"ok": True, "pid": pid}
 
-    def _become_sandbox(self, sync_r, workspace, ctl, out, err, py, reaper) -> None:
+    def _become_sandbox(self, sync_r, workspace, ctl, out, err, py, page, reaper) -> None:
         """In the clone (PID 1 of the new namespaces): fork the interpreter first, then run the
         init steps while it waits, release it, and become the reaper.
 
@@ -168,7 +168,7 @@ class ZygoteServer:
         """
         try:
             os.close(self.sock.detach())
-            isolation.close_inherited_fds(keep={sync_r, ctl, out, err, py, reaper, self.reaper_fd})
+            isolation.close_inherited_fds(keep={sync_r, ctl, out, err, py, page, reaper, self.reaper_fd})
             # Not before the agent has put us in the sandbox's cgroups: the interpreter must be
             # born inside them.
             isolation.wait_for_host(sync_r)
@@ -179,7 +179,7 @@ class ZygoteServer:
                     os._exit(71)
                 os.close(go_r)
                 isolation.run_interpreter_steps(
-                    {out: 1, err: 2, ctl: 3, py: 4},
+                    {out: 1, err: 2, ctl: 3, py: 4, page: 5},
                     POOL_RLIMITS["nofile"],
                     POOL_RLIMITS["nproc"],
                     POOL_RLIMITS["fsize"],
@@ -191,7 +191,7 @@ class ZygoteServer:
             isolation.run_init_steps(self.root, workspace, TMP_BYTES)
             os.write(go_w, b"1")
             os.close(go_w)
-            for fd in (ctl, out, err, py):
+            for fd in (ctl, out, err, py, page):
                 os.close(fd)
             if self.reaper_fd >= 0:
                 exec_reaper(self.reaper_fd, reaper)

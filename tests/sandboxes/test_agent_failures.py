@@ -85,3 +85,35 @@ def test_create_moves_to_a_healthy_agent_when_the_chosen_one_is_silent(api_pa, e
         os.killpg(mute.pid, signal.SIGCONT)
         stop_agent(mute)
         forget_agent("a--mute")
+
+
+def test_one_unrecordable_result_does_not_stall_the_sweep(api_pa, engine):
+    """Finding 6: one execution whose result could not be recorded made every sweep raise, so
+    later executions (other tenants' included) stayed `running` and unmetered."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sandboxes import dispatch
+    from sandboxes.engine.protocol import ExitEvent, OutputEvent
+    from sandboxes.models import Execution, Sandbox
+
+    sb = api_pa.post("/api/v1/sandboxes", {"runtime": "python"}, format="json").json()
+    try:
+        sandbox = Sandbox.objects.get(pk=sb["id"])
+        old = timezone.now() - timedelta(seconds=30)
+        rows = [Execution.objects.create(organization=sandbox.organization, sandbox=sandbox, code="x",
+                                         status=Execution.Status.RUNNING, created_at=old) for _ in range(2)]
+        bad, good = rows
+        exit_fields = dict(status="succeeded", exit_code=0, limit=None, wall_ms=1.0, cpu_ms=1.0,
+                           sandbox_alive=True)
+        bus = dispatch.engine().bus
+        bus.publish(bad.pk, [OutputEvent(1, "stdout", "x"), ExitEvent(seq=2, peak_memory_bytes=2**70, **exit_fields)])
+        bus.publish(good.pk, [OutputEvent(1, "stdout", "ok\n"), ExitEvent(seq=2, peak_memory_bytes=1, **exit_fields)])
+        reaping.agents_sweep()
+        good.refresh_from_db()
+        assert (good.status, good.stdout) == ("succeeded", "ok\n")
+        bad.refresh_from_db()
+        assert bad.status == Execution.Status.RUNNING  # left for an operator, logged, not fatal
+    finally:
+        api_pa.delete(f"/api/v1/sandboxes/{sb['id']}")

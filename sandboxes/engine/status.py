@@ -1,0 +1,56 @@
+"""The status page: the only value an interpreter hands back to the agent about an op.
+
+User code runs in the interpreter's own process, so anything the interpreter could send, user
+code could forge. The agent therefore observes when an op has ended (``idle.py``) and reads
+just this fixed 16-byte record from a shared memfd page: which request the interpreter last
+finished and, for a run, its exit code. Every bit pattern is bounded by its type (a u64 and an
+i32); a sequence number outside what the agent has sent ends the sandbox. Timings, CPU,
+memory, limits and output sizes never come from here.
+
+Layout, little-endian: u64 seq | i32 exit_code | u32 reserved. The interpreter writes the exit
+code before the sequence number; the agent reads seq, code, seq and retries a torn read.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+
+SIZE = 4096
+_CODE = struct.Struct("<i")
+_SEQ = struct.Struct("<Q")
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def create() -> tuple[int, mmap.mmap]:
+    """A new page for one interpreter: (memfd to pass to it, the agent's mapping)."""
+    fd = os.memfd_create("mem0-status", os.MFD_CLOEXEC)
+    os.ftruncate(fd, SIZE)
+    return fd, mmap.mmap(fd, SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+
+
+def attach(fd: int) -> mmap.mmap:
+    """Interpreter side: map the page handed over as ``fd`` and close the descriptor."""
+    try:
+        return mmap.mmap(fd, SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    finally:
+        os.close(fd)
+
+
+def clamp_exit_code(code: int) -> int:
+    return max(INT32_MIN, min(INT32_MAX, code))
+
+
+def write(page: mmap.mmap, seq: int, exit_code: int = 0) -> None:
+    _CODE.pack_into(page, 8, clamp_exit_code(exit_code))
+    _SEQ.pack_into(page, 0, seq)
+
+
+def read(page: mmap.mmap) -> tuple[int, int]:
+    """(seq, exit_code) as last written; a read torn by a concurrent write is retried."""
+    while True:
+        (seq,) = _SEQ.unpack_from(page, 0)
+        (code,) = _CODE.unpack_from(page, 8)
+        if _SEQ.unpack_from(page, 0)[0] == seq:
+            return seq, code
