@@ -129,3 +129,20 @@ def test_exit_codes_are_bounded(engine, witness):
     res = engine.run(sid, "raise SystemExit(-(2**70))")
     assert res.exit.status == "failed" and res.exit.exit_code == -(2**31)
     assert engine.ok(sid, "print('alive')") == "alive\n"
+
+
+def test_raw_stderr_flood_hits_the_output_cap_at_once(engine, witness):
+    """os.write(2, …) in 64 KiB blocks filled the cap exactly and then ran to the timeout."""
+    sid = engine.create()
+    res = engine.run(sid, "import os\nwhile True:\n    os.write(2, b'B' * 65536)", timeout_s=8)
+    assert (res.exit.status, res.exit.limit) == ("killed", "output")
+    assert res.exit.wall_ms < 2000
+    assert len(res.stderr) <= 1 << 20
+    assert engine.ok(sid, "print('alive')") == "alive\n"
+
+
+def test_garbage_on_the_framed_pipe_counts_against_the_output_cap(engine, witness):
+    sid = engine.create()
+    res = engine.run(sid, "import os\nwhile True:\n    os.write(4, b'\\x00' * 65536)", timeout_s=8)
+    assert (res.exit.status, res.exit.limit) == ("killed", "output")
+    assert res.exit.wall_ms < 2000
