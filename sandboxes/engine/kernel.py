@@ -247,7 +247,7 @@ class Kernel:
         if pid == 0:
             self.pid = os.getpid()
             ctl, out, err, py, page = fds
-            self.page.close()  # the parent's page: never reachable from the fork
+            status.detach(self.page)  # the parent's page: never reachable from the fork
             os.dup2(out, 1)
             os.dup2(err, 2)
             os.dup2(ctl, CTL_FD, inheritable=False)

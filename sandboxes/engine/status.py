@@ -13,6 +13,7 @@ code before the sequence number; the agent reads seq, code, seq and retries a to
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
 import struct
@@ -30,19 +31,43 @@ def create() -> tuple[int, mmap.mmap]:
     return fd, mmap.mmap(fd, SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
 
 
-def attach(fd: int) -> mmap.mmap:
-    """Interpreter side: map the page handed over as ``fd`` and close the descriptor."""
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = (
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_long,
+)
+_libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+
+
+def attach(fd: int):
+    """Interpreter side: map the page handed over as ``fd`` and close the descriptor.
+
+    Not ``mmap.mmap``: it keeps a dup of the descriptor open (until Python 3.13's trackfd),
+    and a descriptor left in the sandbox would let ``os.write`` reach the page."""
     try:
-        return mmap.mmap(fd, SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        addr = _libc.mmap(None, SIZE, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
+        if addr in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), "mmap of the status page failed")
+        return (ctypes.c_char * SIZE).from_address(addr)
     finally:
         os.close(fd)
+
+
+def detach(page) -> None:
+    """Interpreter side: unmap a page (a fork drops its parent's before anything else runs)."""
+    _libc.munmap(ctypes.addressof(page), SIZE)
 
 
 def clamp_exit_code(code: int) -> int:
     return max(INT32_MIN, min(INT32_MAX, code))
 
 
-def write(page: mmap.mmap, seq: int, exit_code: int = 0) -> None:
+def write(page, seq: int, exit_code: int = 0) -> None:
     _CODE.pack_into(page, 8, clamp_exit_code(exit_code))
     _SEQ.pack_into(page, 0, seq)
 

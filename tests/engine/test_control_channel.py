@@ -22,6 +22,17 @@ eid, seq = find_id()
 """
 
 
+def test_no_descriptor_reaches_the_status_page(engine, witness):
+    sid = engine.create()
+    code = (
+        "import os\nlinks = []\nfor f in range(64):\n"
+        "    try: links.append(os.readlink(f'/proc/self/fd/{f}'))\n"
+        "    except OSError: pass\nprint(links)\n"
+    )
+    out = engine.ok(sid, code)
+    assert "memfd" not in out and "socket" in out
+
+
 def test_writes_on_the_request_socket_fail_and_change_nothing(engine, witness):
     sid = engine.create()
     res = engine.run(
@@ -98,8 +109,8 @@ def test_deeply_nested_frame_and_trickle_do_not_wedge_the_sandbox(engine, witnes
         "print('done')\n"
     )
     res = engine.run(sid, code, timeout_s=10)
-    assert res.exit.status == "succeeded"
-    assert res.stdout.endswith("done\n")
+    # The run ends normally (what it printed after garbling its own framed pipe may be lost).
+    assert (res.exit.status, res.exit.sandbox_alive) == ("succeeded", True)
     assert engine.ok(sid, "print('alive')") == "alive\n"
 
 
