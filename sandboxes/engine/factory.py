@@ -2,14 +2,18 @@
 sandbox, release of everything a dead sandbox held (cgroups, workspace layers, uid range).
 
 Fork, step by step (see ``kernel.py`` for what parent and fork share afterwards):
-  1. the agent creates the child's cgroup, request socket, status page and output pipes and
-     sends them to the parent interpreter, which clones itself (CLONE_PARENT | new mount, net,
-     IPC ns);
-  2. both are seen idle (``idle.py``): the child is the process of the parent's cgroup that
-     waits on the child's request socket; the agent moves it to its cgroup while the
-     zygote freezes the parent's upper layer and gives parent and child fresh upper layers
-     (``layers.py``), installing them as /workspace in each mount namespace;
-  3. both interpreters chdir into their new /workspace before reading any later op.
+  1. the agent creates the child's cgroup, request socket, status page, output and reaper
+     pipes, tells the fork gate to let one clone(CLONE_NEWUSER…) of the parent through, and
+     sends the fork request; the parent interpreter clones itself into new user, PID, mount,
+     net, IPC and UTS namespaces (``kernel.py``);
+  2. the clone C (the fork's PID 1) is the process of the parent's cgroup that waits on the
+     child's request socket (``idle.py``): the agent moves it to the fork's cgroup and, with the
+     parent frozen, has the zygote freeze the parent's upper layer and give parent and child
+     fresh upper layers (``layers.py``), give the child copies of the parent's /tmp and
+     /dev/shm and its own /proc, and map its uid (``forkmounts.py``);
+  3. on "go" C drops its capabilities and forks the fork's interpreter, which the agent finds
+     idle and checks (no capability) before the fork is handed out; both interpreters chdir
+     into their new /workspace before reading any later op.
 Measured here (bench/engine.py, 2-vCPU VM shared with other work, v1 cgroups): p50 6-7 ms
 for parents holding 1 MB, 100 MB or 1 GB of objects (flat in size; p99 16-48 ms from the
 cgroup move's RCU grace period, 1-15 ms, overlapped with step 2, and host load).
@@ -20,15 +24,18 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import signal
 import socket
 import threading
+import time
 
-from . import cgroups, isolation, status
+from . import cgroups, idle, isolation, status
 from .cgroups import CgroupPlan
+from .kernel import FORK_CLONE_FLAGS
 from .protocol import EngineError, Limits
 from .reaper import build_reaper
 from .runtimes import Runtime
-from .sandbox import Lineage, Sandbox
+from .sandbox import Family, Lineage, Sandbox
 from .supervisor import Supervisor
 from .zygote import ZygoteProcess
 
@@ -126,7 +133,8 @@ class SandboxFactory:
             ctl_theirs.close()
             for fd in (out_w, err_w, py_w, page_fd, reap_w, sync_r, sync_w):
                 os.close(fd)
-        lineage = Lineage(init_pid=rep["pid"], uid_base=uid_base, reaper_fd=reap_r)
+        family = Family(uid_base=uid_base, lineages=1)
+        lineage = Lineage(init_pid=rep["pid"], family=family, reaper_fd=reap_r)
         sb = Sandbox(
             slot=slot,
             runtime=runtime,
@@ -157,7 +165,8 @@ class SandboxFactory:
         return sb
 
     def fork(self, parent: Sandbox, lim: Limits) -> Sandbox:
-        """A copy-on-write fork of ``parent`` (which must be idle), not yet handed over."""
+        """A copy-on-write fork of ``parent`` (which must be idle) in namespaces of its own, not
+        yet handed over (steps: module docstring and ``kernel.py``)."""
         slot = self._new_slot()
         cg = self.cg_plan.new(slot)
         cg.set_limits(memory_bytes=lim.memory_bytes, pids=lim.pids, cpu_cores=lim.cpu_cores)
@@ -166,35 +175,46 @@ class SandboxFactory:
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         py_r, py_w = os.pipe2(os.O_CLOEXEC)
+        reap_r, reap_w = os.pipe2(os.O_CLOEXEC)
+        family = parent.lineage.family
+        with self.lock:
+            family.lineages += 1
+        lineage = Lineage(init_pid=0, family=family, reaper_fd=reap_r)
         child = Sandbox(
             slot=slot,
             runtime=parent.runtime,
             zygote=parent.zygote,
             cgroup=cg,
-            lineage=parent.lineage,
+            lineage=lineage,
             ctl=ctl,
             request_ino=os.fstat(ctl_theirs.fileno()).st_ino,
             page=page,
             out_fd=out_r,
             err_fd=err_r,
             py_fd=py_r,
-            birth_cgroup=parent.cgroup,
+            birth_cgroup=cg,
         )
         child.workspace_bytes = lim.workspace_bytes
         self.live.add(child)
         self.supervisor.watch(child)
+        gate = self.supervisor.gate
+        gate.expect(parent.host_pid, FORK_CLONE_FLAGS | signal.SIGCHLD)
         try:
-            seq = parent.send({"op": "fork"}, [ctl_theirs.fileno(), out_w, err_w, py_w, page_fd])
+            seq = parent.send({"op": "fork"}, [ctl_theirs.fileno(), out_w, err_w, py_w, page_fd, reap_w])
         finally:
             ctl_theirs.close()
-            for fd in (out_w, err_w, py_w, page_fd):
+            for fd in (out_w, err_w, py_w, page_fd, reap_w):
                 os.close(fd)
         try:
             parent.wait_done(seq)
-            child.wait_done(0)
-            # No freeze for the swap: the parent's layer is remounted read-only atomically
-            # (a file open for writing makes the remount, and so the fork, fail).
-            mover = self.executor.submit(cg.add_pid, child.host_pid)
+            gate.forget(parent.host_pid)
+            init = _wait_for(lambda: idle.find_waiting(parent.cgroup.pids(), child.request_ino))
+            if not init:
+                raise EngineError("internal_error", "the fork did not start")
+            lineage.init_pid = init
+            cg.add_pid(init)
+            self.supervisor.watch_lineage(lineage)
+            parent.cgroup.freeze()  # /tmp and /dev/shm are copied as they are at this instant
             try:
                 parent.zygote.request(
                     {
@@ -202,16 +222,27 @@ class SandboxFactory:
                         "parent": parent.slot,
                         "parent_pid": parent.host_pid,
                         "child": slot,
-                        "child_pid": child.host_pid,
+                        "child_pid": init,
                         "uid": parent.owner_uid,
                         "parent_bytes": parent.limits.workspace_bytes,
                         "child_bytes": lim.workspace_bytes,
                     }
                 )
+                parent.zygote.request({"op": "fork_mounts", "parent_pid": parent.host_pid, "child_pid": init})
             finally:
-                mover.result(timeout=30)
+                parent.cgroup.thaw()
+            child.send({"op": "go"})
+            child.wait_done(0)
+            if not idle.holds_no_capability(init):
+                raise EngineError("internal_error", "the fork's init kept capabilities")
+            # The init leaves the fork's cgroup (as a spawned sandbox's does): killing the fork
+            # must not kill the init that the fork's own forks need.
+            cgroups.park(self.cg_plan, init)
         except Exception as exc:
+            gate.forget(parent.host_pid)
             self.supervisor.kill(child)
+            if lineage.init_pid:
+                _kill_quietly(lineage.init_pid)
             if isinstance(exc, EngineError):
                 raise
             raise EngineError("invalid_request", f"fork failed: {exc}") from exc
@@ -249,8 +280,14 @@ class SandboxFactory:
             lineage = sb.lineage
             lineage.members.pop(sb.inside_pid, None)
             if not lineage.members:
+                family = lineage.family
                 with self.lock:
-                    self.free_uids.append((lineage.uid_base - UID_BASE) // 65536)
+                    family.lineages -= 1
+                    last = family.lineages == 0
+                    if last:
+                        self.free_uids.append((family.uid_base - UID_BASE) // 65536)
+                if last:
+                    self.supervisor.drop_listener(family)
             try:
                 sb.zygote.request({"op": "release", "slot": sb.slot})
             except Exception:
@@ -272,3 +309,22 @@ def _request_socket() -> tuple[socket.socket, socket.socket]:
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     mine.settimeout(REQUEST_SEND_TIMEOUT_S)
     return mine, theirs
+
+
+def _wait_for(probe, timeout: float = 5.0) -> int:
+    """Poll ``probe`` (a pid, or 0) until it finds something or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    delay = 0.0001
+    while True:
+        found = probe()
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(delay)
+        delay = min(delay * 2, 0.005)
+
+
+def _kill_quietly(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass

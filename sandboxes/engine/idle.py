@@ -49,3 +49,16 @@ def inside_pid(host_pid: int) -> int:
     except (OSError, ValueError):
         pass
     return 0
+
+
+CAP_FIELDS = (b"CapInh:", b"CapPrm:", b"CapEff:", b"CapBnd:", b"CapAmb:")
+
+
+def holds_no_capability(host_pid: int) -> bool:
+    """All five capability sets of ``host_pid`` are empty (read from /proc, not asked)."""
+    try:
+        with open(f"/proc/{host_pid}/status", "rb") as f:
+            seen = [line.split()[1] for line in f if line.startswith(CAP_FIELDS)]
+    except (OSError, IndexError):
+        return False
+    return len(seen) == len(CAP_FIELDS) and all(int(v, 16) == 0 for v in seen)

@@ -32,12 +32,14 @@ Interpreter (``INTERPRETER_STEPS``, in ``K`` before its control loop):
   clear_env          the agent's environment never reaches the sandbox (checked; the zygote
                      already replaced it)
   set_rlimits        core 0, nofile, nproc, fsize (cgroups are the primary limits)
-  drop_privileges    uid/gid 1000 inside; capability bounding set and sets reduced to
-                     CAP_SYS_ADMIN *in the sandbox's own user namespace* — kept only so that
-                     fork can give the child a private mount namespace; every syscall through
-                     which it could reach mounts, modules, bpf, keys… is denied below
+  drop_privileges    uid/gid 1000 inside; no capability at all: effective, permitted,
+                     inheritable, ambient and bounding sets empty (the agent checks them in
+                     /proc before it hands the sandbox over)
   no_new_privs       and not dumpable (no /proc/<pid>/mem of a fork sibling)
-  seccomp            last, so the steps above are not themselves filtered
+  seccomp            last, so the steps above are not themselves filtered; its user-notification
+                     listener (fd 6) is taken by the agent and closed before any user code runs:
+                     the one namespace-creating call user code could make, clone(CLONE_NEWUSER),
+                     waits for the agent, which allows it only for a fork it asked for
 """
 
 from __future__ import annotations
@@ -293,21 +295,26 @@ def set_rlimits(nofile: int, nproc: int, fsize: int) -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
-def drop_privileges() -> None:
-    keep = {linux.CAP_SYS_ADMIN}
+def drop_all_capabilities() -> None:
+    """Empty every capability set of this process, the bounding set included (so nothing it
+    executes can regain one). Also used by a fork's first process, which holds every
+    capability of its new user namespace until it calls this."""
     for cap in range(linux.CAP_LAST_CAP + 1):
-        if cap not in keep:
-            try:
-                linux.prctl(linux.PR_CAPBSET_DROP, cap)
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:  # EINVAL: cap unknown to this kernel
-                    raise
-    linux.prctl(linux.PR_SET_KEEPCAPS, 1)
-    os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
-    os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
-    linux.set_capabilities(keep)
+        try:
+            linux.prctl(linux.PR_CAPBSET_DROP, cap)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: cap unknown to this kernel
+                raise
     linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
+    linux.set_capabilities(set())
+
+
+def drop_privileges() -> None:
+    os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
+    linux.prctl(linux.PR_SET_KEEPCAPS, 1)  # keep CAP_SETPCAP past setresuid for the drop below
+    os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
     linux.prctl(linux.PR_SET_KEEPCAPS, 0)
+    drop_all_capabilities()
     if os.getuid() != SANDBOX_UID or os.getgid() != SANDBOX_GID:
         raise IsolationError("uid/gid did not change")
 
@@ -383,11 +390,15 @@ def seccomp_filter() -> pyseccomp.SyscallFilter:
             f.add_rule(deny, name)
         except (OSError, ValueError, RuntimeError):
             pass  # not a syscall on this architecture
-    # New user namespaces: the kernel's largest unprivileged attack surface.
+    # Namespaces. Without capabilities the kernel refuses every CLONE_NEW* flag except
+    # CLONE_NEWUSER, the kernel's largest unprivileged attack surface: unshare() may create
+    # none at all, and clone(CLONE_NEWUSER…) waits for the agent (user notification), which
+    # lets exactly one through for a fork it asked for and refuses every other with EPERM.
+    for flag in NAMESPACE_FLAGS:
+        f.add_rule(deny, "unshare", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, flag, flag))
     f.add_rule(
-        deny, "unshare", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, linux.CLONE_NEWUSER, linux.CLONE_NEWUSER)
+        pyseccomp.NOTIFY, "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, linux.CLONE_NEWUSER, linux.CLONE_NEWUSER)
     )
-    f.add_rule(deny, "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, linux.CLONE_NEWUSER, linux.CLONE_NEWUSER))
     # clone3 passes flags in memory, which seccomp cannot inspect: ENOSYS makes libc fall back to clone.
     f.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
     # Device nodes: mknod of character/block devices; FIFOs and sockets stay allowed.
@@ -409,8 +420,25 @@ def compile_seccomp() -> bytes:
         return f.read()
 
 
+LISTENER_FD = 6  # the seccomp listener, until the agent has taken it (see ``kernel.py``)
+NAMESPACE_FLAGS = (
+    linux.CLONE_NEWNS,
+    linux.CLONE_NEWCGROUP,
+    linux.CLONE_NEWUTS,
+    linux.CLONE_NEWIPC,
+    linux.CLONE_NEWUSER,
+    linux.CLONE_NEWPID,
+    linux.CLONE_NEWNET,
+    0x00000080,  # CLONE_NEWTIME
+)
+
+
 def load_seccomp(program: bytes) -> None:
-    linux.load_seccomp_bpf(program)
+    """Install the filter; its listener goes to ``LISTENER_FD`` for the agent to take."""
+    listener = linux.load_seccomp_bpf(program, linux.SECCOMP_FILTER_FLAG_NEW_LISTENER)
+    if listener != LISTENER_FD:
+        os.dup2(listener, LISTENER_FD, inheritable=False)
+        os.close(listener)
 
 
 def run_interpreter_steps(

@@ -23,19 +23,25 @@ output pipe, and the only value read back is the 16-byte status page (op sequenc
 exit code), bounds-checked. Timings, CPU, memory and limits come from the agent's clock and
 the sandbox's cgroups.
 
-Fork (``op: fork``): the interpreter clones itself (copy-on-write memory) with CLONE_PARENT,
-so the child's parent is the sandbox init (the PID-1 reaper), not this interpreter: killing the
-parent sandbox (its cgroup) leaves the fork running, and init lives while any member lives.
-The child gets new mount, network and IPC namespaces; the zygote then gives each side its own
-workspace overlay (see ``layers.py``). What a parent and its fork can see of each other:
+Fork (``op: fork``): the interpreter, which holds no capability, clones itself into new user,
+PID, mount, network, IPC and UTS namespaces (CLONE_NEWUSER needs none; the seccomp filter
+holds that clone until the agent, which asked for the fork, lets it through). The clone ``C``
+is PID 1 of the fork's PID namespace; it waits on its own request socket while the agent maps
+its uid, moves it to the fork's cgroup and has the zygote give the fork its own /proc, /tmp
+and /dev/shm (copies of the parent's, made with the parent frozen) and workspace (copy-on-write
+layers, ``layers.py``). On "go" C drops every capability of its new user namespace, forks the
+fork's interpreter ``K'`` and stays as its init (reaping, reporting exits). The agent checks in
+/proc that C and K' hold no capability before the fork is handed out. What a parent and its
+fork can see of each other:
   * memory: a copy at fork time, then private (copy-on-write); nothing shared afterwards.
-  * workspace: the same files at fork time, then private (separate overlay upper layers).
-  * /tmp and /dev/shm: the parent's mounts are inherited (same tmpfs): files written there
-    after the fork are visible to both; use /workspace for private files.
-  * processes: same user and PID namespace, so each can see the other's processes in /proc and
-    send them signals; neither is dumpable, so neither can read the other's memory.
-  * network, System V IPC / POSIX message queues: separate (new namespaces); no loopback path.
-  * limits and accounting: separate cgroups; separate lifetimes.
+  * workspace, /tmp, /dev/shm: the same files at fork time, then private.
+  * processes: the fork's PID namespace is a child of the parent's, so the fork can neither see
+    nor name its parent's processes. The parent's processes can see the fork's (pids of a child
+    namespace) and, because the fork's user namespace is owned by the parent's uid, could
+    signal them: the one way in which a parent reaches its fork (see README, residual risks).
+    Neither can read the other's memory (not dumpable; ptrace and process_vm_* are denied).
+  * network, System V IPC / POSIX message queues, hostname: separate (new namespaces).
+  * limits and accounting: separate cgroups; separate lifetimes (a fork outlives its parent).
 """
 
 from __future__ import annotations
@@ -51,7 +57,8 @@ import termios
 import time
 import traceback
 
-from . import linux, status, wire
+from . import isolation, linux, status, wire
+from .reaper import reap_forever
 
 CTL_FD = 3  # requests from the agent (read-only for the sandbox: write side shut down)
 PY_FD = 4  # sys.stdout and sys.stderr, framed on one pipe so their interleaving is kept
@@ -84,7 +91,16 @@ class FramedWriter(io.RawIOBase):
         return STDOUT_ID if self.stream_id == STDOUT_ID else 2
 
 
-FORK_CLONE_FLAGS = linux.CLONE_PARENT | linux.CLONE_NEWNS | linux.CLONE_NEWNET | linux.CLONE_NEWIPC
+FORK_CLONE_FLAGS = (
+    linux.CLONE_PARENT
+    | linux.CLONE_NEWUSER
+    | linux.CLONE_NEWPID
+    | linux.CLONE_NEWNS
+    | linux.CLONE_NEWNET
+    | linux.CLONE_NEWIPC
+    | linux.CLONE_NEWUTS
+)
+REAP_FD = 7  # a fork's init reports its exits here
 
 
 def _print_user_traceback(exc: BaseException) -> None:
@@ -122,6 +138,7 @@ class Kernel:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         self.pid = os.getpid()
         self._forking = False
+        self.listener_open = True
         os.register_at_fork(after_in_child=self._after_user_fork)
 
     def _after_user_fork(self) -> None:
@@ -144,11 +161,12 @@ class Kernel:
         self.idle(0)
         while True:
             try:
-                msg, fds = wire.recv(self.sock, max_fds=5)
+                msg, fds = wire.recv(self.sock, max_fds=6)
             except KeyboardInterrupt:
                 continue
             if msg is None:
                 os._exit(0)  # agent closed the request socket: the sandbox is being killed
+            self._close_listener()
             op, seq = msg.get("op"), int(msg.get("seq", 0))
             code = 0
             if op == "run":
@@ -160,6 +178,16 @@ class Kernel:
             elif op == "resume":
                 os.chdir("/workspace")
             self.idle(seq, code)
+
+    def _close_listener(self) -> None:
+        """The agent took the seccomp listener when it first saw this interpreter idle; it is
+        closed before the first request, so user code never holds it."""
+        if self.listener_open:
+            self.listener_open = False
+            try:
+                os.close(isolation.LISTENER_FD)
+            except OSError:
+                pass
 
     def idle(self, seq: int, exit_code: int = 0) -> None:
         """Op ``seq`` is done: record its exit code, then ask the agent to look (it checks that
@@ -234,32 +262,53 @@ class Kernel:
                 time.sleep(0.0002)
 
     def fork(self, fds: list[int], seq: int) -> int:
-        """Clone this interpreter; both sides then report ``seq`` done on their own channels."""
-        if len(fds) != 5:
+        """Clone this interpreter into new namespaces (see the module docstring)."""
+        if len(fds) != 6:
             for fd in fds:
                 os.close(fd)
             return seq
         self._forking = True
         try:
             pid = linux.clone_process(FORK_CLONE_FLAGS)
+        except OSError:
+            pid = -1  # the agent refused or the kernel did: the fork is not there, said by the agent
         finally:
             self._forking = False
         if pid == 0:
-            self.pid = os.getpid()
-            ctl, out, err, py, page = fds
-            status.detach(self.page)  # the parent's page: never reachable from the fork
-            os.dup2(out, 1)
-            os.dup2(err, 2)
-            os.dup2(ctl, CTL_FD, inheritable=False)
-            os.dup2(py, PY_FD)
-            os.dup2(page, PAGE_FD, inheritable=False)
-            os.closerange(PAGE_FD + 1, 1 << 20)
-            linux.prctl(linux.PR_SET_DUMPABLE, 0)
-            self.page = status.attach(PAGE_FD)
-            # self.sock wraps fd 3, which now is the fork's own request socket.
-            self.sock.shutdown(socket.SHUT_WR)
+            self._become_fork(fds)
             return 0  # the fork's first idle: request 0 of its own channel
-
         for fd in fds:
             os.close(fd)
         return seq
+
+    def _become_fork(self, fds: list[int]) -> None:
+        """In C, PID 1 of the fork's namespaces: wait for the agent's "go", drop the new user
+        namespace's capabilities, fork the fork's interpreter and stay as its init."""
+        status.detach(self.page)  # the parent's page: never reachable from the fork
+        ctl, out, err, py, page, reap = fds
+        for src, dst in ((out, 1), (err, 2), (ctl, CTL_FD), (py, PY_FD), (page, PAGE_FD), (reap, REAP_FD)):
+            os.dup2(src, dst, inheritable=dst in (1, 2, PY_FD))
+        os.closerange(REAP_FD + 1, 1 << 20)
+        try:
+            os.close(isolation.LISTENER_FD)
+        except OSError:
+            pass
+        # self.sock wraps fd 3, which now is the fork's own request socket.
+        self.sock.shutdown(socket.SHUT_WR)
+        msg, extra = wire.recv(self.sock)
+        if msg is None or msg.get("op") != "go":
+            os._exit(0)
+        isolation.drop_all_capabilities()
+        linux.prctl(linux.PR_SET_DUMPABLE, 0)
+        self._forking = True
+        try:
+            pid = os.fork()
+        finally:
+            self._forking = False
+        if pid:
+            for fd in (0, 1, 2, CTL_FD, PY_FD, PAGE_FD):
+                os.close(fd)
+            reap_forever(REAP_FD)
+        os.close(REAP_FD)
+        self.pid = os.getpid()
+        self.page = status.attach(PAGE_FD)

@@ -22,6 +22,14 @@ SYS_setns = 308
 SYS_open_tree = 428
 SYS_move_mount = 429
 SYS_openat2 = 437
+SYS_fsopen = 430
+SYS_fsconfig = 431
+SYS_fsmount = 432
+SYS_pidfd_getfd = 438
+FSCONFIG_CMD_CREATE = 6
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -176,13 +184,36 @@ class _SockFprog(ctypes.Structure):
 
 SYS_seccomp = 317
 SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
 
 
-def load_seccomp_bpf(program: bytes) -> None:
-    """Install a compiled classic-BPF seccomp program (8 bytes per instruction)."""
+def load_seccomp_bpf(program: bytes, flags: int = 0) -> int:
+    """Install a compiled classic-BPF seccomp program (8 bytes per instruction). With
+    ``SECCOMP_FILTER_FLAG_NEW_LISTENER``, returns the user-notification listener's descriptor."""
     buf = ctypes.create_string_buffer(program, len(program))
     prog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
-    _check(_libc.syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, ctypes.byref(prog)), "seccomp")
+    return _check(
+        _libc.syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, ctypes.c_uint(flags), ctypes.byref(prog)), "seccomp"
+    )
+
+
+def pidfd_getfd(pidfd: int, target_fd: int) -> int:
+    """A duplicate of descriptor ``target_fd`` of the process behind ``pidfd`` (close-on-exec)."""
+    return _check(_libc.syscall(SYS_pidfd_getfd, pidfd, target_fd, 0), "pidfd_getfd")
+
+
+def procfs_mount(attrs: int = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC) -> int:
+    """A detached procfs of the caller's PID namespace (new mount API), as a mount descriptor.
+
+    Made in the caller's mount namespace and attached elsewhere with ``move_mount_fd``: a new
+    procfs mounted straight into a namespace owned by a user namespace is refused when that
+    namespace's /proc has masked entries (the kernel's "mount too revealing" rule)."""
+    fs = _check(_libc.syscall(SYS_fsopen, b"proc", 1), "fsopen proc")  # 1: FSOPEN_CLOEXEC
+    try:
+        _check(_libc.syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, None, None, 0), "fsconfig proc")
+        return _check(_libc.syscall(SYS_fsmount, fs, 1, ctypes.c_uint(attrs)), "fsmount proc")
+    finally:
+        os.close(fs)
 
 
 def sethostname(name: str) -> None:

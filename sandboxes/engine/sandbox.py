@@ -18,14 +18,27 @@ from .runtimes import Runtime
 
 
 @dataclass
-class Lineage:
-    """Sandboxes sharing one PID namespace and its init (a sandbox and its forks)."""
+class Family:
+    """A spawned sandbox and all its forks: one uid range, one seccomp listener."""
 
-    init_pid: int  # host pid of the reaper init R
     uid_base: int
+    listener_fd: int = -1  # taken from the first interpreter (``isolation.LISTENER_FD``)
+    lineages: int = 0  # PID namespaces of the family still holding a sandbox
+
+
+@dataclass
+class Lineage:
+    """The sandbox of one PID namespace and its init (a spawned sandbox's R, a fork's C)."""
+
+    init_pid: int  # host pid of the init
+    family: Family
     reaper_fd: int
     members: dict[int, Sandbox] = field(default_factory=dict)  # inside pid -> sandbox
     buf: bytes = b""
+
+    @property
+    def uid_base(self) -> int:
+        return self.family.uid_base
 
 
 @dataclass

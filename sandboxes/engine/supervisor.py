@@ -32,7 +32,8 @@ import os
 import time
 from collections.abc import Callable
 
-from . import idle, status
+from . import idle, isolation, linux, status
+from .forkgate import ForkGate
 from .iohub import PRIORITY_CONTROL, PRIORITY_OUTPUT, PRIORITY_REAPER, IOHub
 from .kernel import FRAME_PAYLOAD, IDLE_ID, STDERR_ID, STDOUT_ID
 from .protocol import ExitEvent, OutputEvent
@@ -55,6 +56,7 @@ class Supervisor:
         self.hub = IOHub(self._tick, self._flush, timeout_fn=self._next_timeout)
         self.active_runs: set[Sandbox] = set()
         self.rechecks: dict[Sandbox, float] = {}  # sandbox -> give up looking at this time
+        self.gate = ForkGate()
         self.dying: set[Sandbox] = set()
         self.pending_events: dict[str, list] = {}
         self.publish_failing_since: float | None = None
@@ -106,8 +108,10 @@ class Supervisor:
 
     # -- hub thread
 
-    def _adopt(self, sb: Sandbox, host_pid: int) -> None:
-        """The interpreter was first seen waiting for requests: watch its exit from now on."""
+    def _adopt(self, sb: Sandbox, host_pid: int) -> bool:
+        """The interpreter was first seen waiting for requests: check in /proc that it holds no
+        capability, take its family's seccomp listener (a spawned one still holds it), and
+        watch its exit from now on. False if the sandbox had to be ended instead."""
         sb.host_pid = host_pid
         sb.inside_pid = idle.inside_pid(host_pid)
         sb.lineage.members[sb.inside_pid] = sb
@@ -115,8 +119,27 @@ class Supervisor:
             sb.pidfd = os.pidfd_open(host_pid)
         except OSError:
             self._on_exit(sb)
-            return
+            return False
         self.hub.add(sb.pidfd, lambda: self._on_exit(sb), PRIORITY_CONTROL)
+        if not idle.holds_no_capability(host_pid):
+            self._violation(sb, "the interpreter holds capabilities")
+            return False
+        family = sb.lineage.family
+        if family.listener_fd < 0:
+            try:
+                listener = linux.pidfd_getfd(sb.pidfd, isolation.LISTENER_FD)
+            except OSError as exc:
+                self._violation(sb, f"no seccomp listener ({exc.strerror})")
+                return False
+            family.listener_fd = listener
+            self.hub.add(listener, lambda: self.gate.on_notification(listener), PRIORITY_CONTROL)
+        return True
+
+    def drop_listener(self, family) -> None:
+        """The family's last sandbox is gone: stop answering for it (any thread)."""
+        fd, family.listener_fd = family.listener_fd, -1
+        if fd >= 0:
+            self.hub.remove(fd, lambda: os.close(fd))
 
     def _check_idle(self, sb: Sandbox) -> None:
         """An idle frame (or a pending recheck): end the op it claims only if the interpreter is
@@ -137,8 +160,8 @@ class Supervisor:
             self.rechecks.setdefault(sb, time.monotonic() + IDLE_RECHECK_S)
             return
         self.rechecks.pop(sb, None)
-        if not sb.host_pid:
-            self._adopt(sb, host_pid)
+        if not sb.host_pid and not self._adopt(sb, host_pid):
+            return
         run = sb.run
         if run is not None and run.seq <= seq:
             self._finish_run(sb, "succeeded" if exit_code == 0 else "failed", exit_code, alive=True)

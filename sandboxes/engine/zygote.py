@@ -36,9 +36,10 @@ import sys
 import threading
 import traceback
 
-from . import isolation, linux
+from . import forkmounts, isolation, linux
 from .kernel import Kernel
 from .layers import LayerStore
+from .reaper import reap_forever
 from .runtimes import Runtime
 
 TMP_BYTES = 64 << 20
@@ -130,6 +131,9 @@ class ZygoteServer:
                 req["child_bytes"],
             )
             return {"ok": True}
+        if op == "fork_mounts":
+            forkmounts.install(int(req["parent_pid"]), int(req["child_pid"]), TMP_BYTES)
+            return {"ok": True}
         if op == "resize":
             self.layers.resize(req["slot"], int(req["bytes"]))
             return {"ok": True}
@@ -217,23 +221,6 @@ def exec_reaper(binary_fd: int, report_fd: int) -> None:
     except OSError:
         pass  # fall back to the Python reaper on fd 3
     reap_forever(3)
-
-
-def reap_forever(report_fd: int) -> None:
-    """PID 1 of the sandbox: reap every exit and report it; leave when nobody is left."""
-    os.closerange(3, report_fd)
-    os.closerange(report_fd + 1, 1 << 16)
-    while True:
-        try:
-            pid, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            os._exit(0)
-        except InterruptedError:
-            continue
-        try:
-            os.write(report_fd, f"exit {pid} {status}\n".encode())
-        except OSError:
-            pass
 
 
 class ZygoteError(RuntimeError):
