@@ -35,6 +35,7 @@ ENGINE_STATUS = {
     "unknown_runtime": 400,
     "invalid_request": 400,
     "payload_too_large": 413,
+    "conflict": 409,
     "internal_error": 500,
 }
 

@@ -43,7 +43,10 @@ log = logging.getLogger("mem0.engine.factory")
 
 UID_BASE = 0x40000000  # host uids from here up are not used by host accounts
 UID_SLOTS = 16384  # 65536 uids each, one range per lineage (a sandbox and its forks)
-POOL_WORKSPACE_BYTES = Limits().workspace_bytes  # resized at hand-over when a plan differs
+POOL_WORKSPACE_BYTES = Limits().workspace_bytes
+# User and PID namespaces nest at most 32 deep; a sandbox is 1 level below the host, each fork
+# one more. Kept below the kernel's limit with room to spare.
+MAX_FORK_DEPTH = 24  # resized at hand-over when a plan differs
 
 
 class SandboxFactory:
@@ -167,6 +170,8 @@ class SandboxFactory:
     def fork(self, parent: Sandbox, lim: Limits) -> Sandbox:
         """A copy-on-write fork of ``parent`` (which must be idle) in namespaces of its own, not
         yet handed over (steps: module docstring and ``kernel.py``)."""
+        if parent.lineage.depth >= MAX_FORK_DEPTH:
+            raise EngineError("conflict", f"a fork of a fork can nest {MAX_FORK_DEPTH} deep; fork an earlier sandbox")
         slot = self._new_slot()
         cg = self.cg_plan.new(slot)
         cg.set_limits(memory_bytes=lim.memory_bytes, pids=lim.pids, cpu_cores=lim.cpu_cores)
@@ -179,7 +184,7 @@ class SandboxFactory:
         family = parent.lineage.family
         with self.lock:
             family.lineages += 1
-        lineage = Lineage(init_pid=0, family=family, reaper_fd=reap_r)
+        lineage = Lineage(init_pid=0, family=family, reaper_fd=reap_r, depth=parent.lineage.depth + 1)
         child = Sandbox(
             slot=slot,
             runtime=parent.runtime,

@@ -23,6 +23,7 @@ ERROR_CODES = frozenset(
         "unknown_runtime",
         "invalid_request",
         "payload_too_large",
+        "conflict",
         "internal_error",
     }
 )

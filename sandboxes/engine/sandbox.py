@@ -35,6 +35,7 @@ class Lineage:
     reaper_fd: int
     members: dict[int, Sandbox] = field(default_factory=dict)  # inside pid -> sandbox
     buf: bytes = b""
+    depth: int = 0  # forks between this and the spawned sandbox (namespaces nest one level each)
 
     @property
     def uid_base(self) -> int:

@@ -125,3 +125,19 @@ def test_a_fork_of_a_fork_is_its_own_sandbox_too(engine, witness):
     assert engine.ok(second, CAPS) == "['0000000000000000']\n"
     assert engine.ok(first, "print(depth)") == "1\n"
     assert engine.ok(sid, "print(depth)") == "0\n"
+
+
+def test_fork_chains_stop_at_a_clear_depth_limit(engine, witness, monkeypatch):
+    from sandboxes.engine import factory
+    from sandboxes.engine.protocol import EngineError
+
+    monkeypatch.setattr(factory, "MAX_FORK_DEPTH", 2)
+    sid = engine.create()
+    first = engine.fork(sid)["sandbox_id"]
+    second = engine.fork(first)["sandbox_id"]
+    try:
+        engine.fork(second)
+        raise AssertionError("a third nested fork was made")
+    except EngineError as exc:
+        assert exc.code == "conflict" and "nest" in exc.message
+    assert engine.ok(second, "print('alive')") == "alive\n"
