@@ -5,9 +5,9 @@ The fork's mount namespace starts as a copy of its parent's, so /tmp and /dev/sh
 the parent's own tmpfs mounts: each gets a new tmpfs on top holding a copy of the parent's files
 as they were at fork time (the agent freezes the parent meanwhile); /proc gets a procfs of the
 fork's PID namespace; the fork's user namespace gets its id maps. The work is done by a child of the zygote
-that joins the fork's PID namespace and then a grandchild, born in it, that makes the procfs in
-the zygote's mount namespace (a procfs made straight in a namespace whose /proc has masked
-entries is refused as "too revealing") and then joins the fork's mount namespace.
+born in the fork's PID namespace, which makes the procfs while still in the zygote's mount
+namespace (a procfs made straight in a namespace whose /proc has masked entries is refused as
+"too revealing") and then joins the fork's mount namespace.
 
 A copy, not copy-on-write layers: both are capped at ``zygote.TMP_BYTES`` each, and what a
 sandbox keeps there is small; the workspace, which can be large, is copy-on-write
@@ -24,63 +24,59 @@ from . import isolation, linux
 SPECIAL = ("tmp", "dev/shm")
 
 
-def install(parent_pid: int, child_pid: int, tmp_bytes: int) -> None:
-    """Give the fork whose PID 1 is host pid ``child_pid`` its own /proc, /tmp and /dev/shm."""
-    sources = {
-        path: os.open(f"/proc/{parent_pid}/root/{path}", os.O_RDONLY | os.O_DIRECTORY) for path in SPECIAL
-    }
-    pidns = os.open(f"/proc/{child_pid}/ns/pid", os.O_RDONLY)
+def install(parent_pid: int, child_pid: int, tmp_bytes: int, own_pidns: int) -> None:
+    """Give the fork whose PID 1 is host pid ``child_pid`` its own /proc, /tmp and /dev/shm.
+    ``own_pidns``: the caller's PID namespace, returned to after the helper is born."""
+    sources = {path: os.open(f"/proc/{parent_pid}/root/{path}", os.O_RDONLY | os.O_DIRECTORY) for path in SPECIAL}
     mntns = os.open(f"/proc/{child_pid}/ns/mnt", os.O_RDONLY)
     parent_userns = os.open(f"/proc/{parent_pid}/ns/user", os.O_RDONLY)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     try:
-        helper = os.fork()
+        # One fork, born in the fork's PID namespace (a procfs made there is the fork's).
+        pidns = os.open(f"/proc/{child_pid}/ns/pid", os.O_RDONLY)
+        try:
+            linux.setns(pidns, linux.CLONE_NEWPID)
+            helper = -1
+            try:
+                helper = os.fork()
+            finally:
+                if helper != 0:
+                    linux.setns(own_pidns, linux.CLONE_NEWPID)
+        finally:
+            os.close(pidns)
         if helper == 0:
             os.close(err_r)
-            _in_helper(sources, pidns, mntns, parent_userns, tmp_bytes, err_w)
+            _in_helper(sources, mntns, parent_userns, tmp_bytes, err_w)
         os.close(err_w)
         _, status = os.waitpid(helper, 0)
         why = os.read(err_r, 4096).decode(errors="replace")
     finally:
-        for fd in (*sources.values(), pidns, mntns, parent_userns, err_r):
+        for fd in (*sources.values(), mntns, parent_userns, err_r):
             os.close(fd)
     if status != 0:
         raise OSError(f"fork mounts failed: {why or status}")
 
 
-def _in_helper(
-    sources: dict[str, int], pidns: int, mntns: int, parent_userns: int, tmp_bytes: int, err: int
-) -> None:
+def _in_helper(sources: dict[str, int], mntns: int, parent_userns: int, tmp_bytes: int, err: int) -> None:
     code = 1
     try:
-        linux.setns(pidns, linux.CLONE_NEWPID)
-        inner = os.fork()  # born in the fork's PID namespace: a procfs made here is the fork's
-        if inner == 0:
-            inner_code = 1
+        proc = linux.procfs_mount()
+        linux.setns(mntns, linux.CLONE_NEWNS)
+        os.chdir("/")
+        for path, src in sources.items():
+            opts = f"mode=1777,size={tmp_bytes},nr_inodes=65536"
+            linux.mount("tmpfs", f"/{path}", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, opts)
+            dst = os.open(f"/{path}", os.O_RDONLY | os.O_DIRECTORY)
             try:
-                proc = linux.procfs_mount()
-                linux.setns(mntns, linux.CLONE_NEWNS)
-                os.chdir("/")
-                for path, src in sources.items():
-                    opts = f"mode=1777,size={tmp_bytes},nr_inodes=65536"
-                    linux.mount("tmpfs", f"/{path}", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, opts)
-                    dst = os.open(f"/{path}", os.O_RDONLY | os.O_DIRECTORY)
-                    try:
-                        copy_tree(src, dst)
-                    finally:
-                        os.close(dst)
-                linux.move_mount_fd(proc, "/proc")
-                # The id maps of the fork's user namespace can only be written from it or from
-                # its parent (the parent sandbox's): join that last, files are all made by now.
-                linux.setns(parent_userns, linux.CLONE_NEWUSER)
-                map_fork_ids("/proc/1")
-                inner_code = 0
-            except BaseException as exc:
-                os.write(err, f"{type(exc).__name__}: {exc}".encode()[:4000])
+                copy_tree(src, dst)
             finally:
-                os._exit(inner_code)
-        _, status = os.waitpid(inner, 0)
-        code = 0 if status == 0 else 1
+                os.close(dst)
+        linux.move_mount_fd(proc, "/proc")
+        # The id maps of the fork's user namespace can only be written from it or from its
+        # parent (the parent sandbox's): join that last, when every file is made.
+        linux.setns(parent_userns, linux.CLONE_NEWUSER)
+        map_fork_ids("/proc/1")
+        code = 0
     except BaseException as exc:
         os.write(err, f"{type(exc).__name__}: {exc}".encode()[:4000])
     finally:

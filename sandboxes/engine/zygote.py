@@ -72,6 +72,7 @@ class ZygoteServer:
         os.makedirs(self.root)
         isolation.build_rootfs(self.root, self.runtime.ro_binds)
         self.layers = LayerStore(self.base)
+        self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         self.seccomp_program = isolation.compile_seccomp()
         isolation.prepare_zygote_process(POOL_RLIMITS["nofile"], POOL_RLIMITS["nproc"], POOL_RLIMITS["fsize"])
         # The compiled init, opened now: it is exec'd by descriptor after pivot_root.
@@ -132,7 +133,7 @@ class ZygoteServer:
             )
             return {"ok": True}
         if op == "fork_mounts":
-            forkmounts.install(int(req["parent_pid"]), int(req["child_pid"]), TMP_BYTES)
+            forkmounts.install(int(req["parent_pid"]), int(req["child_pid"]), TMP_BYTES, self.own_pidns)
             return {"ok": True}
         if op == "resize":
             self.layers.resize(req["slot"], int(req["bytes"]))
