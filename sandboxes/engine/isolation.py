@@ -62,7 +62,6 @@ SANDBOX_UID = 1000
 SANDBOX_GID = 1000
 IDMAP_SIZE = 65536
 HOSTNAME = "sandbox"
-DEVICES = {"null": 3, "zero": 5, "full": 7, "random": 8, "urandom": 9}  # char major 1
 
 
 class IsolationError(RuntimeError):
@@ -95,7 +94,7 @@ def build_rootfs(root: str) -> None:
         os.symlink(os.readlink(f"/lib64/{name}"), f"{root}/lib64/{name}")
     # Device nodes of its own (the zygote is root of the host's user namespace): a bind of the
     # host's /dev/null would name the host's devtmpfs in /proc/self/mountinfo.
-    for name, minor in DEVICES.items():
+    for name, minor in linux.CHAR_DEVICES.items():
         os.mknod(f"{root}/dev/{name}", stat.S_IFCHR | 0o666, os.makedev(1, minor))
         os.chmod(f"{root}/dev/{name}", 0o666)
     os.symlink("/proc/self/fd", f"{root}/dev/fd")

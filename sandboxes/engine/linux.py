@@ -64,6 +64,9 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 CAP_SYS_ADMIN = 21
+
+# The device nodes a root gets (character devices, major 1: minor).
+CHAR_DEVICES = {"null": 3, "zero": 5, "full": 7, "random": 8, "urandom": 9}
 CAP_LAST_CAP = 40
 
 

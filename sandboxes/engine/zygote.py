@@ -24,7 +24,6 @@ runtime's files, at neutral paths) and execs ``python3`` inside it; it serves JS
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import importlib
 import json
@@ -250,20 +249,11 @@ class ZygoteProcess:
     def __init__(self, runtime: Runtime, state_dir: str, reaper: str | None = None):
         self.runtime = runtime
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         # The launcher (host interpreter) builds the zygote's root and execs the zygote inside
         # it: its own argv, which names host paths, is gone with that exec (``zygote_root``).
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sandboxes.engine.zygote_root",
-                json.dumps(dataclasses.asdict(runtime)),
-                state_dir,
-                str(theirs.fileno()),
-                reaper or "",
-            ],
-            env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": repo},
+            zygote_root.launcher_argv(runtime, state_dir, theirs.fileno(), reaper),
+            env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
             pass_fds=[theirs.fileno()],
             cwd="/",
             stdin=subprocess.DEVNULL,
