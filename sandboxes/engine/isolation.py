@@ -9,7 +9,7 @@ Host side, once per template:
   module paths), made before its interpreter starts.
   ``build_rootfs`` (in the zygote): a tmpfs holding the zygote's /usr bound read-only, a
   generated /etc, device nodes /dev/{null,zero,full,random,urandom} of its own, empty mount
-  points, and beside it the /proc stand-ins; then the tmpfs is made read-only.
+  points; then the tmpfs is made read-only.
   ``prepare_zygote_process``: the sandbox environment and rlimits, inherited by every clone.
 
 Per sandbox (``SANDBOX_INIT_STEPS``, run by the sandbox's init process ``R``, which the zygote
@@ -20,9 +20,9 @@ clones straight into new user, PID, mount, network, IPC and UTS namespaces):
   R     (fork K)             the interpreter is forked here and waits for the steps below
   R     private_mounts       no mount event propagates back to the host
   R     bind_root            this sandbox's own (unlocked) bind of the read-only template root
-  R     mount_proc / mask_proc / mount_tmp / bind_workspace   own /proc (host-wide entries
-                             absent, empty, read-only or static: see PROC_ABSENT), /tmp and
-                             /dev/shm (tmpfs), and /workspace, on the read-only template root
+  R     mount_proc / mount_tmp / bind_workspace   own /proc (processes only: no host-wide
+                             entry, see mount_proc), /tmp and /dev/shm (tmpfs), and /workspace,
+                             on the read-only template root
   R     pivot_root           old root detached: no host path is reachable any more
   R     set_hostname         UTS namespace
   R     (network)            the new network namespace has only ``lo``, left down: no egress,
@@ -111,98 +111,7 @@ def build_rootfs(root: str) -> None:
     with open("/etc/ld.so.cache", "rb") as src, open(f"{root}/etc/ld.so.cache", "wb") as dst:
         dst.write(src.read())  # generated for the zygote's root: names only its libraries
     os.chown(f"{root}/home/sandbox", -1, -1)
-    build_proc_standins(proc_standins(root))
     linux.mount(None, root, None, linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID)
-
-
-# ---------------------------------------------------------------- /proc: masked and virtual entries
-# Each sandbox mounts a procfs of its own PID namespace; what procfs shows beyond the sandbox's
-# processes is host-wide. Following runc's maskedPaths/readonlyPaths and LXCFS's idea:
-#  * PROC_ABSENT: host-wide figures, kernel internals and the host's configuration (kernel
-#    config, boot command line naming its root device, disks, interrupts, slab, modules,
-#    keys...) are made absent: a dangling symlink is mounted over each, so open and stat
-#    fail with ENOENT (os.path.exists is False), as on a kernel without them;
-#  * PROC_EMPTY_DIRS: directories of host hardware and drivers show empty and read-only;
-#  * PROC_STANDINS: meminfo, loadavg, uptime and stat are static files written by
-#    ``build_proc_standins``: MemTotal is STANDIN_MEMORY_BYTES (the engine's default sandbox
-#    memory, never the host's), no load, no uptime; stat keeps one line per CPU (glibc's
-#    get_nprocs counts them when /sys is absent);
-#  * /proc/sys is read-only.
-# Kept: cpuinfo (the CPU model and count, as uname and the instruction set show anyway),
-# version, filesystems, and everything per process or per namespace (self, net, mounts...).
-# Not covered here: the sysinfo(2) syscall still returns the host's load, memory and uptime.
-PROC_ABSENT = (
-    "config.gz", "cmdline", "kcore", "kallsyms", "kmsg", "modules", "keys", "key-users",
-    "timer_list", "timer_stats", "sched_debug", "schedstat", "latency_stats", "slabinfo",
-    "interrupts", "softirqs", "diskstats", "partitions", "swaps", "vmstat", "zoneinfo",
-    "buddyinfo", "pagetypeinfo", "vmallocinfo", "iomem", "ioports", "mtrr", "kpagecount",
-    "kpageflags", "kpagecgroup", "sysrq-trigger", "locks", "devices", "misc", "dma", "fb",
-    "consoles", "cgroups", "crypto", "mdstat", "bootconfig", "lockdep", "lock_stat",
-)  # fmt: skip
-PROC_EMPTY_DIRS = ("acpi", "asound", "bus", "driver", "dynamic_debug", "fs", "irq", "pressure", "scsi", "tty")
-STANDIN_MEMORY_BYTES = 256 << 20
-
-
-def proc_standins(root: str) -> str:
-    """Directory (beside the template root, outside what a sandbox sees) of the /proc stand-ins."""
-    return f"{root}.proc"
-
-
-def build_proc_standins(path: str) -> None:
-    os.makedirs(f"{path}/empty", mode=0o555)
-    os.symlink("/proc/.absent", f"{path}/absent")
-    kb = STANDIN_MEMORY_BYTES >> 10
-    meminfo = (
-        f"MemTotal: {kb:>15} kB\nMemFree: {kb:>16} kB\nMemAvailable: {kb:>11} kB\n"
-        + "".join(f"{k}: {0:>{21 - len(k)}} kB\n" for k in ("Buffers", "Cached", "SwapCached", "Shmem"))
-        + f"SwapTotal: {0:>14} kB\nSwapFree: {0:>15} kB\n"
-    )
-    cpus = os.cpu_count() or 1
-    stat_text = (
-        "cpu  0 0 0 0 0 0 0 0 0 0\n"
-        + "".join(f"cpu{i} 0 0 0 0 0 0 0 0 0 0\n" for i in range(cpus))
-        + "intr 0\nctxt 0\nbtime 0\nprocesses 0\nprocs_running 1\nprocs_blocked 0\nsoftirq 0\n"
-    )
-    texts = {
-        "meminfo": meminfo,
-        "loadavg": "0.00 0.00 0.00 1/1 1\n",
-        "uptime": "0.00 0.00\n",
-        "stat": stat_text,
-    }
-    for name, text in texts.items():
-        with open(f"{path}/{name}", "w") as f:
-            f.write(text)
-        os.chmod(f"{path}/{name}", 0o444)
-    # The sandbox's init (root of a user namespace that does not map the host's root) binds
-    # these: it needs search permission on the way.
-    os.chmod(path, 0o755)
-
-
-def mask_proc(root: str) -> None:
-    """In the init, on its fresh procfs, before pivot_root (see the comment above PROC_ABSENT)."""
-    proc, standins = f"{root}/proc", proc_standins(root)
-    for name in PROC_ABSENT:
-        target = f"{proc}/{name}"
-        if not os.path.lexists(target):
-            continue
-        tree = linux.open_tree(f"{standins}/absent", linux.OPEN_TREE_CLONE | linux.AT_SYMLINK_NOFOLLOW)
-        try:
-            linux.move_mount_fd(tree, target)
-        finally:
-            os.close(tree)
-    for name in PROC_EMPTY_DIRS:
-        if os.path.isdir(f"{proc}/{name}"):
-            _bind_masked(f"{standins}/empty", f"{proc}/{name}")
-    for name in ("meminfo", "loadavg", "uptime", "stat"):
-        _bind_masked(f"{standins}/{name}", f"{proc}/{name}")
-    _bind_masked(f"{proc}/sys", f"{proc}/sys")
-
-
-def _bind_masked(src: str, dst: str) -> None:
-    # Read-only, and every flag the source's mount may have locked (nodev, nosuid, noexec).
-    flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
-    linux.mount(src, dst, None, linux.MS_BIND)
-    linux.mount(None, dst, None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | flags)
 
 
 def _bind_ro(src: str, dst: str) -> None:
@@ -276,8 +185,21 @@ def bind_root(root: str) -> None:
 
 
 def mount_proc(root: str) -> None:
-    # A procfs of the sandbox's own PID namespace: host processes are not listed.
-    linux.mount("proc", f"{root}/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    """A procfs of the sandbox's own PID namespace (host processes are not listed) showing only
+    process directories, ``self`` and ``thread-self`` (``subset=pid``, Linux 5.8).
+
+    Everything else in /proc is host-wide: the kernel's configuration (config.gz), its boot
+    command line naming the root device, load, memory, uptime, disks, interrupts, slab,
+    modules, keys, /proc/sys. runc binds /dev/null over such entries and LXCFS binds FUSE files
+    over meminfo and friends; both leave a mount whose target names the entry in
+    /proc/self/mountinfo, and the entry still exists. With subset=pid they do not exist
+    (ENOENT), and every per-process file (/proc/self/{status,maps,fd,mounts,net...}) is there.
+    The cost: meminfo, cpuinfo, stat, uptime, loadavg and /proc/mounts are absent too (``free``
+    and ``psutil.virtual_memory`` fail; os.cpu_count and sysconf still answer, through
+    sched_getaffinity and sysinfo(2)). sysinfo(2) itself still returns the host's load, memory
+    and uptime: refusing it is the seccomp filter's part."""
+    flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+    linux.mount("proc", f"{root}/proc", "proc", flags, "subset=pid")
 
 
 def mount_tmp(root: str, size_bytes: int) -> None:
@@ -308,7 +230,6 @@ def run_init_steps(root: str, workspace: str, tmp_bytes: int) -> None:
     _step("private_mounts", private_mounts)
     _step("bind_root", bind_root, root)
     _step("mount_proc", mount_proc, root)
-    _step("mask_proc", mask_proc, root)
     _step("mount_tmp", mount_tmp, root, tmp_bytes)
     _step("bind_workspace", bind_workspace, root, workspace)
     _step("pivot_root", enter_root, root)
