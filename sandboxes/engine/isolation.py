@@ -168,10 +168,14 @@ def close_inherited_fds(keep: set[int]) -> None:
 
 
 def wait_for_host(sync_fd: int) -> None:
-    """Nothing runs before the user namespace is mapped and the cgroups are joined."""
+    """Nothing runs before the user namespace is mapped and the cgroups are joined; then a
+    cgroup namespace rooted at those cgroups, so that /proc/self/cgroup of every process of
+    the sandbox (the interpreter is forked right after this) reads "/" instead of the agent's
+    cgroup path on the host."""
     if os.read(sync_fd, 1) != b"1":
         raise IsolationError("host did not finish preparing the sandbox")
     os.close(sync_fd)
+    _step("cgroup_namespace", linux.unshare, linux.CLONE_NEWCGROUP)
 
 
 def private_mounts() -> None:

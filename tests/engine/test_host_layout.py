@@ -44,6 +44,7 @@ print(json.dumps({
     'mounts': read('/proc/self/mounts'),
     'mountinfo': read('/proc/self/mountinfo'),
     'init_cmdline': read('/proc/1/cmdline'),
+    'cgroup': read('/proc/self/cgroup'),
     'exe': os.readlink('/proc/self/exe'),
     'executable': sys.executable,
     'prefix': [sys.prefix, sys.base_prefix, sys.exec_prefix],
@@ -94,7 +95,7 @@ def test_nothing_a_sandbox_reads_names_the_host(engine, witness, runtime):
     if device.startswith("/dev/"):
         forbidden.append(device)
     for key in ("cmdline", "environ", "mounts", "mountinfo", "init_cmdline", "exe", "executable", "prefix", "path",
-                "argv", "files", "strings", "sysconfig"):  # fmt: skip
+                "argv", "files", "strings", "sysconfig", "cgroup"):  # fmt: skip
         text = json.dumps(seen[key])
         for bad in forbidden:
             assert bad not in text, f"{key} names the host ({bad!r}): {text[:600]}"
@@ -106,6 +107,8 @@ def test_nothing_a_sandbox_reads_names_the_host(engine, witness, runtime):
     sources = {line.split(" - ")[1].split()[1] for line in seen["mountinfo"].splitlines()}
     assert not [s for s in sources if s.startswith("/dev")], sources
     assert seen["exe"] == "/usr/local/bin/python3.11"
+    # The agent's cgroup hierarchy (its name, the host's container) is not visible.
+    assert {line.rsplit(":", 1)[1] for line in seen["cgroup"].splitlines()} == {"/"}, seen["cgroup"]
     assert seen["executable"].startswith("/usr/local/bin/python3")
 
 
