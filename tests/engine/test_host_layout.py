@@ -22,6 +22,11 @@ def read(path):
             return f.read().replace(b'\0', b' ').decode(errors='replace')
     except OSError as e:
         return f'<{type(e).__name__}>'
+def link(fd):
+    try:
+        return os.readlink('/proc/self/fd/' + fd)
+    except OSError:
+        return ''  # the descriptor listdir itself used
 strings = set()  # every absolute path (its first three components) held by any object
 gc.unfreeze()  # the zygote froze what it had loaded: look at every object and what it holds
 todo, done = gc.get_objects(), set()
@@ -45,6 +50,9 @@ print(json.dumps({
     'mountinfo': read('/proc/self/mountinfo'),
     'init_cmdline': read('/proc/1/cmdline'),
     'cgroup': read('/proc/self/cgroup'),
+    'maps': sorted({line.split()[-1] for line in read('/proc/self/maps').splitlines() if '/' in line}),
+    'fds': sorted(link(fd) for fd in os.listdir('/proc/self/fd')),
+    'orig_argv': sys.orig_argv,
     'exe': os.readlink('/proc/self/exe'),
     'executable': sys.executable,
     'prefix': [sys.prefix, sys.base_prefix, sys.exec_prefix],
@@ -95,7 +103,7 @@ def test_nothing_a_sandbox_reads_names_the_host(engine, witness, runtime):
     if device.startswith("/dev/"):
         forbidden.append(device)
     for key in ("cmdline", "environ", "mounts", "mountinfo", "init_cmdline", "exe", "executable", "prefix", "path",
-                "argv", "files", "strings", "sysconfig", "cgroup"):  # fmt: skip
+                "argv", "files", "strings", "sysconfig", "cgroup", "maps", "fds", "orig_argv"):  # fmt: skip
         text = json.dumps(seen[key])
         for bad in forbidden:
             assert bad not in text, f"{key} names the host ({bad!r}): {text[:600]}"
