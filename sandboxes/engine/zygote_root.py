@@ -233,26 +233,30 @@ def build(root: str, modules: dict[str, list[str]], state_dir: str) -> Layout:
     for d in ("/proc", "/run/z", "/tmp", "/etc"):
         lay.dir(d)
     lay.copy("/sbin/ldconfig", "/usr/sbin/ldconfig")
-    _library_cache(root, state_dir)
+    _library_cache(root, state_dir, host_libdir)
     linux.mount(None, root, None, linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID)
     return lay
 
 
-def _library_cache(root: str, state_dir: str) -> None:
-    """/etc/ld.so.cache of this root (ctypes.util.find_library reads it through ``ldconfig -p``;
-    the host's names host-only directories). Generating it reads every library (~0.1 s CPU,
-    ~0.8 s from a cold page cache): kept in ``state_dir`` until the library directory changes."""
-    st = os.stat(LIBDIR)
-    cached = os.path.join(state_dir, f"ld.so.cache-{st.st_ino}-{st.st_mtime_ns}")
-    if not os.path.exists(cached):
-        import subprocess  # only here: the launcher starts faster without it
-
-        subprocess.run(["/sbin/ldconfig", "-X", "-r", root], check=True, capture_output=True)
-        tmp = f"{cached}.{os.getpid()}"
-        shutil.copyfile(f"{root}/etc/ld.so.cache", tmp)
-        os.replace(tmp, cached)
-    else:
+def _library_cache(root: str, state_dir: str, host_libdir: str) -> None:
+    """/etc/ld.so.cache of this root: the system libraries and the interpreter's lib directory
+    (an interpreter built without RUNPATH, as the python:3.11 image's, finds libpython through
+    it); ctypes.util.find_library reads it through ``ldconfig -p``. The host's would name
+    host-only directories. Generating it reads every library (~0.1 s CPU, ~0.8 s from a cold
+    page cache): kept in ``state_dir`` until one of the directories changes."""
+    key = "-".join(f"{st.st_ino}-{st.st_mtime_ns}" for st in map(os.stat, (LIBDIR, host_libdir)))
+    cached = os.path.join(state_dir, f"ld.so.cache-{key}")
+    if os.path.exists(cached):
         shutil.copyfile(cached, f"{root}/etc/ld.so.cache")
+        return
+    import subprocess  # only here: the launcher starts faster without it
+
+    with open(f"{root}/etc/ld.so.conf", "w") as f:
+        f.write(f"{PREFIX}/lib\n")
+    subprocess.run(["/sbin/ldconfig", "-X", "-r", root], check=True, capture_output=True)
+    tmp = f"{cached}.{os.getpid()}"
+    shutil.copyfile(f"{root}/etc/ld.so.cache", tmp)
+    os.replace(tmp, cached)
 
 
 def enter(root: str) -> None:
