@@ -16,7 +16,8 @@ Per sandbox (``SANDBOX_INIT_STEPS``, run by the sandbox's init process ``R``, wh
 clones straight into new user, PID, mount, network, IPC and UTS namespaces):
   zygote map_user_namespace  uid/gid 0..65535 inside -> an unprivileged host range; setgroups denied
   agent  join_cgroups        memory, pids, cpu(acct), freezer; then it releases R
-  R     wait_for_host        nothing below runs before the maps and cgroups are in place
+  R     wait_for_host        nothing below runs before the maps and cgroups are in place;
+                             then a cgroup namespace rooted at them (/proc/self/cgroup reads /)
   R     (fork K)             the interpreter is forked here and waits for the steps below
   R     private_mounts       no mount event propagates back to the host
   R     bind_root            this sandbox's own (unlocked) bind of the read-only template root

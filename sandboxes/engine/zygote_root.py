@@ -24,10 +24,10 @@ been started with names a host path, a host device or the agent's configuration.
      zygote socket is fd 3 and the compiled init fd 5: none of them is in argv or environ,
      which every sandbox can read in /proc/self/cmdline and /proc/self/environ.
 
-What still names the build prefix: bytes inside the runtime's files (the interpreter's
-compiled-in prefix in libpython, ``co_filename`` in shipped .pyc files, sysconfig data).
-User code sees neutral values for everything the interpreter reports (sys.executable,
-sys.path, module ``__file__``); reading those files' bytes would show the build prefix.
+User code sees neutral values for everything the interpreter reports (sys.executable, sys.path,
+module ``__file__``, ``sysconfig``: its build data is rewritten in a layer over the stdlib's).
+What still names the build prefix: bytes inside the runtime's files (the compiled-in prefix in
+libpython, ``co_filename`` inside shipped .pyc files, the stdlib's config-3.X Makefile).
 """
 
 from __future__ import annotations
