@@ -13,6 +13,7 @@ One concept per module:
   supervisor   runs: output streaming, results, deaths, deadlines
   pool         warm pools sized from demand
   zygote       warm interpreters that clone isolated sandboxes
+  zygote_root  the zygote's own root: only the runtime's files, at neutral paths
   isolation    the isolation recipe, in order (read this first)
   kernel       the stateful interpreter inside a sandbox; what a fork shares
   layers       overlay workspace layers that make fork O(1) in workspace size

@@ -3,21 +3,27 @@
 nsjail ``contain.cc`` style: every step is a small function, run in a fixed order; any
 failure raises ``IsolationError`` and the sandbox process exits before user code can run.
 
-Host side, in the zygote (root, private mount namespace), once per template:
-  ``build_rootfs``: a tmpfs holding only the runtime's files bound read-only, a generated /etc,
-  /dev/{null,zero,full,random,urandom}, empty mount points; then the tmpfs is made read-only.
+Host side, once per template:
+  ``zygote_root``: the zygote itself runs in a root of its own holding only the runtime's
+  files at neutral paths (no host path, device or configuration in its argv, environ, mounts,
+  module paths), made before its interpreter starts.
+  ``build_rootfs`` (in the zygote): a tmpfs holding the zygote's /usr bound read-only, a
+  generated /etc, device nodes /dev/{null,zero,full,random,urandom} of its own, empty mount
+  points; then the tmpfs is made read-only.
   ``prepare_zygote_process``: the sandbox environment and rlimits, inherited by every clone.
 
 Per sandbox (``SANDBOX_INIT_STEPS``, run by the sandbox's init process ``R``, which the zygote
 clones straight into new user, PID, mount, network, IPC and UTS namespaces):
   zygote map_user_namespace  uid/gid 0..65535 inside -> an unprivileged host range; setgroups denied
   agent  join_cgroups        memory, pids, cpu(acct), freezer; then it releases R
-  R     wait_for_host        nothing below runs before the maps and cgroups are in place
+  R     wait_for_host        nothing below runs before the maps and cgroups are in place;
+                             then a cgroup namespace rooted at them (/proc/self/cgroup reads /)
   R     (fork K)             the interpreter is forked here and waits for the steps below
   R     private_mounts       no mount event propagates back to the host
   R     bind_root            this sandbox's own (unlocked) bind of the read-only template root
-  R     mount_proc / mount_tmp / bind_workspace   own /proc, /tmp and /dev/shm (tmpfs), and
-                             /workspace, on the read-only template root
+  R     mount_proc / mount_tmp / bind_workspace   own /proc (processes only: no host-wide
+                             entry, see mount_proc), /tmp and /dev/shm (tmpfs), and /workspace,
+                             on the read-only template root
   R     pivot_root           old root detached: no host path is reachable any more
   R     set_hostname         UTS namespace
   R     (network)            the new network namespace has only ``lo``, left down: no egress,
@@ -59,7 +65,6 @@ SANDBOX_UID = 1000
 SANDBOX_GID = 1000
 IDMAP_SIZE = 65536
 HOSTNAME = "sandbox"
-DEVICES = ("null", "zero", "full", "random", "urandom")
 
 
 class IsolationError(RuntimeError):
@@ -76,29 +81,25 @@ def _step(name: str, fn, *args) -> None:
 # ---------------------------------------------------------------- template root (zygote, once)
 
 
-def build_rootfs(root: str, ro_binds: tuple[str, ...]) -> None:
-    """Assemble the read-only template root at ``root`` (a fresh tmpfs in the zygote's namespace)."""
+def build_rootfs(root: str) -> None:
+    """Assemble the read-only template root at ``root`` (a fresh tmpfs in the zygote's namespace).
+
+    The zygote runs in its own root (``zygote_root``) that holds only the runtime's files at
+    neutral paths; the template binds its /usr (interpreter, stdlib, the template's packages,
+    system libraries, a few tools) and nothing else of it (not /opt, where the engine is)."""
     linux.mount("tmpfs", root, "tmpfs", linux.MS_NOSUID, "mode=0755,size=4m")
-    for d in ("proc", "tmp", "workspace", "dev/shm", "etc", "usr", "root", "home/sandbox"):
+    for d in ("proc", "tmp", "workspace", "dev/shm", "etc", "usr", "root", "home/sandbox", "lib64"):
         os.makedirs(f"{root}/{d}", exist_ok=True)
-    # Merged-/usr hosts have /bin, /lib, /lib64, /sbin as symlinks into /usr: mirror them.
-    for top in ("bin", "sbin", "lib", "lib64"):
-        host = f"/{top}"
-        if os.path.islink(host):
-            os.symlink(os.readlink(host), f"{root}/{top}")
-        elif os.path.isdir(host):
-            ro_binds = ro_binds + (host,)
-    for src in ("/usr",) + tuple(ro_binds):
-        dst = root + src
-        if os.path.isdir(src):
-            os.makedirs(dst, exist_ok=True)
-        else:
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            open(dst, "a").close()
-        _bind_ro(src, dst)
-    for dev in DEVICES:
-        open(f"{root}/dev/{dev}", "a").close()
-        linux.mount(f"/dev/{dev}", f"{root}/dev/{dev}", None, linux.MS_BIND)
+    _bind_ro("/usr", f"{root}/usr")
+    for top in ("bin", "sbin", "lib"):
+        os.symlink(f"usr/{top}", f"{root}/{top}")
+    for name in os.listdir("/lib64"):
+        os.symlink(os.readlink(f"/lib64/{name}"), f"{root}/lib64/{name}")
+    # Device nodes of its own (the zygote is root of the host's user namespace): a bind of the
+    # host's /dev/null would name the host's devtmpfs in /proc/self/mountinfo.
+    for name, minor in linux.CHAR_DEVICES.items():
+        os.mknod(f"{root}/dev/{name}", stat.S_IFCHR | 0o666, os.makedev(1, minor))
+        os.chmod(f"{root}/dev/{name}", 0o666)
     os.symlink("/proc/self/fd", f"{root}/dev/fd")
     files = {
         "passwd": f"root:x:0:0:root:/root:/bin/sh\nsandbox:x:{SANDBOX_UID}:{SANDBOX_GID}::/home/sandbox:/bin/sh\n",
@@ -110,6 +111,8 @@ def build_rootfs(root: str, ro_binds: tuple[str, ...]) -> None:
     for name, text in files.items():
         with open(f"{root}/etc/{name}", "w") as f:
             f.write(text)
+    with open("/etc/ld.so.cache", "rb") as src, open(f"{root}/etc/ld.so.cache", "wb") as dst:
+        dst.write(src.read())  # generated for the zygote's root: names only its libraries
     os.chown(f"{root}/home/sandbox", -1, -1)
     linux.mount(None, root, None, linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID)
 
@@ -168,10 +171,14 @@ def close_inherited_fds(keep: set[int]) -> None:
 
 
 def wait_for_host(sync_fd: int) -> None:
-    """Nothing runs before the user namespace is mapped and the cgroups are joined."""
+    """Nothing runs before the user namespace is mapped and the cgroups are joined; then a
+    cgroup namespace rooted at those cgroups, so that /proc/self/cgroup of every process of
+    the sandbox (the interpreter is forked right after this) reads "/" instead of the agent's
+    cgroup path on the host."""
     if os.read(sync_fd, 1) != b"1":
         raise IsolationError("host did not finish preparing the sandbox")
     os.close(sync_fd)
+    _step("cgroup_namespace", linux.unshare, linux.CLONE_NEWCGROUP)
 
 
 def private_mounts() -> None:
@@ -185,8 +192,21 @@ def bind_root(root: str) -> None:
 
 
 def mount_proc(root: str) -> None:
-    # A procfs of the sandbox's own PID namespace: host processes are not listed.
-    linux.mount("proc", f"{root}/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    """A procfs of the sandbox's own PID namespace (host processes are not listed) showing only
+    process directories, ``self`` and ``thread-self`` (``subset=pid``, Linux 5.8).
+
+    Everything else in /proc is host-wide: the kernel's configuration (config.gz), its boot
+    command line naming the root device, load, memory, uptime, disks, interrupts, slab,
+    modules, keys, /proc/sys. runc binds /dev/null over such entries and LXCFS binds FUSE files
+    over meminfo and friends; both leave a mount whose target names the entry in
+    /proc/self/mountinfo, and the entry still exists. With subset=pid they do not exist
+    (ENOENT), and every per-process file (/proc/self/{status,maps,fd,mounts,net...}) is there.
+    The cost: meminfo, cpuinfo, stat, uptime, loadavg and /proc/mounts are absent too (``free``
+    and ``psutil.virtual_memory`` fail; os.cpu_count and sysconf still answer, through
+    sched_getaffinity and sysinfo(2)). sysinfo(2) itself still returns the host's load, memory
+    and uptime: refusing it is the seccomp filter's part."""
+    flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+    linux.mount("proc", f"{root}/proc", "proc", flags, "subset=pid")
 
 
 def mount_tmp(root: str, size_bytes: int) -> None:
@@ -392,9 +412,14 @@ def seccomp_filter() -> pyseccomp.SyscallFilter:
             pass  # not a syscall on this architecture
     # Namespaces. Without capabilities the kernel refuses every CLONE_NEW* flag except
     # CLONE_NEWUSER, the kernel's largest unprivileged attack surface: unshare() may create
-    # none at all, and clone(CLONE_NEWUSER…) waits for the agent (user notification), which
-    # lets exactly one through for a fork it asked for and refuses every other with EPERM.
+    # none (but a cgroup namespace: a fork's first process, which holds the capabilities of its
+    # new user namespace until it drops them, makes one so that its /proc/self/cgroup reads
+    # "/"; without a capability the kernel refuses it), and clone(CLONE_NEWUSER…) waits for
+    # the agent (user notification), which lets exactly one through for a fork it asked for and
+    # refuses every other with EPERM.
     for flag in NAMESPACE_FLAGS:
+        if flag == linux.CLONE_NEWCGROUP:
+            continue
         f.add_rule(deny, "unshare", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, flag, flag))
     f.add_rule(
         pyseccomp.NOTIFY, "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, linux.CLONE_NEWUSER, linux.CLONE_NEWUSER)

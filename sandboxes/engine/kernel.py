@@ -298,6 +298,8 @@ class Kernel:
         msg, extra = wire.recv(self.sock)
         if msg is None or msg.get("op") != "go":
             os._exit(0)
+        # Now in the fork's cgroup: a cgroup namespace rooted there, as a spawned sandbox has.
+        linux.unshare(linux.CLONE_NEWCGROUP)
         isolation.drop_all_capabilities()
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
         self._forking = True

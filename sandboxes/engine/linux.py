@@ -26,6 +26,7 @@ SYS_fsopen = 430
 SYS_fsconfig = 431
 SYS_fsmount = 432
 SYS_pidfd_getfd = 438
+FSCONFIG_SET_STRING = 1
 FSCONFIG_CMD_CREATE = 6
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
@@ -71,6 +72,9 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 CAP_SYS_ADMIN = 21
+
+# The device nodes a root gets (character devices, major 1: minor).
+CHAR_DEVICES = {"null": 3, "zero": 5, "full": 7, "random": 8, "urandom": 9}
 CAP_LAST_CAP = 40
 
 
@@ -203,13 +207,16 @@ def pidfd_getfd(pidfd: int, target_fd: int) -> int:
 
 
 def procfs_mount(attrs: int = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC) -> int:
-    """A detached procfs of the caller's PID namespace (new mount API), as a mount descriptor.
+    """A detached procfs (``subset=pid``) of the caller's PID namespace (new mount API), as a
+    mount descriptor.
 
     Made in the caller's mount namespace and attached elsewhere with ``move_mount_fd``: a new
     procfs mounted straight into a namespace owned by a user namespace is refused when that
     namespace's /proc has masked entries (the kernel's "mount too revealing" rule)."""
     fs = _check(_libc.syscall(SYS_fsopen, b"proc", 1), "fsopen proc")  # 1: FSOPEN_CLOEXEC
     try:
+        # subset=pid, as every sandbox's procfs (``isolation.mount_proc``)
+        _check(_libc.syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, b"subset", b"pid", 0), "fsconfig subset")
         _check(_libc.syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, None, None, 0), "fsconfig proc")
         return _check(_libc.syscall(SYS_fsmount, fs, 1, ctypes.c_uint(attrs)), "fsmount proc")
     finally:

@@ -7,9 +7,6 @@ per sandbox and fork = fresh process + workspace copy, reported as ``memory: "fr
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
 from dataclasses import dataclass, field
 
 # Modules every Python sandbox has imported before user code runs (the zygote pays, not the user).
@@ -42,31 +39,18 @@ PYTHON_PRELOAD = (
 )
 
 
-def _package_dirs(names: tuple[str, ...]) -> tuple[str, ...]:
-    """Host directories (or single-file modules) holding the given top-level packages."""
-    out: list[str] = []
-    for name in names:
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            continue
-        origin = spec.origin
-        path = os.path.dirname(origin) if origin.endswith("__init__.py") else origin
-        out.append(path)
-        libs = path + ".libs"  # auditwheel-vendored shared libraries (numpy.libs, pandas.libs)
-        if os.path.isdir(libs):
-            out.append(libs)
-    return tuple(out)
-
-
 @dataclass(frozen=True)
 class Runtime:
-    """A sandbox template. ``ro_binds`` are host paths bound read-only at the same path inside."""
+    """A sandbox template. ``packages`` are the top-level packages (of the agent's environment)
+    a sandbox can import besides the standard library: ``zygote_root`` puts each under the
+    interpreter's site-packages inside. A template names no host path: it is the zygote's
+    whole configuration, and the zygote's memory is every sandbox's memory."""
 
     name: str
     language: str
     preload: tuple[str, ...] = ()
     zygote: bool = True
-    ro_binds: tuple[str, ...] = field(default_factory=tuple)
+    packages: tuple[str, ...] = field(default_factory=tuple)
     # Copy-on-write fork of a live interpreter. False: fork = fresh sandbox + workspace copy,
     # reported as memory "fresh" (what Node.js and Go runtimes will do).
     can_fork: bool = True
@@ -74,11 +58,9 @@ class Runtime:
     # common first steps (print; numpy calls for python-ml) off the user's first run.
     warmup: str = "print(end='')"
 
-
-def _python_install() -> tuple[str, ...]:
-    # The interpreter's own prefix (stdlib, libpython); the venv's site-packages is not bound
-    # wholesale: only the packages a template preloads (the venv also holds the web stack).
-    return (os.path.realpath(sys.base_prefix),)
+    @classmethod
+    def from_dict(cls, spec: dict) -> Runtime:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
 
 
 ML_PACKAGES = ("numpy", "pandas", "dateutil", "pytz", "tzdata", "six")
@@ -86,12 +68,12 @@ ML_PACKAGES = ("numpy", "pandas", "dateutil", "pytz", "tzdata", "six")
 
 def builtin_runtimes() -> dict[str, Runtime]:
     return {
-        "python": Runtime("python", "python", PYTHON_PRELOAD, ro_binds=_python_install()),
+        "python": Runtime("python", "python", PYTHON_PRELOAD),
         "python-ml": Runtime(
             "python-ml",
             "python",
             PYTHON_PRELOAD + ("numpy", "pandas"),
-            ro_binds=_python_install() + _package_dirs(ML_PACKAGES),
+            packages=ML_PACKAGES,
             warmup="import numpy, pandas\nnumpy.arange(3).sum()\npandas.Series([1]).sum()\nprint(end='')",
         ),
     }

@@ -17,14 +17,13 @@ Performance decisions (measured on the 2-vCPU dev VM, shared with other work):
     run does not compete with the refill it triggered;
   * ``gc.freeze()`` after preloading: the collector does not touch (copy) shared objects.
 
-Run as ``python -m sandboxes.engine.zygote RUNTIME_JSON STATE_DIR FD [INIT_BINARY]`` by
-``ZygoteProcess``; it serves JSON requests (with descriptors) on the SOCK_SEQPACKET socket FD
-and exits at EOF.
+Started by ``ZygoteProcess`` through ``zygote_root``, which builds the zygote's root (only the
+runtime's files, at neutral paths) and execs ``python3`` inside it; it serves JSON requests
+(with descriptors) on the SOCK_SEQPACKET socket (fd 3) and exits at EOF.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import importlib
 import json
@@ -36,12 +35,14 @@ import sys
 import threading
 import traceback
 
-from . import forkmounts, isolation, linux
+from . import forkmounts, isolation, linux, zygote_root
 from .kernel import Kernel
 from .layers import LayerStore
 from .reaper import reap_forever
 from .runtimes import Runtime
 
+# The zygote's private tmpfs (inside its own root): template root, workspace layers.
+STATE_DIR = "/run/z"
 TMP_BYTES = 64 << 20
 # Rlimits set before hand-over; ``configure`` lowers them to the sandbox's limits.
 POOL_RLIMITS = {"nofile": 4096, "nproc": 4096, "fsize": 16 << 30}
@@ -50,33 +51,35 @@ POOL_NICE = 5
 
 
 class ZygoteServer:
-    def __init__(self, runtime: Runtime, state_dir: str, fd: int, reaper: str | None = None):
+    def __init__(self, runtime: Runtime, fd: int, reaper_fd: int = -1):
         self.runtime = runtime
-        self.reaper_path = reaper
+        self.reaper_fd = reaper_fd
         self.sock = socket.socket(fileno=fd)
-        self.base = f"{state_dir}/z-{runtime.name}"
-        self.root = f"{self.base}/root"
+        self.base = STATE_DIR
+        self.root = f"{STATE_DIR}/root"
 
     def setup(self) -> None:
+        """In the root ``zygote_root`` built (already its own mount namespace): preload, then the
+        template root and the workspace layers on a private tmpfs at ``STATE_DIR``."""
         # Spawning is background work: at nice 5 it yields the CPU to running sandboxes (a
         # first run right after a create competed with the pool refill it triggered: 4-15 ms
         # instead of ~1 ms) without starving when the host is busy (nice 10 did, under load).
         # New sandboxes inherit it; hand-over puts the interpreter back at 0.
         os.nice(POOL_NICE)
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)  # stdin was the pipe that carried the program
+        os.close(null)
         for name in self.runtime.preload:
             importlib.import_module(name)
-        linux.unshare(linux.CLONE_NEWNS)
-        linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
-        os.makedirs(self.base, exist_ok=True)
-        linux.mount("tmpfs", self.base, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=0700,size=16m")
+        flags = linux.MS_NOSUID | linux.MS_NODEV
+        linux.mount("tmpfs", "/tmp", "tmpfs", flags, "mode=0700,size=1m")  # compile_seccomp's scratch
+        linux.mount("tmpfs", self.base, "tmpfs", flags, "mode=0700,size=16m")
         os.makedirs(self.root)
-        isolation.build_rootfs(self.root, self.runtime.ro_binds)
+        isolation.build_rootfs(self.root)
         self.layers = LayerStore(self.base)
         self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         self.seccomp_program = isolation.compile_seccomp()
         isolation.prepare_zygote_process(POOL_RLIMITS["nofile"], POOL_RLIMITS["nproc"], POOL_RLIMITS["fsize"])
-        # The compiled init, opened now: it is exec'd by descriptor after pivot_root.
-        self.reaper_fd = os.open(self.reaper_path, os.O_RDONLY | os.O_CLOEXEC) if self.reaper_path else -1
         os.chdir("/")
         # Objects created so far are shared copy-on-write with every sandbox: keep the cyclic
         # GC from touching (and so copying) them in each child.
@@ -234,31 +237,11 @@ class ZygoteProcess:
     def __init__(self, runtime: Runtime, state_dir: str, reaper: str | None = None):
         self.runtime = runtime
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "PYTHONPATH": repo,
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "OPENBLAS_NUM_THREADS": "1",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "NUMEXPR_NUM_THREADS": "1",
-            # glibc marks its heaps MADV_HUGEPAGE (THP is "madvise" here): fork then copies one
-            # PMD per 2 MiB instead of 512 PTEs; forking a 117 MB heap: 1.64 ms -> 0.35 ms.
-            "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1",
-        }
+        # The launcher (host interpreter) builds the zygote's root and execs the zygote inside
+        # it: its own argv, which names host paths, is gone with that exec (``zygote_root``).
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "sandboxes.engine.zygote",
-                json.dumps(dataclasses.asdict(runtime)),
-                state_dir,
-                str(theirs.fileno()),
-                reaper or "",
-            ],
-            env=env,
+            zygote_root.launcher_argv(runtime, state_dir, theirs.fileno(), reaper),
+            env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
             pass_fds=[theirs.fileno()],
             cwd="/",
             stdin=subprocess.DEVNULL,
@@ -310,10 +293,16 @@ class ZygoteProcess:
 
 
 def main() -> None:
-    spec, state_dir, fd = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-    reaper = sys.argv[4] if len(sys.argv) > 4 and sys.argv[4] else None
-    runtime = Runtime(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
-    server = ZygoteServer(runtime, state_dir, fd, reaper)
+    """Entry point inside the zygote's root (the program ``zygote_root`` feeds on stdin): the
+    socket is fd 3, the template's description arrives on fd 4, the compiled init is fd 5."""
+    with os.fdopen(zygote_root.CONFIG_FD, "rb") as f:
+        config = json.loads(f.read())
+    if "" in sys.path:
+        sys.path.remove("")  # the program came on stdin: no working directory on the import path
+    reaper_fd = zygote_root.REAPER_FD if config["reaper"] else -1
+    if reaper_fd >= 0:
+        os.set_inheritable(reaper_fd, False)
+    server = ZygoteServer(Runtime.from_dict(config["runtime"]), zygote_root.SOCK_FD, reaper_fd)
     try:
         server.setup()
     except Exception:

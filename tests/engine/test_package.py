@@ -14,6 +14,7 @@ MODULES = [
     "supervisor",
     "pool",
     "zygote",
+    "zygote_root",
     "isolation",
     "kernel",
     "layers",

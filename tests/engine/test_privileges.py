@@ -141,3 +141,14 @@ def test_fork_chains_stop_at_a_clear_depth_limit(engine, witness, monkeypatch):
     except EngineError as exc:
         assert exc.code == "conflict" and "nest" in exc.message
     assert engine.ok(second, "print('alive')") == "alive\n"
+
+
+def test_a_fork_sees_no_more_of_the_host_than_its_parent(engine, witness):
+    sid = engine.create()
+    child = engine.fork(sid)["sandbox_id"]
+    code = (
+        "import os\n"
+        "print(os.path.exists('/proc/config.gz'), os.path.exists('/proc/meminfo'))\n"
+        "print(sorted({l.split(':')[-1].strip() for l in open('/proc/self/cgroup')}))\n"
+    )
+    assert engine.ok(child, code) == engine.ok(sid, code) == "False False\n['/']\n"
