@@ -296,3 +296,47 @@ def test_garbage_on_the_control_socket_only_ends_that_sandbox(engine, witness):
     res = engine.run(sid, "import os, time\nos.write(3, b'\\x00\\x00\\x00\\x05{nope')\ntime.sleep(5)")
     assert (res.exit.status, res.exit.sandbox_alive) == ("killed", False)
     assert not engine.alive(sid)
+
+
+def test_socket_families_other_than_unix_inet_inet6_and_netlink_route_are_refused(engine, witness):
+    sid = engine.create()
+    out = engine.ok(
+        sid,
+        """
+import ctypes, socket
+libc = ctypes.CDLL(None, use_errno=True)
+def probe(name, rc):
+    print(name, 'ALLOWED' if rc >= 0 else ctypes.get_errno())
+# family, type, protocol: VSOCK, PACKET raw, ALG, APPLETALK, AX25, BLUETOOTH, a netlink
+# family other than ROUTE (NETLINK_AUDIT 9, NETLINK_KOBJECT_UEVENT 15), and a family with high
+# bits set that the kernel truncates to AF_VSOCK.
+for name, args in [('vsock', (40, 1, 0)), ('packet', (17, 3, 0x300)), ('alg', (38, 5, 0)),
+                   ('appletalk', (5, 2, 0)), ('ax25', (3, 5, 0)), ('bluetooth', (31, 1, 0)),
+                   ('netlink_audit', (16, 3, 9)), ('netlink_uevent', (16, 2, 15)),
+                   ('vsock_high_bits', (ctypes.c_long(0x100000028), 1, 0))]:
+    probe(name, libc.socket(*args))
+sv = (ctypes.c_int * 2)()
+probe('socketpair_vsock', libc.socketpair(40, 1, 0, sv))
+probe('socketpair_alg', libc.socketpair(38, 5, 0, sv))
+a, b = socket.socketpair(socket.AF_UNIX)
+a.send(b'x'); print('unix pair', b.recv(1))
+for fam in (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6):
+    socket.socket(fam, socket.SOCK_STREAM).close(); print('ok', fam.name)
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).close(); print('ok udp')
+socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0).close(); print('ok netlink_route')
+print(sorted(i[1] for i in socket.if_nameindex()))
+""",
+    )
+    assert "ALLOWED" not in out, out
+    for refused in ("vsock", "packet", "alg", "appletalk", "ax25", "bluetooth", "netlink_audit"):
+        assert f"{refused} 97" in out or f"{refused} 1" in out, out  # EAFNOSUPPORT (or EPERM)
+    for works in (
+        "unix pair b'x'",
+        "ok AF_UNIX",
+        "ok AF_INET",
+        "ok AF_INET6",
+        "ok udp",
+        "ok netlink_route",
+        "['lo']",
+    ):
+        assert works in out, out
