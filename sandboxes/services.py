@@ -7,13 +7,14 @@ Every live sandbox holds one concurrent-sandbox slot; `sandbox_mark_ended()` giv
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.audit import audit_event, audit_record
 from billing import quotas
 from billing.selectors import effective_limits
-from mem0web.errors import Mem0Error
+from mem0web.errors import Mem0Error, PayloadTooLarge
 from mem0web.sql import orm_update, update_and_insert
 from sandboxes import dispatch
 from sandboxes.models import Execution, Sandbox
@@ -183,8 +184,23 @@ def file_list(*, sandbox: Sandbox, path: str) -> list[dict]:
 
 
 def file_read(*, sandbox: Sandbox, path: str) -> bytes:
+    """The file's bytes, at most settings.MEM0_MAX_FILE_BYTES (413 payload_too_large past it).
+
+    The agent is asked for no more than the cap (it never reads more than the cap plus one byte, whatever
+    the file grows to meanwhile), and the size of what came back is checked again here."""
     require_running(sandbox)
-    return dispatch.call(sandbox.agent_id, "file_read", sandbox_id=sandbox.pk, path=clean_workspace_path(path))
+    cap = settings.MEM0_MAX_FILE_BYTES
+    too_large = PayloadTooLarge(f"Files may be at most {cap} bytes.", details={"limit": cap})
+    try:
+        data = dispatch.call(sandbox.agent_id, "file_read", sandbox_id=sandbox.pk, path=clean_workspace_path(path),
+                             max_bytes=cap)
+    except Mem0Error as exc:
+        if exc.code == "payload_too_large":
+            raise too_large from None
+        raise
+    if len(data) > cap:
+        raise too_large
+    return data
 
 
 def file_write(*, sandbox: Sandbox, path: str, data: bytes) -> None:

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from . import cgroups
 from .factory import SandboxFactory
-from .files import Workspace
+from .files import MAX_FILE_BYTES, Workspace
 from .pool import WarmPool
 from .protocol import HEARTBEAT_INTERVAL, AgentInfo, EngineError, Limits, OpReply, OpRequest
 from .runtimes import Runtime, builtin_runtimes
@@ -393,8 +393,10 @@ class Agent:
     def op_files_list(self, *, sandbox_id: str, path: str = "") -> list[dict]:
         return self._workspace(self._get(sandbox_id)).list(path)
 
-    def op_file_read(self, *, sandbox_id: str, path: str) -> dict:
-        data = self._workspace(self._get(sandbox_id)).read(path)
+    def op_file_read(self, *, sandbox_id: str, path: str, max_bytes: int = MAX_FILE_BYTES) -> dict:
+        if not isinstance(max_bytes, int) or max_bytes < 0:
+            raise EngineError("invalid_request", "max_bytes must be a non-negative integer")
+        data = self._workspace(self._get(sandbox_id)).read(path, max_bytes)
         return {"data": base64.b64encode(data).decode()}
 
     def op_file_write(self, *, sandbox_id: str, path: str, data: str) -> dict:

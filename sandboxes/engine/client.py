@@ -106,9 +106,13 @@ class EngineClient:
     ) -> list[dict]:
         return self._call(agent_id, "files_list", timeout, sandbox_id=sandbox_id, path=path)
 
-    def file_read(self, agent_id: str, *, sandbox_id: str, path: str, timeout: float = 30) -> bytes:
+    def file_read(
+        self, agent_id: str, *, sandbox_id: str, path: str, max_bytes: int | None = None, timeout: float = 30
+    ) -> bytes:
+        """The file's bytes; ``payload_too_large`` past ``max_bytes`` (default: the agent's cap)."""
+        cap = {} if max_bytes is None else {"max_bytes": max_bytes}
         return base64.b64decode(
-            self._call(agent_id, "file_read", timeout, sandbox_id=sandbox_id, path=path)["data"]
+            self._call(agent_id, "file_read", timeout, sandbox_id=sandbox_id, path=path, **cap)["data"]
         )
 
     def file_write(
