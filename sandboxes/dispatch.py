@@ -31,6 +31,7 @@ ENGINE_STATUS = {
     "agent_timeout": 504,
     "agent_lost": 503,
     "sandbox_not_running": 409,
+    "sandbox_busy": 409,
     "not_found": 404,
     "unknown_runtime": 400,
     "invalid_request": 400,
@@ -75,7 +76,8 @@ def reset() -> None:
 
 def engine_error(exc) -> Mem0Error:
     """Turn an EngineError into the API's error with the right status."""
-    return Mem0Error(exc.message, code=exc.code, status=ENGINE_STATUS.get(exc.code, 500))
+    return Mem0Error(exc.message, code=exc.code, status=ENGINE_STATUS.get(exc.code, 500),
+                     details=exc.details)
 
 
 def call(agent_id: str, method: str, **kwargs):

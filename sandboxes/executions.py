@@ -72,6 +72,10 @@ def execution_start(*, principal, sandbox_id: str, code: str, timeout_s: float |
                                                execution_id=execution.pk, code=code, timeout_s=timeout_s,
                                                read_ms=HOLD_CONNECTION_MS if wait else 0)
     except Mem0Error as exc:
+        if exc.code == "sandbox_busy":  # nothing ran: no row, and the admission is given back
+            Execution.objects.filter(pk=execution.pk).delete()
+            quotas.execution_admission_return(org_id=org.pk, now=execution.created_at)
+            raise
         Execution.objects.filter(pk=execution.pk).update(status=Execution.Status.FAILED, finished_at=timezone.now(),
                                                          stderr=exc.message)
         if exc.code in ("sandbox_not_running", "not_found"):

@@ -36,6 +36,19 @@ def sandbox_limits(org) -> dict:
             "output_bytes": 4 * 1024 * 1024, "workspace_bytes": max(memory, 256 * 1024 * 1024), "network": False}
 
 
+def sandbox_limits_asked(org, asked: dict | None) -> dict:
+    """The plan's sandbox limits with those `asked` for on create put in their place; each asked value must
+    not exceed the plan's, else quota_exceeded naming the limit (its details as every quota refusal's)."""
+    limits = sandbox_limits(org)
+    for name, value in (asked or {}).items():
+        if value > limits[name]:
+            raise quotas.QuotaExceeded(f"{name} may be at most {limits[name]} on this plan.",
+                                       details={"limit_name": name, "used": value, "limit": limits[name],
+                                                "resets_at": None})
+        limits[name] = value
+    return limits
+
+
 def engine_limits(limits: dict):
     from sandboxes.engine.protocol import Limits
 
@@ -93,14 +106,17 @@ def _start(sandbox: Sandbox, method: str, *, movable: bool = True, audit=None, *
 
 
 def sandbox_create(*, principal, runtime: str, env=None, metadata=None, timeout_s=None, request=None,
-                   source_snapshot=None, restore_digest: str | None = None) -> Sandbox:
-    """Create a sandbox (from the warm pool, or restored from a snapshot's tree) on the best agent."""
+                   source_snapshot=None, restore_digest: str | None = None, limits: dict | None = None) -> Sandbox:
+    """Create a sandbox (from the warm pool, or restored from a snapshot's tree) on the best agent.
+
+    `limits`: any of memory_bytes, cpu_cores, workspace_bytes, pids, run_timeout_s, output_bytes, each at
+    most the plan's (see sandbox_limits_asked); the rest are the plan's. The agent enforces them all."""
     if runtime not in RUNTIMES:
         raise UnknownRuntime(f"Unknown runtime {runtime!r}.", details={"runtimes": sorted(RUNTIMES)})
     org = principal.org
     env, metadata = clean_env(env), clean_metadata(metadata)
+    limits = sandbox_limits_asked(org, limits)
     agent_id = dispatch.pick_agent(runtime)
-    limits = sandbox_limits(org)
     sandbox = Sandbox(organization=org, runtime=runtime, agent_id=agent_id, env=env, metadata=metadata,
                       limits=limits, expires_at=_lifetime(org, timeout_s), source_snapshot=source_snapshot,
                       **_creator(principal))
@@ -121,11 +137,15 @@ def sandbox_create(*, principal, runtime: str, env=None, metadata=None, timeout_
 
 
 def sandbox_fork(*, principal, sandbox: Sandbox, request=None) -> Sandbox:
-    """Copy-on-write fork on the parent's agent: memory and workspace copied, own limits and lifetime."""
+    """Copy-on-write fork on the parent's agent: memory and workspace copied, own lifetime and accounting;
+    its limits are the parent's (those asked for on create, else the plan's)."""
     org = principal.org
     require_running(sandbox)
     quotas.sandbox_slot_reserve(org=org)
     limits = sandbox_limits(org)
+    for name, value in (sandbox.limits or {}).items():  # the parent's own limits, never above today's plan
+        if name in limits and name != "network":
+            limits[name] = min(limits[name], value)
     child = Sandbox.objects.create(organization=org, runtime=sandbox.runtime, agent_id=sandbox.agent_id,
                                    env=sandbox.env, metadata=sandbox.metadata, limits=limits, parent=sandbox,
                                    source_snapshot=None, last_snapshot=sandbox.last_snapshot,

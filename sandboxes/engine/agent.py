@@ -218,7 +218,7 @@ class Agent:
                 raise EngineError("invalid_request", "args must be an object")
             reply = OpReply(req.request_id, True, handler(**req.args))
         except EngineError as exc:
-            reply = OpReply(req.request_id, False, None, exc.code, exc.message)
+            reply = OpReply(req.request_id, False, None, exc.code, exc.message, exc.details)
         except TypeError as exc:
             reply = OpReply(req.request_id, False, None, "invalid_request", str(exc))
         except Exception as exc:
@@ -319,7 +319,11 @@ class Agent:
         sb = self._get(sandbox_id)
         with sb.lock:
             if sb.run is not None:
-                raise EngineError("invalid_request", "a run is already active in this sandbox")
+                raise EngineError(
+                    "sandbox_busy",
+                    "a run is already active in this sandbox",
+                    {"execution_id": sb.run.execution_id},
+                )
             limit_s = sb.limits.run_timeout_s
             timeout = min(float(timeout_s), limit_s) if timeout_s else limit_s
             now = time.monotonic()

@@ -23,6 +23,7 @@ ERROR_CODES = frozenset(
         "unknown_runtime",
         "invalid_request",
         "payload_too_large",
+        "sandbox_busy",
         "internal_error",
     }
 )
@@ -32,14 +33,16 @@ LIMITS_HIT = ("timeout", "memory", "output", "pids", "disk")
 
 
 class EngineError(Exception):
-    """A failure with a stable ``code`` (one of ``ERROR_CODES``) and a human ``message``."""
+    """A failure with a stable ``code`` (one of ``ERROR_CODES``), a human ``message`` and optional
+    ``details`` (JSON values, e.g. the running execution's id of ``sandbox_busy``)."""
 
-    def __init__(self, code: str, message: str = ""):
+    def __init__(self, code: str, message: str = "", details: dict | None = None):
         if code not in ERROR_CODES:
             code, message = "internal_error", f"{code}: {message}"
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.details = details
 
 
 @dataclass
@@ -160,6 +163,7 @@ class OpReply:
     result: dict | list | None = None
     error_code: str | None = None
     error_message: str | None = None
+    error_details: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -170,5 +174,5 @@ class OpReply:
 
     def unwrap(self):
         if not self.ok:
-            raise EngineError(self.error_code or "internal_error", self.error_message or "")
+            raise EngineError(self.error_code or "internal_error", self.error_message or "", self.error_details)
         return self.result

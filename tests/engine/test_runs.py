@@ -152,7 +152,7 @@ def test_second_run_while_busy_is_refused(engine):
     )
     with pytest.raises(EngineError) as err:
         engine.run(sid, "print(1)")
-    assert err.value.code == "invalid_request"
+    assert (err.value.code, err.value.details) == ("sandbox_busy", {"execution_id": eid})
     assert engine.client.wait(eid, timeout=5).status == "succeeded"
 
 
