@@ -25,6 +25,7 @@ import base64
 import errno
 import logging
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -42,6 +43,7 @@ from .runtimes import Runtime, builtin_runtimes
 from .sandbox import Run, Sandbox
 from .supervisor import Supervisor
 from .transport import Bus
+from .zygote import TMP_BYTES
 
 log = logging.getLogger("mem0.engine.agent")
 
@@ -249,10 +251,21 @@ class Agent:
         raise EngineError("internal_error", "could not obtain a live sandbox")
 
     def _hand_over(self, sb: Sandbox, sandbox_id: str, env: dict, limits: Limits) -> dict:
+        """Give a pooled (or forked) sandbox its id, environment and limits. Memory: the cgroup holds
+        the processes *and* the workspace, /tmp and /dev/shm tmpfs pages, so it is sized for all of
+        them and the interpreter's RLIMIT_DATA is the plan's memory (see ``cgroups`` docstring)."""
         sb.sandbox_id = sandbox_id
         sb.env = dict(env)
         sb.limits = limits
-        sb.cgroup.set_limits(memory_bytes=limits.memory_bytes, pids=limits.pids, cpu_cores=limits.cpu_cores)
+        sb.cgroup.set_limits(
+            memory_bytes=cgroups.memory_limit(limits.memory_bytes, limits.workspace_bytes, 2 * TMP_BYTES),
+            pids=limits.pids,
+            cpu_cores=limits.cpu_cores,
+        )
+        # Set from the host (prlimit), so it holds before any code runs; the interpreter's forks inherit it.
+        if sb.host_pid <= 0:  # prlimit(0) would be the agent's own limit
+            raise EngineError("internal_error", "sandbox interpreter pid unknown")
+        resource.prlimit(sb.host_pid, resource.RLIMIT_DATA, (limits.memory_bytes, limits.memory_bytes))
         self.factory.resize_workspace(sb, limits.workspace_bytes)
         if sb.memory == "fresh":
             os.setpriority(os.PRIO_PROCESS, sb.host_pid, 0)  # pooled sandboxes idle at the zygote's nice
@@ -262,7 +275,10 @@ class Agent:
                 "env": env,
                 "nofile": 1024,
                 "nproc": limits.pids + 16,  # backstop only: the pids cgroup hits first
-                "fsize": limits.workspace_bytes,
+                # A backstop on sparse files; one page over the workspace so that a file filling the
+                # workspace meets the tmpfs's ENOSPC (a full disk) first, not EFBIG.
+                "fsize": limits.workspace_bytes + 4096,
+                "data": limits.memory_bytes,
             }
         )
         sb.state = "running"

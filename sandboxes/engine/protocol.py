@@ -174,5 +174,7 @@ class OpReply:
 
     def unwrap(self):
         if not self.ok:
-            raise EngineError(self.error_code or "internal_error", self.error_message or "", self.error_details)
+            raise EngineError(
+                self.error_code or "internal_error", self.error_message or "", self.error_details
+            )
         return self.result
