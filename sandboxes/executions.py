@@ -18,7 +18,7 @@ from mem0web.errors import Mem0Error
 from mem0web.sql import orm_update, update_where
 from sandboxes import dispatch, selectors
 from sandboxes.models import Execution, Sandbox
-from sandboxes.services import require_running, sandbox_mark_ended
+from sandboxes.services import require_running, sandbox_ended_by_itself, sandbox_mark_ended
 from sandboxes.validation import clean_code
 
 WAIT_GRACE_S = 5.0
@@ -79,7 +79,7 @@ def execution_start(*, principal, sandbox_id: str, code: str, timeout_s: float |
         Execution.objects.filter(pk=execution.pk).update(status=Execution.Status.FAILED, finished_at=timezone.now(),
                                                          stderr=exc.message)
         if exc.code in ("sandbox_not_running", "not_found"):
-            sandbox_mark_ended(sandbox, state=Sandbox.State.STOPPED, reason="interpreter_gone")
+            sandbox_ended_by_itself(sandbox, reason="interpreter_gone")
         raise
     return execution
 
@@ -159,7 +159,7 @@ def execution_finalize(execution: Execution, exit_event, stdout: str, stderr: st
     if not done:  # someone else recorded it first: show theirs
         execution.refresh_from_db()
     elif not getattr(exit_event, "sandbox_alive", True):
-        sandbox_mark_ended(execution.sandbox, state=Sandbox.State.STOPPED, reason="interpreter_exited")
+        sandbox_ended_by_itself(execution.sandbox, reason="interpreter_exited")
     return bool(done)
 
 

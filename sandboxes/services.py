@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.audit import audit_event, audit_record
@@ -164,11 +165,15 @@ def require_running(sandbox: Sandbox) -> None:
         raise SandboxNotRunning(f"Sandbox {sandbox.pk} is {sandbox.state}.", details={"state": sandbox.state})
 
 
-def sandbox_mark_ended(sandbox: Sandbox, *, state: str, reason: str) -> bool:
+def sandbox_mark_ended(sandbox: Sandbox, *, state: str, reason: str, cpu_ms: float | None = None) -> bool:
     """Move a live sandbox to stopped/lost once: release its slot, meter its lifetime, end open runs.
 
     One transaction; the conditional state UPDATE makes it once, so the lifetime is metered straight into
-    the organisation's period rows (no event to roll up)."""
+    the organisation's period rows (no event to roll up). `cpu_ms`: the CPU its cgroup used over its whole
+    life, as its agent reports it (`sandbox_lifetime_cpu`); what its recorded runs did not meter (work
+    between runs: background threads and processes; runs that never got a result) is metered here. The
+    runs still open are ended without CPU in the same transaction, so no CPU is counted twice. A sandbox
+    whose agent is lost has no figure: its CPU between runs goes unmetered."""
     now = timezone.now()
     with transaction.atomic():
         ended = Sandbox.objects.filter(pk=sandbox.pk, state__in=Sandbox.LIVE_STATES).update(
@@ -179,19 +184,41 @@ def sandbox_mark_ended(sandbox: Sandbox, *, state: str, reason: str) -> bool:
         final = Execution.Status.AGENT_LOST if state == Sandbox.State.LOST else Execution.Status.KILLED
         Execution.objects.filter(sandbox=sandbox, status__in=Execution.OPEN_STATUSES).update(
             status=final, finished_at=now)
-        quotas.usage_add(sandbox.organization_id, now, sandbox_ms=round((now - sandbox.created_at).total_seconds() * 1000))
+        between_runs_us = 0
+        if cpu_ms is not None:
+            in_runs = Execution.objects.filter(sandbox=sandbox).aggregate(cpu=Sum("cpu_ms"))["cpu"] or 0
+            between_runs_us = max(0, round((cpu_ms - in_runs) * 1000))
+        quotas.usage_add(sandbox.organization_id, now, cpu_us=between_runs_us,
+                         sandbox_ms=round((now - sandbox.created_at).total_seconds() * 1000))
     sandbox.state, sandbox.stop_reason, sandbox.stopped_at = state, reason, now
     return True
+
+
+def sandbox_lifetime_cpu(sandbox: Sandbox) -> float | None:
+    """Kill the sandbox on its agent (a no-op if it already ended) and return its lifetime CPU in ms, or None
+    when the agent cannot say (unreachable, or it forgot a sandbox that ended long ago)."""
+    try:
+        cpu_ms = (dispatch.call(sandbox.agent_id, "kill", sandbox_id=sandbox.pk) or {}).get("cpu_ms")
+    except Mem0Error as exc:
+        log.warning("kill_not_delivered sandbox=%s agent=%s code=%s", sandbox.pk, sandbox.agent_id, exc.code)
+        return None
+    return float(cpu_ms) if isinstance(cpu_ms, int | float) and cpu_ms >= 0 else None
+
+
+def sandbox_ended_by_itself(sandbox: Sandbox, *, reason: str) -> bool:
+    """The sandbox's interpreter is gone (it exited, or was OOM-killed): stop it here, metering its CPU."""
+    if sandbox.state not in Sandbox.LIVE_STATES:
+        return False
+    return sandbox_mark_ended(sandbox, state=Sandbox.State.STOPPED, reason=reason,
+                              cpu_ms=sandbox_lifetime_cpu(sandbox))
 
 
 def sandbox_kill(*, principal, sandbox: Sandbox, request=None, reason: str = "killed") -> Sandbox:
     """Stop a sandbox (idempotent). The agent is told; if it is gone, the sandbox is still stopped here."""
     if sandbox.state in Sandbox.LIVE_STATES:
-        try:
-            dispatch.call(sandbox.agent_id, "kill", sandbox_id=sandbox.pk)
-        except Mem0Error as exc:
-            log.warning("kill_not_delivered sandbox=%s agent=%s code=%s", sandbox.pk, sandbox.agent_id, exc.code)
-        if sandbox_mark_ended(sandbox, state=Sandbox.State.STOPPED, reason=reason) and principal is not None:
+        cpu_ms = sandbox_lifetime_cpu(sandbox)
+        if sandbox_mark_ended(sandbox, state=Sandbox.State.STOPPED, reason=reason, cpu_ms=cpu_ms) \
+                and principal is not None:
             audit_record(org=sandbox.organization, action="sandbox.kill", principal=principal, request=request,
                          target_type="sandbox", target_id=sandbox.pk, metadata={"reason": reason})
     return sandbox

@@ -32,6 +32,7 @@ import socket
 import sys
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 from . import cgroups
@@ -48,6 +49,7 @@ from .zygote import TMP_BYTES
 log = logging.getLogger("mem0.engine.agent")
 
 MAX_CODE_BYTES = 4 << 20
+ENDED_CPU_KEPT = 10_000  # ended sandboxes whose lifetime CPU the agent still answers for (kill op)
 MAX_ENV_BYTES = 64 << 10
 GIL_SWITCH_INTERVAL_S = 0.0005
 # Ops answered on the consumer thread itself (never block on a process or the disk).
@@ -79,6 +81,11 @@ class Agent:
         self.runtimes = {k: v for k, v in all_runtimes.items() if templates is None or k in templates}
         self.pool_min, self.pool_max = pool_min, pool_max
         self.sandboxes: dict[str, Sandbox] = {}  # sandbox_id -> live, handed-over sandbox
+        # Lifetime CPU metering: the cgroup's CPU at hand-over (the pool's warm-up is nobody's), and the
+        # lifetime CPU (ms) of sandboxes that ended, until the Django side asks (``op_kill``).
+        self.cpu_base: dict[str, int] = {}
+        self.ended_cpu: OrderedDict[str, float] = OrderedDict()
+        self.cpu_lock = threading.Lock()
         self.pools: dict[str, WarmPool] = {}
         self.stop_event = threading.Event()
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="mem0-op")
@@ -187,7 +194,10 @@ class Agent:
                 log.exception("event=heartbeat_failed")
 
     def _on_dead(self, sb: Sandbox) -> None:
-        """Supervisor callback (hub thread): the sandbox's interpreter is gone."""
+        """Supervisor callback (hub thread): the sandbox's interpreter is gone. Its lifetime CPU is kept
+        (the cgroup goes with the release) for the Django side to meter."""
+        if sb.sandbox_id and sb.sandbox_id in self.cpu_base:
+            self._remember_cpu(sb)
         if sb.sandbox_id and self.sandboxes.get(sb.sandbox_id) is sb:
             self.sandboxes.pop(sb.sandbox_id, None)
         for pool in self.pools.values():
@@ -282,6 +292,7 @@ class Agent:
             }
         )
         sb.state = "running"
+        self.cpu_base[sandbox_id] = sb.cgroup.cpu_ns()
         self.sandboxes[sandbox_id] = sb
         return {
             "sandbox_id": sandbox_id,
@@ -383,11 +394,32 @@ class Agent:
         child.memory = "fresh"
         return self._hand_over(child, new_id, env, lim)
 
+    def _lifetime_cpu_ms(self, sb: Sandbox) -> float:
+        """CPU (ms) the sandbox's cgroup used since hand-over: every process, in runs or between them."""
+        base = self.cpu_base.get(sb.sandbox_id, 0)
+        return round(max(0, sb.cgroup.cpu_ns() - base) / 1e6, 3)
+
+    def _remember_cpu(self, sb: Sandbox) -> float:
+        """Keep the sandbox's lifetime CPU (the kill op and the death both call this: the larger wins,
+        a cgroup already released reads 0)."""
+        cpu = self._lifetime_cpu_ms(sb)
+        with self.cpu_lock:
+            cpu = max(cpu, self.ended_cpu.get(sb.sandbox_id, 0.0))
+            self.ended_cpu[sb.sandbox_id] = cpu
+            self.ended_cpu.move_to_end(sb.sandbox_id)
+            while len(self.ended_cpu) > ENDED_CPU_KEPT:
+                forgotten, _ = self.ended_cpu.popitem(last=False)
+                self.cpu_base.pop(forgotten, None)
+        return cpu
+
     def op_kill(self, *, sandbox_id: str) -> dict:
+        """Kill the sandbox; ``cpu_ms`` is its lifetime CPU (also for one that already ended by itself,
+        while the agent remembers it; ``None`` if it does not), which the Django side meters once."""
         sb = self.sandboxes.pop(sandbox_id, None)
         if sb is not None:
-            self.supervisor.kill(sb)
-        return {"killed": sb is not None}
+            self.supervisor.kill(sb)  # SIGKILL: no CPU is used after this reading
+            return {"killed": True, "cpu_ms": self._remember_cpu(sb)}
+        return {"killed": False, "cpu_ms": self.ended_cpu.get(sandbox_id)}
 
     def op_sandbox_ids(self) -> list[str]:
         return sorted(sid for sid, sb in self.sandboxes.items() if sb.alive)

@@ -98,8 +98,9 @@ class EngineClient:
             limits=limits.to_dict(),
         )
 
-    def kill(self, agent_id: str, *, sandbox_id: str, timeout: float = 10) -> None:
-        self._call(agent_id, "kill", timeout, sandbox_id=sandbox_id)
+    def kill(self, agent_id: str, *, sandbox_id: str, timeout: float = 10) -> dict:
+        """``{"killed": bool, "cpu_ms": lifetime CPU or None}`` (see ``Agent.op_kill``)."""
+        return self._call(agent_id, "kill", timeout, sandbox_id=sandbox_id)
 
     def files_list(
         self, agent_id: str, *, sandbox_id: str, path: str = "", timeout: float = 10
