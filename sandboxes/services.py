@@ -182,8 +182,9 @@ def sandbox_mark_ended(sandbox: Sandbox, *, state: str, reason: str, cpu_ms: flo
             return False
         quotas.sandbox_slot_release(org=sandbox.organization_id)
         final = Execution.Status.AGENT_LOST if state == Sandbox.State.LOST else Execution.Status.KILLED
-        Execution.objects.filter(sandbox=sandbox, status__in=Execution.OPEN_STATUSES).update(
-            status=final, finished_at=now)
+        open_runs = Execution.objects.filter(sandbox=sandbox, status__in=Execution.OPEN_STATUSES)
+        ended_runs = list(open_runs.values_list("pk", flat=True))
+        open_runs.filter(pk__in=ended_runs).update(status=final, finished_at=now)
         between_runs_us = 0
         if cpu_ms is not None:
             in_runs = Execution.objects.filter(sandbox=sandbox).aggregate(cpu=Sum("cpu_ms"))["cpu"] or 0
@@ -191,6 +192,7 @@ def sandbox_mark_ended(sandbox: Sandbox, *, state: str, reason: str, cpu_ms: flo
         quotas.usage_add(sandbox.organization_id, now, cpu_us=between_runs_us,
                          sandbox_ms=round((now - sandbox.created_at).total_seconds() * 1000))
     sandbox.state, sandbox.stop_reason, sandbox.stopped_at = state, reason, now
+    dispatch.output_recorded(ended_runs)  # recorded as ended: their streams may go
     return True
 
 

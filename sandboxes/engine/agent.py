@@ -335,14 +335,24 @@ class Agent:
         return self._hand_over(self._take(runtime), sandbox_id, env, lim)
 
     def op_run(
-        self, *, sandbox_id: str, execution_id: str, code: str, timeout_s: float | None = None
+        self,
+        *,
+        sandbox_id: str,
+        execution_id: str,
+        code: str,
+        timeout_s: float | None = None,
+        owner: str | None = None,
     ) -> dict:
+        """Start a run. ``owner`` (the organisation, from the Django side) is whose output budget on
+        the bus the run's output counts against; without one, the sandbox's."""
         if not isinstance(code, str):
             raise EngineError("invalid_request", "code must be a string")
         if len(code) > MAX_CODE_BYTES:
             raise EngineError("payload_too_large", "code too large")
         if not isinstance(execution_id, str) or not execution_id:
             raise EngineError("invalid_request", "execution_id must be a non-empty string")
+        if owner is not None and (not isinstance(owner, str) or not 0 < len(owner) <= 128):
+            raise EngineError("invalid_request", "owner must be a non-empty string")
         sb = self._get(sandbox_id)
         with sb.lock:
             if sb.run is not None:
@@ -361,6 +371,7 @@ class Agent:
                 counters=sb.cgroup.begin_run(),
                 output_cap=sb.limits.output_bytes,
             )
+            self.bus.output_open(execution_id, owner or f"sandbox:{sandbox_id}")
             self.supervisor.begin_run(sb, run, code)
         return {"execution_id": execution_id}
 

@@ -54,11 +54,13 @@ class EngineClient:
         timeout_s: float,
         timeout: float = 10,
         read_ms: int = 0,
+        owner: str | None = None,
     ) -> list[OutputEvent | ExitEvent]:
         """Start a run; with ``read_ms`` also wait up to that long for its first output (returned, from
-        seq 1: a short run's whole output and exit often come back with the accept)."""
-        request = OpRequest(op="run", args={"sandbox_id": sandbox_id, "execution_id": execution_id,
-                                            "code": code, "timeout_s": timeout_s})
+        seq 1: a short run's whole output and exit often come back with the accept). ``owner``: whose
+        output budget on the bus it counts against (the organisation)."""
+        args = {"sandbox_id": sandbox_id, "execution_id": execution_id, "code": code, "timeout_s": timeout_s}
+        request = OpRequest(op="run", args={**args, **({"owner": owner} if owner else {})})
         if not read_ms:
             self.bus.call(agent_id, request, timeout).unwrap()
             return []
@@ -70,6 +72,10 @@ class EngineClient:
         self, execution_id: str, *, after_seq: int = 0, block_ms: int = 0, count: int = 1000
     ) -> list[OutputEvent | ExitEvent]:
         return self.bus.read_output(execution_id, after_seq, block_ms, count)
+
+    def output_recorded(self, execution_id: str) -> None:
+        """The execution's result is stored: its output stream may go (see ``Bus.output_recorded``)."""
+        self.bus.output_recorded(execution_id)
 
     def wait(self, execution_id: str, *, timeout: float) -> ExitEvent:
         """Block until the execution's exit record; raises ``agent_timeout`` after ``timeout`` s."""

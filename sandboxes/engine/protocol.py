@@ -12,6 +12,12 @@ HEARTBEAT_INTERVAL = 2.0
 HEARTBEAT_TTL = 10.0  # an agent whose heartbeat is older than this is not alive
 OUTPUT_TTL_S = 3600  # output streams expire an hour after their last event
 OUTPUT_MAXLEN = 20_000  # events kept per execution stream
+# Run output a bus holds (see transport/budget.py): in all, and per owner (organisation). A stream is
+# dropped OUTPUT_RECORDED_TTL_S after its execution is recorded (readers already connected finish from the
+# bus; later ones replay the database copy), and before anything else when room is needed.
+OUTPUT_BUDGET_BYTES = 256 << 20
+OUTPUT_OWNER_BUDGET_BYTES = 64 << 20
+OUTPUT_RECORDED_TTL_S = 30
 
 ERROR_CODES = frozenset(
     {
