@@ -58,15 +58,37 @@ class Admission:
     dropped_bytes: int = 0
 
 
+class _Queues:
+    """Streams that may be evicted, oldest first: recorded ones (dropped whole), then finished ones
+    (trimmed to their exit record). Live and already-trimmed unrecorded streams are in neither."""
+
+    def __init__(self) -> None:
+        self.recorded: OrderedDict[str, None] = OrderedDict()
+        self.finished: OrderedDict[str, None] = OrderedDict()
+
+    def discard(self, execution_id: str) -> None:
+        self.recorded.pop(execution_id, None)
+        self.finished.pop(execution_id, None)
+
+    def oldest(self) -> str | None:
+        for queue in (self.recorded, self.finished):
+            if queue:
+                return next(iter(queue))
+        return None
+
+
 class OutputBudget:
-    """Accounting only (no I/O): the caller holds its own lock around every call."""
+    """Accounting only (no I/O): the caller holds its own lock around every call. Every operation is
+    O(1) per stream evicted (queues per owner and in all), so a flood costs its publisher, not a scan."""
 
     def __init__(self, total_bytes: int, owner_bytes: int):
         self.total_bytes = total_bytes
         self.owner_bytes = owner_bytes
-        self.streams: OrderedDict[str, _Held] = OrderedDict()  # oldest first
+        self.streams: dict[str, _Held] = {}
         self.held = 0
         self.by_owner: dict[str, int] = {}
+        self.evictable = _Queues()
+        self.evictable_of: dict[str, _Queues] = {}
 
     def open(self, execution_id: str, owner: str, now: float) -> None:
         if execution_id not in self.streams:
@@ -84,11 +106,13 @@ class OutputBudget:
         for event in events:
             size = event_bytes(event)
             if isinstance(event, ExitEvent):
-                held.exit = event
                 self._add(held, size)  # always kept: without it the run could never be recorded
                 adm.events.append(event)
+                if held.exit is None:
+                    held.exit = event
+                    self._enqueue(execution_id, held)
                 continue
-            if held.trimmed or not self._make_room(execution_id, held.owner, size, adm):
+            if held.exit is not None or not self._make_room(held.owner, size, adm):
                 adm.dropped_bytes += size
                 continue
             self._add(held, size)
@@ -97,13 +121,16 @@ class OutputBudget:
 
     def recorded(self, execution_id: str) -> None:
         held = self.streams.get(execution_id)
-        if held is not None:
+        if held is not None and not held.recorded:
             held.recorded = True
+            if held.exit is not None:
+                self._enqueue(execution_id, held)
 
     def forget(self, execution_id: str) -> None:
         held = self.streams.pop(execution_id, None)
         if held is not None:
             self._add(held, -held.bytes)
+            self._dequeue(execution_id, held)
 
     def shrink(self, execution_id: str, size: int) -> None:
         """``size`` bytes of the stream went (its per-stream event cap)."""
@@ -124,28 +151,35 @@ class OutputBudget:
         else:
             self.by_owner.pop(held.owner, None)
 
-    def _make_room(self, execution_id: str, owner: str, size: int, adm: Admission) -> bool:
+    def _enqueue(self, execution_id: str, held: _Held) -> None:
+        self._dequeue(execution_id, held)
+        if held.recorded:
+            self.evictable.recorded[execution_id] = None
+            self.evictable_of.setdefault(held.owner, _Queues()).recorded[execution_id] = None
+        elif not held.trimmed:
+            self.evictable.finished[execution_id] = None
+            self.evictable_of.setdefault(held.owner, _Queues()).finished[execution_id] = None
+
+    def _dequeue(self, execution_id: str, held: _Held) -> None:
+        self.evictable.discard(execution_id)
+        queues = self.evictable_of.get(held.owner)
+        if queues is not None:
+            queues.discard(execution_id)
+            if not queues.recorded and not queues.finished:
+                del self.evictable_of[held.owner]
+
+    def _make_room(self, owner: str, size: int, adm: Admission) -> bool:
         """Evict until ``size`` more bytes fit both budgets; False if they cannot."""
         while self.by_owner.get(owner, 0) + size > self.owner_bytes:
-            if not self._evict_one(execution_id, adm, owner):
+            queues = self.evictable_of.get(owner)
+            if queues is None or not self._evict(queues.oldest(), adm):
                 return False
         while self.held + size > self.total_bytes:
-            if not self._evict_one(execution_id, adm, None):
+            if not self._evict(self.evictable.oldest(), adm):
                 return False
         return True
 
-    def _evict_one(self, execution_id: str, adm: Admission, owner: str | None) -> bool:
-        victim = None
-        for want_recorded in (True, False):
-            for eid, held in self.streams.items():
-                if eid == execution_id or held.exit is None or held.recorded != want_recorded:
-                    continue
-                if (owner is not None and held.owner != owner) or (held.trimmed and not held.recorded):
-                    continue
-                victim = eid
-                break
-            if victim is not None:
-                break
+    def _evict(self, victim: str | None, adm: Admission) -> bool:
         if victim is None:
             return False
         held = self.streams[victim]
@@ -155,5 +189,6 @@ class OutputBudget:
         else:
             self._add(held, -held.bytes + event_bytes(held.exit))
             held.trimmed = True
+            self._dequeue(victim, held)
             adm.evictions.append(Eviction(victim, keep_exit=held.exit))
         return True

@@ -48,6 +48,12 @@ GROUP = "agents"
 OPS_MAXLEN = 10_000
 REPLY_TTL_S = 120
 RECLAIM_IDLE_MS = 30_000
+# A stream's expiry moves to OUTPUT_TTL_S after each publish, unless its execution was recorded (its TTL
+# was cut to OUTPUT_RECORDED_TTL_S or less): a killed run's exit record arrives after the kill recorded it.
+KEEP_ALIVE = """
+local ttl = redis.call('TTL', KEYS[1])
+if ttl == -1 or ttl > tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+"""
 
 
 class RedisBus(Bus):
@@ -67,6 +73,7 @@ class RedisBus(Bus):
         self.budget = OutputBudget(budget_bytes, owner_budget_bytes)  # what this process published
         self.recorded_ttl_s = recorded_ttl_s
         self._last_sweep = time.monotonic()
+        self._keep_alive = self.r.register_script(KEEP_ALIVE)
 
     def _k(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -238,7 +245,7 @@ class RedisBus(Bus):
             pipe.xadd(
                 key, {"e": json.dumps(e.to_dict())}, id=f"0-{e.seq}", maxlen=OUTPUT_MAXLEN, approximate=True
             )
-        pipe.expire(key, OUTPUT_TTL_S)
+        self._keep_alive(keys=[key], args=[OUTPUT_TTL_S, max(OUTPUT_RECORDED_TTL_S, self.recorded_ttl_s)], client=pipe)
         pipe.execute()
 
     def read_output(
