@@ -185,15 +185,40 @@ def sandbox_mark_ended(sandbox: Sandbox, *, state: str, reason: str, cpu_ms: flo
         open_runs = Execution.objects.filter(sandbox=sandbox, status__in=Execution.OPEN_STATUSES)
         ended_runs = list(open_runs.values_list("pk", flat=True))
         open_runs.filter(pk__in=ended_runs).update(status=final, finished_at=now)
-        between_runs_us = 0
-        if cpu_ms is not None:
-            in_runs = Execution.objects.filter(sandbox=sandbox).aggregate(cpu=Sum("cpu_ms"))["cpu"] or 0
-            between_runs_us = max(0, round((cpu_ms - in_runs) * 1000))
+        between_runs_us = 0 if cpu_ms is None else _cpu_between_runs_unmetered(sandbox.pk, cpu_ms)
         quotas.usage_add(sandbox.organization_id, now, cpu_us=between_runs_us,
                          sandbox_ms=round((now - sandbox.created_at).total_seconds() * 1000))
     sandbox.state, sandbox.stop_reason, sandbox.stopped_at = state, reason, now
     dispatch.output_recorded(ended_runs)  # recorded as ended: their streams may go
     return True
+
+
+def _cpu_between_runs_unmetered(sandbox_id: str, cpu_ms: float) -> int:
+    """Of the lifetime CPU `cpu_ms`, the µs that neither its recorded runs nor an earlier metering counted;
+    recorded as metered. Call inside a transaction holding the sandbox row's lock."""
+    in_runs = Execution.objects.filter(sandbox_id=sandbox_id).aggregate(cpu=Sum("cpu_ms"))["cpu"] or 0
+    between_us = max(0, round((cpu_ms - in_runs) * 1000))
+    metered = Sandbox.objects.filter(pk=sandbox_id).values_list("cpu_between_runs_us", flat=True).first() or 0
+    if between_us <= metered:
+        return 0
+    Sandbox.objects.filter(pk=sandbox_id).update(cpu_between_runs_us=between_us)
+    return between_us - metered
+
+
+def sandbox_meter_cpu(*, sandbox_id: str, organization_id: int, cpu_ms: float) -> int:
+    """Meter a running sandbox's CPU used between runs so far (`cpu_ms`: its lifetime CPU, read by its agent
+    before this call). Skipped while a run is open: its CPU is in the lifetime figure but not yet in its
+    row, and would be counted twice. Returns the µs metered (0 when nothing new)."""
+    now = timezone.now()
+    with transaction.atomic():
+        locked = list(Sandbox.objects.select_for_update().filter(pk=sandbox_id, state=Sandbox.State.RUNNING)
+                      .values_list("pk", flat=True))
+        if not locked or Execution.objects.filter(sandbox_id=sandbox_id, status__in=Execution.OPEN_STATUSES).exists():
+            return 0
+        added = _cpu_between_runs_unmetered(sandbox_id, cpu_ms)
+        if added:
+            quotas.usage_add(organization_id, now, cpu_us=added)
+    return added
 
 
 def sandbox_lifetime_cpu(sandbox: Sandbox) -> float | None:

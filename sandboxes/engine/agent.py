@@ -432,6 +432,10 @@ class Agent:
             return {"killed": True, "cpu_ms": self._remember_cpu(sb)}
         return {"killed": False, "cpu_ms": self.ended_cpu.get(sandbox_id)}
 
+    def op_sandboxes_cpu(self) -> dict[str, float]:
+        """Lifetime CPU (ms) of every live sandbox, for metering long-lived ones between runs."""
+        return {sid: self._lifetime_cpu_ms(sb) for sid, sb in list(self.sandboxes.items()) if sb.alive}
+
     def op_sandbox_ids(self) -> list[str]:
         return sorted(sid for sid, sb in self.sandboxes.items() if sb.alive)
 

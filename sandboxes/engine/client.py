@@ -165,5 +165,9 @@ class EngineClient:
             limits=limits.to_dict(),
         )
 
+    def sandboxes_cpu(self, agent_id: str, timeout: float = 10) -> dict[str, float]:
+        """Lifetime CPU (ms) of each live sandbox of the agent."""
+        return self._call(agent_id, "sandboxes_cpu", timeout)
+
     def sandbox_ids(self, agent_id: str, timeout: float = 10) -> list[str]:
         return self._call(agent_id, "sandbox_ids", timeout)
