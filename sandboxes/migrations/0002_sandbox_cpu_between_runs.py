@@ -4,15 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sandboxes', '0001_initial'),
+        ("sandboxes", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='sandbox',
-            name='cpu_between_runs_us',
-            field=models.PositiveBigIntegerField(default=0, help_text='CPU used outside recorded runs and metered already (periodically, and at the end).'),
+            model_name="sandbox",
+            name="cpu_between_runs_us",
+            field=models.PositiveBigIntegerField(
+                default=0,
+                help_text="CPU used outside recorded runs and metered already (periodically, and at the end).",
+            ),
         ),
     ]
