@@ -49,8 +49,8 @@ from .zygote import TMP_BYTES
 log = logging.getLogger("mem0.engine.agent")
 
 MAX_CODE_BYTES = 4 << 20
-ENDED_CPU_KEPT = 10_000  # ended sandboxes whose lifetime CPU the agent still answers for (kill op)
 MAX_ENV_BYTES = 64 << 10
+ENDED_CPU_KEPT = 10_000  # ended sandboxes whose lifetime CPU the agent still answers for (kill op)
 GIL_SWITCH_INTERVAL_S = 0.0005
 # Ops answered on the consumer thread itself (never block on a process or the disk).
 INLINE_OPS = frozenset({"run", "stats", "sandbox_ids"})

@@ -31,7 +31,8 @@ Interpreter (``INTERPRETER_STEPS``, in ``K`` before its control loop):
                      Python output pipe stay open
   clear_env          the agent's environment never reaches the sandbox (checked; the zygote
                      already replaced it)
-  set_rlimits        core 0, nofile, nproc, fsize (cgroups are the primary limits)
+  set_rlimits        core 0, nofile, nproc, fsize (cgroups are the primary limits); at hand-over the
+                     agent sets RLIMIT_DATA to the plan's memory (see the ``cgroups`` docstring)
   drop_privileges    uid/gid 1000 inside; capability bounding set and sets reduced to
                      CAP_SYS_ADMIN *in the sandbox's own user namespace* — kept only so that
                      fork can give the child a private mount namespace; every syscall through
