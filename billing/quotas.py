@@ -206,6 +206,12 @@ def _admission_refusal(org, now: datetime, limits: dict) -> QuotaExceeded:
     )
 
 
+def execution_admission_return(*, org_id: int, now: datetime) -> None:
+    """Give back one execution admitted on `now`'s day whose run never started (the sandbox was busy)."""
+    UsagePeriod.objects.filter(organization_id=org_id, kind=DAY, start=period_of(DAY, now).start,
+                               executions_admitted__gt=0).update(executions_admitted=F("executions_admitted") - 1)
+
+
 def usage_add(org_id: int, now: datetime, *, executions: int = 0, cpu_us: int = 0, sandbox_ms: int = 0) -> None:
     """Add figures to the organisation's day and month rows of `now`, making the rows if needed.
 

@@ -181,6 +181,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_BEAT_SCHEDULE = {
     "reap-sandboxes": {"task": "sandboxes.tasks.reap_sandboxes", "schedule": 30.0},
     "sweep-dead-agents": {"task": "sandboxes.tasks.sweep_dead_agents", "schedule": 10.0},
+    "meter-sandbox-cpu": {"task": "sandboxes.tasks.meter_sandbox_cpu", "schedule": 300.0},
     "tier-snapshots": {"task": "sandboxes.tasks.tier_snapshots", "schedule": 3600.0},
     "gc-chunks": {"task": "sandboxes.tasks.gc_chunks", "schedule": 3600.0},
     "roll-up-usage": {"task": "billing.tasks.roll_up_usage", "schedule": 300.0},

@@ -5,12 +5,15 @@ files go to the sandbox's own agent. Circuit breaker: an agent that timed out is
 BREAKER_OPEN_SECONDS; when no agent can take work the API answers 503 agents_unavailable at once.
 """
 
+import logging
 import threading
 import time
 
 from django.conf import settings
 
 from mem0web.errors import Mem0Error
+
+log = logging.getLogger("mem0.dispatch")
 
 BREAKER_OPEN_SECONDS = 5.0
 # Control ops (run start, kill, files, fork) are acknowledged in milliseconds; 5 s is well under the
@@ -31,6 +34,7 @@ ENGINE_STATUS = {
     "agent_timeout": 504,
     "agent_lost": 503,
     "sandbox_not_running": 409,
+    "sandbox_busy": 409,
     "not_found": 404,
     "unknown_runtime": 400,
     "invalid_request": 400,
@@ -76,7 +80,8 @@ def reset() -> None:
 
 def engine_error(exc) -> Mem0Error:
     """Turn an EngineError into the API's error with the right status."""
-    return Mem0Error(exc.message, code=exc.code, status=ENGINE_STATUS.get(exc.code, 500))
+    return Mem0Error(exc.message, code=exc.code, status=ENGINE_STATUS.get(exc.code, 500),
+                     details=exc.details)
 
 
 def call(agent_id: str, method: str, **kwargs):
@@ -93,6 +98,17 @@ def call(agent_id: str, method: str, **kwargs):
         if exc.code in ("agent_timeout", "agent_lost"):
             _open_until[agent_id] = time.monotonic() + BREAKER_OPEN_SECONDS
         raise engine_error(exc) from exc
+
+
+def output_recorded(execution_ids) -> None:
+    """Tell the bus these executions are recorded, so it drops their output streams soon. Best effort: a
+    stream left behind still expires (OUTPUT_TTL_S) and is evicted first when the bus needs room."""
+    try:
+        client = engine()
+        for execution_id in execution_ids:
+            client.output_recorded(execution_id)
+    except Exception as exc:  # never fail the request that recorded the result
+        log.warning("output_drop_failed executions=%d error=%s", len(execution_ids), type(exc).__name__)
 
 
 def pick_agent(runtime: str, exclude: set[str] | frozenset = frozenset()) -> str:

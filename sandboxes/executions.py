@@ -1,7 +1,9 @@
 """Runs: admit against quotas, dispatch to the sandbox's agent, collect the stream, finalise once.
 
 The agent's output stream (`exec:{id}`) is the source of truth while a run is open; the Execution row
-keeps a capped copy (settings.MEM0_CAPTURE_BYTES per stream, `truncated` says so) once it ends.
+keeps a capped copy (settings.MEM0_CAPTURE_BYTES per stream, `truncated` says so) once it ends, and the
+bus is then told to drop the stream (readers that come later replay the row: streaming.py). Output the
+bus dropped to stay within its byte budgets shows as a gap in sequence numbers: `truncated` too.
 Finalising is a conditional UPDATE on an open status, so a result (and its usage) is recorded once even
 when a waiting request, a stream reader and the sweeper all see the exit.
 """
@@ -18,7 +20,7 @@ from mem0web.errors import Mem0Error
 from mem0web.sql import orm_update, update_where
 from sandboxes import dispatch, selectors
 from sandboxes.models import Execution, Sandbox
-from sandboxes.services import require_running, sandbox_mark_ended
+from sandboxes.services import require_running, sandbox_ended_by_itself, sandbox_mark_ended
 from sandboxes.validation import clean_code
 
 WAIT_GRACE_S = 5.0
@@ -70,12 +72,16 @@ def execution_start(*, principal, sandbox_id: str, code: str, timeout_s: float |
     try:
         execution.first_events = dispatch.call(sandbox.agent_id, "run", sandbox_id=sandbox.pk,
                                                execution_id=execution.pk, code=code, timeout_s=timeout_s,
-                                               read_ms=HOLD_CONNECTION_MS if wait else 0)
+                                               read_ms=HOLD_CONNECTION_MS if wait else 0, owner=str(org.pk))
     except Mem0Error as exc:
+        if exc.code == "sandbox_busy":  # nothing ran: no row, and the admission is given back
+            Execution.objects.filter(pk=execution.pk).delete()
+            quotas.execution_admission_return(org_id=org.pk, now=execution.created_at)
+            raise
         Execution.objects.filter(pk=execution.pk).update(status=Execution.Status.FAILED, finished_at=timezone.now(),
                                                          stderr=exc.message)
         if exc.code in ("sandbox_not_running", "not_found"):
-            sandbox_mark_ended(sandbox, state=Sandbox.State.STOPPED, reason="interpreter_gone")
+            sandbox_ended_by_itself(sandbox, reason="interpreter_gone")
         raise
     return execution
 
@@ -130,6 +136,7 @@ def collect(execution_id: str, *, deadline: float, after_seq: int = 0, block: bo
         if not events and not block:
             break
         for event in events:
+            truncated = truncated or event.seq != seq + 1  # the bus dropped output over its budget
             seq = event.seq
             if hasattr(event, "stream"):
                 room = cap - sizes[event.stream]
@@ -154,8 +161,10 @@ def execution_finalize(execution: Execution, exit_event, stdout: str, stderr: st
     done = _record_result(execution, exit_event, stdout, stderr, truncated, now)
     if not done:  # someone else recorded it first: show theirs
         execution.refresh_from_db()
-    elif not getattr(exit_event, "sandbox_alive", True):
-        sandbox_mark_ended(execution.sandbox, state=Sandbox.State.STOPPED, reason="interpreter_exited")
+        return False
+    dispatch.output_recorded([execution.pk])  # the stored copy serves replays from now on
+    if not getattr(exit_event, "sandbox_alive", True):
+        sandbox_ended_by_itself(execution.sandbox, reason="interpreter_exited")
     return bool(done)
 
 

@@ -56,6 +56,8 @@ class Sandbox(models.Model):
     last_snapshot = models.ForeignKey("sandboxes.Snapshot", null=True, blank=True, on_delete=models.SET_NULL,
                                       related_name="+")
     stop_reason = models.CharField(max_length=40, blank=True)
+    cpu_between_runs_us = models.PositiveBigIntegerField(
+        default=0, help_text="CPU used outside recorded runs and metered already (periodically, and at the end).")
     created_at = models.DateTimeField(default=timezone.now)
     last_active_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)

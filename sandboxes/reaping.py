@@ -12,7 +12,7 @@ from billing.selectors import effective_limits
 from sandboxes import dispatch, executions
 from sandboxes.idempotency import RETENTION
 from sandboxes.models import Agent, Execution, IdempotencyRecord, Sandbox
-from sandboxes.services import sandbox_kill, sandbox_mark_ended
+from sandboxes.services import sandbox_kill, sandbox_mark_ended, sandbox_meter_cpu
 
 log = logging.getLogger("mem0.reaping")
 
@@ -49,6 +49,27 @@ def sandboxes_reap(now: datetime | None = None) -> int:
                 reaped += 1
     IdempotencyRecord.objects.filter(created_at__lt=now - RETENTION).delete()
     return reaped
+
+
+def sandboxes_meter_cpu() -> int:
+    """Meter the CPU that running sandboxes used between runs (background threads and processes), so a
+    long-lived sandbox is billed as it goes, not only when it ends. Returns the µs metered."""
+    metered = 0
+    running = Sandbox.objects.filter(state=Sandbox.State.RUNNING).values_list("id", "agent_id", "organization_id")
+    by_agent: dict[str, list[tuple[str, int]]] = {}
+    for sandbox_id, agent_id, org_id in running:
+        by_agent.setdefault(agent_id, []).append((sandbox_id, org_id))
+    for agent_id, sandboxes in by_agent.items():
+        try:
+            totals = dispatch.call(agent_id, "sandboxes_cpu")
+        except Exception as exc:  # one agent failing must not stop the others' metering
+            log.warning("cpu_metering_skipped agent=%s error=%s", agent_id, type(exc).__name__)
+            continue
+        for sandbox_id, org_id in sandboxes:
+            cpu_ms = totals.get(sandbox_id)
+            if isinstance(cpu_ms, int | float):
+                metered += sandbox_meter_cpu(sandbox_id=sandbox_id, organization_id=org_id, cpu_ms=cpu_ms)
+    return metered
 
 
 def agents_sweep() -> dict:

@@ -1,5 +1,7 @@
 """JSON shapes of DESIGN §6.1 for sandboxes, executions and snapshots."""
 
+import math
+
 from rest_framework import serializers
 
 from sandboxes.models import Execution, Sandbox, Snapshot
@@ -20,8 +22,31 @@ class SandboxSerializer(serializers.ModelSerializer):
         return obj.memory or None
 
 
+class SandboxLimitsSerializer(serializers.Serializer):
+    """Limits asked for on create, each at most the plan's value (more: 429 quota_exceeded naming it).
+
+    The lower bounds are the engine's (protocol.Limits.validate); what is not asked for is the plan's."""
+
+    memory_bytes = serializers.IntegerField(required=False, min_value=16 << 20)
+    cpu_cores = serializers.FloatField(required=False, min_value=0.01)
+    workspace_bytes = serializers.IntegerField(required=False, min_value=1 << 20)
+    pids = serializers.IntegerField(required=False, min_value=4)
+    run_timeout_s = serializers.FloatField(required=False, min_value=0.1)
+    output_bytes = serializers.IntegerField(required=False, min_value=0)
+
+    def to_internal_value(self, data):
+        unknown = set(data) - set(self.fields) if isinstance(data, dict) else set()
+        if unknown:
+            raise serializers.ValidationError(f"Unknown limits: {sorted(unknown)}.")
+        attrs = super().to_internal_value(data)
+        if any(not math.isfinite(v) for v in attrs.values()):
+            raise serializers.ValidationError("Limits must be finite numbers.")
+        return attrs
+
+
 class SandboxCreateSerializer(serializers.Serializer):
     runtime = serializers.CharField(max_length=32)
+    limits = SandboxLimitsSerializer(required=False)
     env = serializers.JSONField(required=False, help_text="Environment variables: an object of strings.")
     metadata = serializers.JSONField(required=False, help_text="Your labels: an object of strings.")
     timeout_s = serializers.FloatField(required=False, min_value=1)

@@ -12,6 +12,11 @@ def reap_sandboxes() -> int:
 
 
 @shared_task
+def meter_sandbox_cpu() -> int:
+    return reaping.sandboxes_meter_cpu()
+
+
+@shared_task
 def sweep_dead_agents() -> dict:
     return reaping.agents_sweep()
 

@@ -25,28 +25,32 @@ import base64
 import errno
 import logging
 import os
+import resource
 import shutil
 import signal
 import socket
 import sys
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 from . import cgroups
 from .factory import SandboxFactory
-from .files import Workspace
+from .files import MAX_FILE_BYTES, Workspace
 from .pool import WarmPool
 from .protocol import HEARTBEAT_INTERVAL, AgentInfo, EngineError, Limits, OpReply, OpRequest
 from .runtimes import Runtime, builtin_runtimes
 from .sandbox import Run, Sandbox
 from .supervisor import Supervisor
 from .transport import Bus
+from .zygote import TMP_BYTES
 
 log = logging.getLogger("mem0.engine.agent")
 
 MAX_CODE_BYTES = 4 << 20
 MAX_ENV_BYTES = 64 << 10
+ENDED_CPU_KEPT = 10_000  # ended sandboxes whose lifetime CPU the agent still answers for (kill op)
 GIL_SWITCH_INTERVAL_S = 0.0005
 # Ops answered on the consumer thread itself (never block on a process or the disk).
 INLINE_OPS = frozenset({"run", "stats", "sandbox_ids"})
@@ -77,6 +81,11 @@ class Agent:
         self.runtimes = {k: v for k, v in all_runtimes.items() if templates is None or k in templates}
         self.pool_min, self.pool_max = pool_min, pool_max
         self.sandboxes: dict[str, Sandbox] = {}  # sandbox_id -> live, handed-over sandbox
+        # Lifetime CPU metering: the cgroup's CPU at hand-over (the pool's warm-up is nobody's), and the
+        # lifetime CPU (ms) of sandboxes that ended, until the Django side asks (``op_kill``).
+        self.cpu_base: dict[str, int] = {}
+        self.ended_cpu: OrderedDict[str, float] = OrderedDict()
+        self.cpu_lock = threading.Lock()
         self.pools: dict[str, WarmPool] = {}
         self.stop_event = threading.Event()
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="mem0-op")
@@ -185,7 +194,10 @@ class Agent:
                 log.exception("event=heartbeat_failed")
 
     def _on_dead(self, sb: Sandbox) -> None:
-        """Supervisor callback (hub thread): the sandbox's interpreter is gone."""
+        """Supervisor callback (hub thread): the sandbox's interpreter is gone. Its lifetime CPU is kept
+        (the cgroup goes with the release) for the Django side to meter."""
+        if sb.sandbox_id and sb.sandbox_id in self.cpu_base:
+            self._remember_cpu(sb)
         if sb.sandbox_id and self.sandboxes.get(sb.sandbox_id) is sb:
             self.sandboxes.pop(sb.sandbox_id, None)
         for pool in self.pools.values():
@@ -218,7 +230,7 @@ class Agent:
                 raise EngineError("invalid_request", "args must be an object")
             reply = OpReply(req.request_id, True, handler(**req.args))
         except EngineError as exc:
-            reply = OpReply(req.request_id, False, None, exc.code, exc.message)
+            reply = OpReply(req.request_id, False, None, exc.code, exc.message, exc.details)
         except TypeError as exc:
             reply = OpReply(req.request_id, False, None, "invalid_request", str(exc))
         except Exception as exc:
@@ -249,10 +261,21 @@ class Agent:
         raise EngineError("internal_error", "could not obtain a live sandbox")
 
     def _hand_over(self, sb: Sandbox, sandbox_id: str, env: dict, limits: Limits) -> dict:
+        """Give a pooled (or forked) sandbox its id, environment and limits. Memory: the cgroup holds
+        the processes *and* the workspace, /tmp and /dev/shm tmpfs pages, so it is sized for all of
+        them and the interpreter's RLIMIT_DATA is the plan's memory (see ``cgroups`` docstring)."""
         sb.sandbox_id = sandbox_id
         sb.env = dict(env)
         sb.limits = limits
-        sb.cgroup.set_limits(memory_bytes=limits.memory_bytes, pids=limits.pids, cpu_cores=limits.cpu_cores)
+        sb.cgroup.set_limits(
+            memory_bytes=cgroups.memory_limit(limits.memory_bytes, limits.workspace_bytes, 2 * TMP_BYTES),
+            pids=limits.pids,
+            cpu_cores=limits.cpu_cores,
+        )
+        # Set from the host (prlimit), so it holds before any code runs; the interpreter's forks inherit it.
+        if sb.host_pid <= 0:  # prlimit(0) would be the agent's own limit
+            raise EngineError("internal_error", "sandbox interpreter pid unknown")
+        resource.prlimit(sb.host_pid, resource.RLIMIT_DATA, (limits.memory_bytes, limits.memory_bytes))
         self.factory.resize_workspace(sb, limits.workspace_bytes)
         if sb.memory == "fresh":
             os.setpriority(os.PRIO_PROCESS, sb.host_pid, 0)  # pooled sandboxes idle at the zygote's nice
@@ -262,10 +285,14 @@ class Agent:
                 "env": env,
                 "nofile": 1024,
                 "nproc": limits.pids + 16,  # backstop only: the pids cgroup hits first
-                "fsize": limits.workspace_bytes,
+                # A backstop on sparse files; one page over the workspace so that a file filling the
+                # workspace meets the tmpfs's ENOSPC (a full disk) first, not EFBIG.
+                "fsize": limits.workspace_bytes + 4096,
+                "data": limits.memory_bytes,
             }
         )
         sb.state = "running"
+        self.cpu_base[sandbox_id] = sb.cgroup.cpu_ns()
         self.sandboxes[sandbox_id] = sb
         return {
             "sandbox_id": sandbox_id,
@@ -308,18 +335,32 @@ class Agent:
         return self._hand_over(self._take(runtime), sandbox_id, env, lim)
 
     def op_run(
-        self, *, sandbox_id: str, execution_id: str, code: str, timeout_s: float | None = None
+        self,
+        *,
+        sandbox_id: str,
+        execution_id: str,
+        code: str,
+        timeout_s: float | None = None,
+        owner: str | None = None,
     ) -> dict:
+        """Start a run. ``owner`` (the organisation, from the Django side) is whose output budget on
+        the bus the run's output counts against; without one, the sandbox's."""
         if not isinstance(code, str):
             raise EngineError("invalid_request", "code must be a string")
         if len(code) > MAX_CODE_BYTES:
             raise EngineError("payload_too_large", "code too large")
         if not isinstance(execution_id, str) or not execution_id:
             raise EngineError("invalid_request", "execution_id must be a non-empty string")
+        if owner is not None and (not isinstance(owner, str) or not 0 < len(owner) <= 128):
+            raise EngineError("invalid_request", "owner must be a non-empty string")
         sb = self._get(sandbox_id)
         with sb.lock:
             if sb.run is not None:
-                raise EngineError("invalid_request", "a run is already active in this sandbox")
+                raise EngineError(
+                    "sandbox_busy",
+                    "a run is already active in this sandbox",
+                    {"execution_id": sb.run.execution_id},
+                )
             limit_s = sb.limits.run_timeout_s
             timeout = min(float(timeout_s), limit_s) if timeout_s else limit_s
             now = time.monotonic()
@@ -330,6 +371,7 @@ class Agent:
                 counters=sb.cgroup.begin_run(),
                 output_cap=sb.limits.output_bytes,
             )
+            self.bus.output_open(execution_id, owner or f"sandbox:{sandbox_id}")
             self.supervisor.begin_run(sb, run, code)
         return {"execution_id": execution_id}
 
@@ -363,11 +405,36 @@ class Agent:
         child.memory = "fresh"
         return self._hand_over(child, new_id, env, lim)
 
+    def _lifetime_cpu_ms(self, sb: Sandbox) -> float:
+        """CPU (ms) the sandbox's cgroup used since hand-over: every process, in runs or between them."""
+        base = self.cpu_base.get(sb.sandbox_id, 0)
+        return round(max(0, sb.cgroup.cpu_ns() - base) / 1e6, 3)
+
+    def _remember_cpu(self, sb: Sandbox) -> float:
+        """Keep the sandbox's lifetime CPU (the kill op and the death both call this: the larger wins,
+        a cgroup already released reads 0)."""
+        cpu = self._lifetime_cpu_ms(sb)
+        with self.cpu_lock:
+            cpu = max(cpu, self.ended_cpu.get(sb.sandbox_id, 0.0))
+            self.ended_cpu[sb.sandbox_id] = cpu
+            self.ended_cpu.move_to_end(sb.sandbox_id)
+            while len(self.ended_cpu) > ENDED_CPU_KEPT:
+                forgotten, _ = self.ended_cpu.popitem(last=False)
+                self.cpu_base.pop(forgotten, None)
+        return cpu
+
     def op_kill(self, *, sandbox_id: str) -> dict:
+        """Kill the sandbox; ``cpu_ms`` is its lifetime CPU (also for one that already ended by itself,
+        while the agent remembers it; ``None`` if it does not), which the Django side meters once."""
         sb = self.sandboxes.pop(sandbox_id, None)
         if sb is not None:
-            self.supervisor.kill(sb)
-        return {"killed": sb is not None}
+            self.supervisor.kill(sb)  # SIGKILL: no CPU is used after this reading
+            return {"killed": True, "cpu_ms": self._remember_cpu(sb)}
+        return {"killed": False, "cpu_ms": self.ended_cpu.get(sandbox_id)}
+
+    def op_sandboxes_cpu(self) -> dict[str, float]:
+        """Lifetime CPU (ms) of every live sandbox, for metering long-lived ones between runs."""
+        return {sid: self._lifetime_cpu_ms(sb) for sid, sb in list(self.sandboxes.items()) if sb.alive}
 
     def op_sandbox_ids(self) -> list[str]:
         return sorted(sid for sid, sb in self.sandboxes.items() if sb.alive)
@@ -393,8 +460,10 @@ class Agent:
     def op_files_list(self, *, sandbox_id: str, path: str = "") -> list[dict]:
         return self._workspace(self._get(sandbox_id)).list(path)
 
-    def op_file_read(self, *, sandbox_id: str, path: str) -> dict:
-        data = self._workspace(self._get(sandbox_id)).read(path)
+    def op_file_read(self, *, sandbox_id: str, path: str, max_bytes: int = MAX_FILE_BYTES) -> dict:
+        if not isinstance(max_bytes, int) or max_bytes < 0:
+            raise EngineError("invalid_request", "max_bytes must be a non-negative integer")
+        data = self._workspace(self._get(sandbox_id)).read(path, max_bytes)
         return {"data": base64.b64encode(data).decode()}
 
     def op_file_write(self, *, sandbox_id: str, path: str, data: str) -> dict:

@@ -4,6 +4,21 @@ The host may run cgroup v1 (one hierarchy per controller), v2 (unified) or a hyb
 controllers plus an empty v2 mount). ``detect_cgroups`` decides once at agent start; the
 agent reports ``mode`` and ``controls`` (what is really enforced) in ``stats``. A missing
 controller is reported, never silently assumed.
+
+Memory: a sandbox's workspace, /tmp and /dev/shm are tmpfs, and tmpfs pages are charged to the memory
+cgroup of the process that wrote them. Were the cgroup limit the plan's memory, a full workspace would
+leave the processes nothing and a write past it would OOM-kill the whole sandbox (issue 12 #6). So two
+limits, each bounding one thing:
+  * the cgroup limit is ``memory_limit()``: memory + workspace + tmp sizes. The files can never take
+    more than their tmpfs ``size=`` (writers get ENOSPC), so whatever they hold, the processes keep at
+    least the plan's memory, and the sandbox as a whole never holds more than this sum;
+  * RLIMIT_DATA = the plan's memory, set by the agent on the interpreter (inherited by every process
+    it starts): a process whose private writable memory (heap, anonymous mmap, thread stacks; counted
+    as address space, and including the runtime's own baseline: ~12 MB python, ~78 MB python-ml) would
+    pass it gets ENOMEM (Python: MemoryError) instead of an OOM kill.
+Residual: several processes of one sandbox may together use more than the plan's memory, up to the
+cgroup limit less what the files hold (then the OOM killer acts and the run ends ``limit: memory``);
+shared memory is bounded by the /dev/shm size.
 """
 
 from __future__ import annotations
@@ -48,6 +63,11 @@ class CgroupPlan:
         cg = Cgroup(self, name)
         cg.create()
         return cg
+
+
+def memory_limit(memory_bytes: int, workspace_bytes: int, tmp_bytes: int) -> int:
+    """The memory cgroup limit of a sandbox: its processes' memory plus the most its tmpfs files can hold."""
+    return memory_bytes + workspace_bytes + tmp_bytes
 
 
 def detect_cgroups(agent_id: str) -> CgroupPlan:

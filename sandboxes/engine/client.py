@@ -54,11 +54,13 @@ class EngineClient:
         timeout_s: float,
         timeout: float = 10,
         read_ms: int = 0,
+        owner: str | None = None,
     ) -> list[OutputEvent | ExitEvent]:
         """Start a run; with ``read_ms`` also wait up to that long for its first output (returned, from
-        seq 1: a short run's whole output and exit often come back with the accept)."""
-        request = OpRequest(op="run", args={"sandbox_id": sandbox_id, "execution_id": execution_id,
-                                            "code": code, "timeout_s": timeout_s})
+        seq 1: a short run's whole output and exit often come back with the accept). ``owner``: whose
+        output budget on the bus it counts against (the organisation)."""
+        args = {"sandbox_id": sandbox_id, "execution_id": execution_id, "code": code, "timeout_s": timeout_s}
+        request = OpRequest(op="run", args={**args, **({"owner": owner} if owner else {})})
         if not read_ms:
             self.bus.call(agent_id, request, timeout).unwrap()
             return []
@@ -70,6 +72,10 @@ class EngineClient:
         self, execution_id: str, *, after_seq: int = 0, block_ms: int = 0, count: int = 1000
     ) -> list[OutputEvent | ExitEvent]:
         return self.bus.read_output(execution_id, after_seq, block_ms, count)
+
+    def output_recorded(self, execution_id: str) -> None:
+        """The execution's result is stored: its output stream may go (see ``Bus.output_recorded``)."""
+        self.bus.output_recorded(execution_id)
 
     def wait(self, execution_id: str, *, timeout: float) -> ExitEvent:
         """Block until the execution's exit record; raises ``agent_timeout`` after ``timeout`` s."""
@@ -98,17 +104,22 @@ class EngineClient:
             limits=limits.to_dict(),
         )
 
-    def kill(self, agent_id: str, *, sandbox_id: str, timeout: float = 10) -> None:
-        self._call(agent_id, "kill", timeout, sandbox_id=sandbox_id)
+    def kill(self, agent_id: str, *, sandbox_id: str, timeout: float = 10) -> dict:
+        """``{"killed": bool, "cpu_ms": lifetime CPU or None}`` (see ``Agent.op_kill``)."""
+        return self._call(agent_id, "kill", timeout, sandbox_id=sandbox_id)
 
     def files_list(
         self, agent_id: str, *, sandbox_id: str, path: str = "", timeout: float = 10
     ) -> list[dict]:
         return self._call(agent_id, "files_list", timeout, sandbox_id=sandbox_id, path=path)
 
-    def file_read(self, agent_id: str, *, sandbox_id: str, path: str, timeout: float = 30) -> bytes:
+    def file_read(
+        self, agent_id: str, *, sandbox_id: str, path: str, max_bytes: int | None = None, timeout: float = 30
+    ) -> bytes:
+        """The file's bytes; ``payload_too_large`` past ``max_bytes`` (default: the agent's cap)."""
+        cap = {} if max_bytes is None else {"max_bytes": max_bytes}
         return base64.b64decode(
-            self._call(agent_id, "file_read", timeout, sandbox_id=sandbox_id, path=path)["data"]
+            self._call(agent_id, "file_read", timeout, sandbox_id=sandbox_id, path=path, **cap)["data"]
         )
 
     def file_write(
@@ -153,6 +164,10 @@ class EngineClient:
             env=env,
             limits=limits.to_dict(),
         )
+
+    def sandboxes_cpu(self, agent_id: str, timeout: float = 10) -> dict[str, float]:
+        """Lifetime CPU (ms) of each live sandbox of the agent."""
+        return self._call(agent_id, "sandboxes_cpu", timeout)
 
     def sandbox_ids(self, agent_id: str, timeout: float = 10) -> list[str]:
         return self._call(agent_id, "sandbox_ids", timeout)

@@ -95,7 +95,13 @@ class Workspace:
             os.close(fd)
         return sorted(out, key=lambda e: e["name"])
 
-    def read(self, path: str) -> bytes:
+    def read(self, path: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+        """The file's bytes, at most ``max_bytes`` (capped at ``MAX_FILE_BYTES``).
+
+        The sandbox can grow the file between the size check and the read (a sparse
+        ``ftruncate`` is instant), so ``st_size`` is only a fast refusal: the read itself never
+        asks for more than the cap plus one byte, and that extra byte means ``payload_too_large``."""
+        cap = min(max_bytes, MAX_FILE_BYTES)
         rel = "/".join(_parts(path))
         # O_NONBLOCK: a FIFO planted by the sandbox must not hang an agent thread in open().
         fd = self._open(rel, os.O_RDONLY | os.O_NONBLOCK)
@@ -103,11 +109,14 @@ class Workspace:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise EngineError("invalid_request", f"not a regular file: {path}")
-            if st.st_size > MAX_FILE_BYTES:
-                raise EngineError("payload_too_large", f"file is larger than {MAX_FILE_BYTES} bytes")
-            chunks = []
-            while data := os.read(fd, 1 << 20):
+            if st.st_size > cap:
+                raise EngineError("payload_too_large", f"file is larger than {cap} bytes")
+            chunks, left = [], cap + 1
+            while left and (data := os.read(fd, min(left, 1 << 20))):
                 chunks.append(data)
+                left -= len(data)
+            if not left:
+                raise EngineError("payload_too_large", f"file is larger than {cap} bytes")
             return b"".join(chunks)
         finally:
             os.close(fd)

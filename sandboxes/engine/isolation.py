@@ -37,15 +37,18 @@ Interpreter (``INTERPRETER_STEPS``, in ``K`` before its control loop):
                      Python output pipe and the status page's memfd stay open
   clear_env          the agent's environment never reaches the sandbox (checked; the zygote
                      already replaced it)
-  set_rlimits        core 0, nofile, nproc, fsize (cgroups are the primary limits)
+  set_rlimits        core 0, nofile, nproc, fsize (cgroups are the primary limits); at hand-over the
+                     agent sets RLIMIT_DATA to the plan's memory (see the ``cgroups`` docstring)
   drop_privileges    uid/gid 1000 inside; no capability at all: effective, permitted,
                      inheritable, ambient and bounding sets empty (the agent checks them in
                      /proc before it hands the sandbox over)
   no_new_privs       and not dumpable (no /proc/<pid>/mem of a fork sibling)
-  seccomp            last, so the steps above are not themselves filtered; its user-notification
-                     listener (fd 6) is taken by the agent and closed before any user code runs:
-                     the one namespace-creating call user code could make, clone(CLONE_NEWUSER),
-                     waits for the agent, which allows it only for a fork it asked for
+  seccomp            last, so the steps above are not themselves filtered; denies the syscalls
+                     of ``DENIED_SYSCALLS``, allow-lists socket families (``_allow_socket_families``)
+                     and refuses new namespaces; its user-notification listener (fd 6) is taken
+                     by the agent and closed before any user code runs: the one
+                     namespace-creating call user code could make, clone(CLONE_NEWUSER), waits
+                     for the agent, which allows it only for a fork it asked for
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ import errno
 import os
 import resource
 import signal
+import socket
 import stat
 import tempfile
 
@@ -430,10 +434,42 @@ def seccomp_filter() -> pyseccomp.SyscallFilter:
     for kind in (stat.S_IFCHR, stat.S_IFBLK):
         f.add_rule(deny, "mknod", pyseccomp.Arg(1, pyseccomp.MASKED_EQ, 0o170000, kind))
         f.add_rule(deny, "mknodat", pyseccomp.Arg(2, pyseccomp.MASKED_EQ, 0o170000, kind))
+    _allow_socket_families(f)
     # TIOCSTI / TIOCLINUX: inject keystrokes into a terminal.
     f.add_rule(deny, "ioctl", pyseccomp.Arg(1, pyseccomp.MASKED_EQ, 0xFFFFFFFF, 0x5412))
     f.add_rule(deny, "ioctl", pyseccomp.Arg(1, pyseccomp.MASKED_EQ, 0xFFFFFFFF, 0x541C))
     return f
+
+
+# Socket families user code may create: local sockets, IPv4 and IPv6 (the network namespace has
+# only ``lo``), and netlink for NETLINK_ROUTE alone (getaddrinfo/if_nameindex read addresses
+# through it). Every other family (AF_VSOCK reaches the hypervisor, AF_PACKET raw frames, AF_ALG
+# the kernel crypto API, AF_BLUETOOTH, AX25, other netlink protocols...) is old, rarely audited
+# kernel code with a history of privilege escalations, and has no use here.
+ALLOWED_SOCKET_FAMILIES = (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK)
+NETLINK_ROUTE = 0
+
+
+def _allow_socket_families(f: pyseccomp.SyscallFilter) -> None:
+    """``socket``/``socketpair`` fail with EAFNOSUPPORT for every family not allow-listed.
+
+    libseccomp ORs the rules of one syscall and allows one comparison per argument in a rule,
+    so the allow-list is written as its complement: each refused family below the highest
+    allowed one, then every value above it (compared on all 64 bits: a family with high bits
+    set, which the kernel truncates to an int, is refused too)."""
+    refuse = pyseccomp.ERRNO(errno.EAFNOSUPPORT)
+    top = max(ALLOWED_SOCKET_FAMILIES)
+    for name in ("socket", "socketpair"):
+        for family in range(top):
+            if family not in ALLOWED_SOCKET_FAMILIES:
+                f.add_rule(refuse, name, pyseccomp.Arg(0, pyseccomp.EQ, family))
+        f.add_rule(refuse, name, pyseccomp.Arg(0, pyseccomp.GT, top))
+        f.add_rule(
+            refuse,
+            name,
+            pyseccomp.Arg(0, pyseccomp.EQ, socket.AF_NETLINK),
+            pyseccomp.Arg(2, pyseccomp.NE, NETLINK_ROUTE),
+        )
 
 
 def compile_seccomp() -> bytes:

@@ -5,7 +5,9 @@ Why overlay on tmpfs: the host is ext4 without reflink, so a copy of the workspa
 O(bytes). Fork instead freezes the parent's upper layer (tmpfs remounted read-only) and
 stacks it as a shared lower under two fresh uppers, one for the parent and one for the fork.
 The tmpfs ``size=`` is the exact workspace-bytes cap (writes fail with ENOSPC; copy-up of a
-lower file counts against the writer). tmpfs pages are charged to the writer's memory cgroup.
+lower file counts against the writer). tmpfs pages are charged to the writer's memory cgroup, which is
+sized for the processes' memory plus the workspace (see ``cgroups`` docstring): a full workspace gives
+ENOSPC, never an OOM kill.
 Layers are reference counted and unmounted when no workspace stacks them.
 
 Measured: fork of a sandbox with a 200 MB workspace costs the same as with an empty one

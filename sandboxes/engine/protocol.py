@@ -12,6 +12,12 @@ HEARTBEAT_INTERVAL = 2.0
 HEARTBEAT_TTL = 10.0  # an agent whose heartbeat is older than this is not alive
 OUTPUT_TTL_S = 3600  # output streams expire an hour after their last event
 OUTPUT_MAXLEN = 20_000  # events kept per execution stream
+# Run output a bus holds (see transport/budget.py): in all, and per owner (organisation). A stream is
+# dropped OUTPUT_RECORDED_TTL_S after its execution is recorded (readers already connected finish from the
+# bus; later ones replay the database copy), and before anything else when room is needed.
+OUTPUT_BUDGET_BYTES = 256 << 20
+OUTPUT_OWNER_BUDGET_BYTES = 64 << 20
+OUTPUT_RECORDED_TTL_S = 30
 
 ERROR_CODES = frozenset(
     {
@@ -24,6 +30,7 @@ ERROR_CODES = frozenset(
         "invalid_request",
         "payload_too_large",
         "conflict",
+        "sandbox_busy",
         "internal_error",
     }
 )
@@ -33,14 +40,16 @@ LIMITS_HIT = ("timeout", "memory", "output", "pids", "disk")
 
 
 class EngineError(Exception):
-    """A failure with a stable ``code`` (one of ``ERROR_CODES``) and a human ``message``."""
+    """A failure with a stable ``code`` (one of ``ERROR_CODES``), a human ``message`` and optional
+    ``details`` (JSON values, e.g. the running execution's id of ``sandbox_busy``)."""
 
-    def __init__(self, code: str, message: str = ""):
+    def __init__(self, code: str, message: str = "", details: dict | None = None):
         if code not in ERROR_CODES:
             code, message = "internal_error", f"{code}: {message}"
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.details = details
 
 
 @dataclass
@@ -161,6 +170,7 @@ class OpReply:
     result: dict | list | None = None
     error_code: str | None = None
     error_message: str | None = None
+    error_details: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -171,5 +181,7 @@ class OpReply:
 
     def unwrap(self):
         if not self.ok:
-            raise EngineError(self.error_code or "internal_error", self.error_message or "")
+            raise EngineError(
+                self.error_code or "internal_error", self.error_message or "", self.error_details
+            )
         return self.result

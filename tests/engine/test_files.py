@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 
+from sandboxes.engine.files import MAX_FILE_BYTES
 from sandboxes.engine.protocol import EngineError, Limits
 
 
@@ -73,6 +77,43 @@ def test_write_beyond_workspace_size_is_payload_too_large(engine):
     sid = engine.create(limits=Limits(workspace_bytes=2 << 20))
     with pytest.raises(EngineError) as err:
         c.file_write(a, sandbox_id=sid, path="big", data=b"x" * (4 << 20))
+    assert err.value.code == "payload_too_large"
+
+
+def test_a_file_grown_between_size_check_and_read_is_refused_not_read_whole(engine, monkeypatch):
+    """Finding 2: the sandbox grows the file (a sparse ftruncate) after the agent checked its size.
+
+    Deterministic: the file grows inside the agent's own fstat, i.e. exactly between check and read."""
+    c, a = engine.client, engine.agent_id
+    sid = engine.create()
+    engine.ok(sid, "open('grow.bin', 'wb').write(b'x' * 1000)")
+    real_fstat = os.fstat
+
+    def fstat_then_grow(fd):
+        st = real_fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_size == 1000:
+            os.truncate(f"/proc/self/fd/{fd}", MAX_FILE_BYTES + (8 << 20))
+        return st
+
+    monkeypatch.setattr(os, "fstat", fstat_then_grow)
+    with pytest.raises(EngineError) as err:
+        c.file_read(a, sandbox_id=sid, path="grow.bin")
+    assert err.value.code == "payload_too_large"
+    monkeypatch.undo()
+    engine.ok(sid, "import os; os.truncate('grow.bin', 1000)")
+    monkeypatch.setattr(os, "fstat", fstat_then_grow)
+    with pytest.raises(EngineError) as err:  # a caller's smaller cap holds the same way
+        c.file_read(a, sandbox_id=sid, path="grow.bin", max_bytes=4096)
+    assert err.value.code == "payload_too_large"
+
+
+def test_read_cap_is_exact(engine):
+    c, a = engine.client, engine.agent_id
+    sid = engine.create()
+    engine.ok(sid, "open('f', 'wb').write(b'y' * 4096)")
+    assert c.file_read(a, sandbox_id=sid, path="f", max_bytes=4096) == b"y" * 4096
+    with pytest.raises(EngineError) as err:
+        c.file_read(a, sandbox_id=sid, path="f", max_bytes=4095)
     assert err.value.code == "payload_too_large"
 
 

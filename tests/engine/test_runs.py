@@ -152,7 +152,7 @@ def test_second_run_while_busy_is_refused(engine):
     )
     with pytest.raises(EngineError) as err:
         engine.run(sid, "print(1)")
-    assert err.value.code == "invalid_request"
+    assert (err.value.code, err.value.details) == ("sandbox_busy", {"execution_id": eid})
     assert engine.client.wait(eid, timeout=5).status == "succeeded"
 
 
@@ -200,3 +200,17 @@ def test_multiprocessing_works_inside_a_sandbox(engine):
         "    print(sum(p.map(abs, range(-5, 5))))",
     )
     assert out == "25\n"
+
+
+def test_kill_reports_lifetime_cpu_including_between_runs_and_after_a_death(engine):
+    c, a = engine.client, engine.agent_id
+    sid = engine.create()
+    code = "import threading, time\nthreading.Thread(target=lambda: [0 for _ in iter(lambda: time.thread_time() < 0.4, False)]).start()"
+    run_cpu = engine.run(sid, code).exit.cpu_ms
+    engine.ok(
+        sid, "import threading\nfor t in threading.enumerate():\n    t is threading.main_thread() or t.join()"
+    )
+    engine.run(sid, "import os\nos._exit(3)")  # the interpreter ends by itself
+    reply = c.kill(a, sandbox_id=sid)
+    assert reply["cpu_ms"] >= 400 > run_cpu, reply
+    assert c.kill(a, sandbox_id=sid) == {"killed": False, "cpu_ms": reply["cpu_ms"]}

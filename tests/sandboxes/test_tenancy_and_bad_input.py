@@ -68,6 +68,19 @@ def test_oversized_file_is_refused(api_pa, sandbox, settings):
     assert api_pa.get(f"/api/v1/sandboxes/{sandbox['id']}/files/big.bin").status_code == 404
 
 
+def test_reading_a_file_larger_than_the_web_cap_is_413(api_pa, sandbox, settings):
+    settings.MEM0_MAX_FILE_BYTES = 1000
+    url = f"/api/v1/sandboxes/{sandbox['id']}/executions"
+    assert api_pa.post(url, {"code": "open('/workspace/f', 'wb').write(b'x' * 1001)"},
+                       format="json").json()["status"] == "succeeded"
+    r = api_pa.get(f"/api/v1/sandboxes/{sandbox['id']}/files/f")
+    assert r.status_code == 413, r.content
+    assert r.json()["error"] == {"code": "payload_too_large", "message": "Files may be at most 1000 bytes.",
+                                 "details": {"limit": 1000}}
+    api_pa.post(url, {"code": "import os; os.truncate('/workspace/f', 1000)"}, format="json")
+    assert api_pa.get(f"/api/v1/sandboxes/{sandbox['id']}/files/f").content == b"x" * 1000
+
+
 def test_unknown_ids_are_404(api_pa, engine):
     for path in ("/api/v1/sandboxes/sbx_nope", "/api/v1/executions/exe_nope", "/api/v1/snapshots/snp_nope"):
         r = api_pa.get(path)

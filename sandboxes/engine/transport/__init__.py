@@ -5,6 +5,10 @@
   list per request, a per-execution output stream ``exec:{id}`` whose entry ids are the event
   sequence numbers (so replay from any seq is one XRANGE/XREAD), and an agent registry hash.
 
+Output held by either is bounded in all and per owner (``budget.OutputBudget``, enforced by the
+publisher: for Redis, each agent bounds what it put in Redis) and dropped soon after the execution is
+recorded.
+
 Both move the same ``protocol`` dataclasses.
 """
 
@@ -52,7 +56,16 @@ class Bus(abc.ABC):
     @abc.abstractmethod
     def reply(self, request: OpRequest, reply: OpReply) -> None: ...
 
-    # -- output
+    # -- output (held within byte budgets: see budget.py)
+    @abc.abstractmethod
+    def output_open(self, execution_id: str, owner: str) -> None:
+        """Agent side, before a run starts: its stream's output counts against ``owner``'s budget."""
+
+    @abc.abstractmethod
+    def output_recorded(self, execution_id: str) -> None:
+        """Django side, once the execution's result is in the database: the stream is dropped within
+        ``OUTPUT_RECORDED_TTL_S`` (and first when room is needed)."""
+
     @abc.abstractmethod
     def publish(self, execution_id: str, events: list[OutputEvent | ExitEvent]) -> None: ...
 

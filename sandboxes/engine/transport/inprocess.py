@@ -11,7 +11,10 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from ..protocol import (
+    OUTPUT_BUDGET_BYTES,
     OUTPUT_MAXLEN,
+    OUTPUT_OWNER_BUDGET_BYTES,
+    OUTPUT_RECORDED_TTL_S,
     OUTPUT_TTL_S,
     AgentInfo,
     EngineError,
@@ -21,17 +24,30 @@ from ..protocol import (
     OutputEvent,
 )
 from . import Bus
+from .budget import OutputBudget, event_bytes
+
+SWEEP_INTERVAL_S = 1.0
 
 
 class _Stream:
     def __init__(self) -> None:
         self.events: list[OutputEvent | ExitEvent] = []
         self.touched = time.monotonic()
+        self.drop_at: float | None = None  # set once recorded
 
 
 class InProcessBus(Bus):
-    def __init__(self, prefix: str):
+    def __init__(
+        self,
+        prefix: str,
+        *,
+        budget_bytes: int = OUTPUT_BUDGET_BYTES,
+        owner_budget_bytes: int = OUTPUT_OWNER_BUDGET_BYTES,
+        recorded_ttl_s: float = OUTPUT_RECORDED_TTL_S,
+    ):
         self.prefix = prefix
+        self.budget = OutputBudget(budget_bytes, owner_budget_bytes)
+        self.recorded_ttl_s = recorded_ttl_s
         self._agents: dict[str, dict] = {}
         self._queues: dict[str, queue.Queue] = {}
         self._pending: dict[str, Future] = {}
@@ -95,23 +111,54 @@ class InProcessBus(Bus):
         if fut is not None and not fut.done():
             fut.set_result(reply)
 
+    def output_open(self, execution_id: str, owner: str) -> None:
+        with self._cond:
+            self.budget.open(execution_id, owner, time.monotonic())
+
+    def output_recorded(self, execution_id: str) -> None:
+        with self._cond:
+            self.budget.recorded(execution_id)
+            stream = self._streams.get(execution_id)
+            if stream is not None:
+                stream.drop_at = time.monotonic() + self.recorded_ttl_s
+            self._sweep(force=self.recorded_ttl_s <= 0)
+
+    def held_bytes(self, owner: str | None = None) -> int:
+        """Output bytes held (as the budget counts them), in all or for one owner."""
+        with self._cond:
+            return self.budget.held if owner is None else self.budget.owner_held(owner)
+
     def publish(self, execution_id: str, events: list[OutputEvent | ExitEvent]) -> None:
         with self._cond:
+            now = time.monotonic()
+            admission = self.budget.admit(execution_id, events, now)
+            for eviction in admission.evictions:
+                if eviction.keep_exit is None:
+                    self._streams.pop(eviction.execution_id, None)
+                elif eviction.execution_id in self._streams:
+                    self._streams[eviction.execution_id].events = [eviction.keep_exit]
             stream = self._streams.setdefault(execution_id, _Stream())
-            stream.events.extend(events)
+            stream.events.extend(admission.events)
             if len(stream.events) > OUTPUT_MAXLEN:
-                del stream.events[: len(stream.events) - OUTPUT_MAXLEN]
-            stream.touched = time.monotonic()
+                cut = len(stream.events) - OUTPUT_MAXLEN
+                self.budget.shrink(execution_id, sum(event_bytes(e) for e in stream.events[:cut]))
+                del stream.events[:cut]
+            stream.touched = now
             self._sweep()
             self._cond.notify_all()
 
-    def _sweep(self) -> None:
+    def _sweep(self, force: bool = False) -> None:
+        """Drop recorded streams past their grace and streams idle past OUTPUT_TTL_S (lock held)."""
         now = time.monotonic()
-        if now - self._last_sweep < 60:
+        if now - self._last_sweep < SWEEP_INTERVAL_S and not force:
             return
         self._last_sweep = now
-        for key in [k for k, s in self._streams.items() if now - s.touched > OUTPUT_TTL_S]:
-            del self._streams[key]
+        for key, s in list(self._streams.items()):
+            if now - s.touched > OUTPUT_TTL_S or (s.drop_at is not None and now >= s.drop_at):
+                del self._streams[key]
+                self.budget.forget(key)
+        for key in self.budget.untouched_since(now - OUTPUT_TTL_S):
+            self.budget.forget(key)
 
     def read_output(
         self, execution_id: str, after_seq: int, block_ms: int, count: int

@@ -8,7 +8,10 @@ Keys (all under ``prefix``):
                             deadline, are dropped unanswered: their caller has given up)
   ``{p}:reply:{request}``   list holding the OpReply; the caller BLPOPs it; expires
   ``{p}:exec:{execution}``  stream of output events; entry id ``0-{seq}``, so "events after
-                            seq N" is XREAD from ``0-N``; capped (MAXLEN) and expiring
+                            seq N" is XREAD from ``0-N``; capped (MAXLEN) and expiring; within the
+                            publishing agent's byte budgets (budget.py: the agent accounts for what
+                            it put in Redis, so the bounds hold per agent) and expiring
+                            OUTPUT_RECORDED_TTL_S after the execution is recorded
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from collections.abc import Callable
 import redis
 
 from ..protocol import (
+    OUTPUT_BUDGET_BYTES,
     OUTPUT_MAXLEN,
+    OUTPUT_OWNER_BUDGET_BYTES,
+    OUTPUT_RECORDED_TTL_S,
     OUTPUT_TTL_S,
     AgentInfo,
     EngineError,
@@ -34,6 +40,7 @@ from ..protocol import (
     event_from_dict,
 )
 from . import Bus
+from .budget import OutputBudget
 
 log = logging.getLogger("mem0.engine.redis")
 
@@ -41,14 +48,32 @@ GROUP = "agents"
 OPS_MAXLEN = 10_000
 REPLY_TTL_S = 120
 RECLAIM_IDLE_MS = 30_000
+# A stream's expiry moves to OUTPUT_TTL_S after each publish, unless its execution was recorded (its TTL
+# was cut to OUTPUT_RECORDED_TTL_S or less): a killed run's exit record arrives after the kill recorded it.
+KEEP_ALIVE = """
+local ttl = redis.call('TTL', KEYS[1])
+if ttl == -1 or ttl > tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+"""
 
 
 class RedisBus(Bus):
-    def __init__(self, url: str, prefix: str = "mem0"):
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "mem0",
+        *,
+        budget_bytes: int = OUTPUT_BUDGET_BYTES,
+        owner_budget_bytes: int = OUTPUT_OWNER_BUDGET_BYTES,
+        recorded_ttl_s: int = OUTPUT_RECORDED_TTL_S,
+    ):
         self.prefix = prefix
         self.r = redis.Redis.from_url(url, socket_keepalive=True, health_check_interval=30)
         self._entries: dict[str, bytes] = {}
         self._lock = threading.Lock()
+        self.budget = OutputBudget(budget_bytes, owner_budget_bytes)  # what this process published
+        self.recorded_ttl_s = recorded_ttl_s
+        self._last_sweep = time.monotonic()
+        self._keep_alive = self.r.register_script(KEEP_ALIVE)
 
     def _k(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -183,14 +208,44 @@ class RedisBus(Bus):
         pipe.execute()
 
     # -- output
+    def output_open(self, execution_id: str, owner: str) -> None:
+        with self._lock:
+            self.budget.open(execution_id, owner, time.monotonic())
+
+    def output_recorded(self, execution_id: str) -> None:
+        key = self._k("exec", execution_id)
+        if self.recorded_ttl_s > 0:
+            self.r.expire(key, self.recorded_ttl_s)
+        else:
+            self.r.delete(key)
+
+    def held_bytes(self, owner: str | None = None) -> int:
+        """Output bytes this process published and still accounts for, in all or for one owner."""
+        with self._lock:
+            return self.budget.held if owner is None else self.budget.owner_held(owner)
+
     def publish(self, execution_id: str, events: list[OutputEvent | ExitEvent]) -> None:
         key = self._k("exec", execution_id)
+        now = time.monotonic()
+        with self._lock:
+            admission = self.budget.admit(execution_id, events, now)
+            if now - self._last_sweep >= 60:  # keys Redis expired meanwhile
+                self._last_sweep = now
+                for stale in self.budget.untouched_since(now - OUTPUT_TTL_S):
+                    self.budget.forget(stale)
+        events = admission.events
         pipe = self.r.pipeline(transaction=False)
+        for eviction in admission.evictions:
+            victim = self._k("exec", eviction.execution_id)
+            if eviction.keep_exit is None:
+                pipe.delete(victim)
+            else:
+                pipe.xtrim(victim, maxlen=1, approximate=False)  # the exit record is the last entry
         for e in events:
             pipe.xadd(
                 key, {"e": json.dumps(e.to_dict())}, id=f"0-{e.seq}", maxlen=OUTPUT_MAXLEN, approximate=True
             )
-        pipe.expire(key, OUTPUT_TTL_S)
+        self._keep_alive(keys=[key], args=[OUTPUT_TTL_S, max(OUTPUT_RECORDED_TTL_S, self.recorded_ttl_s)], client=pipe)
         pipe.execute()
 
     def read_output(
