@@ -233,7 +233,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["billing.throttling.PlanRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "mem0web.openapi.Mem0AutoSchema",
     "EXCEPTION_HANDLER": "mem0web.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -244,6 +244,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
+    # 3.1: full JSON Schema, so env and metadata can say which keys they accept (patternProperties).
+    "OAS_VERSION": "3.1.0",
 }
 
 LOGGING = {
