@@ -6,7 +6,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import selectors, services
-from accounts.serializers import APIKeyCreateSerializer, APIKeySerializer, AuditEventSerializer
+from accounts.serializers import (
+    APIKeyCreatedSerializer,
+    APIKeyCreateSerializer,
+    APIKeySerializer,
+    AuditEventSerializer,
+)
 from billing.selectors import effective_limits
 from mem0web.pagination import Cursor
 
@@ -28,6 +33,7 @@ class MeView(APIView):
 
 class KeyListView(APIView):
     scope = "keys"
+    pagination_class = Cursor  # for the schema: a cursor page (get() paginates with it)
 
     @extend_schema(responses=APIKeySerializer(many=True))
     def get(self, request):
@@ -35,7 +41,7 @@ class KeyListView(APIView):
         page = paginator.paginate_queryset(selectors.keys_for_org(request.auth.org), request, view=self)
         return paginator.get_paginated_response(APIKeySerializer(page, many=True).data)
 
-    @extend_schema(request=APIKeyCreateSerializer, responses={201: APIKeySerializer})
+    @extend_schema(request=APIKeyCreateSerializer, responses={201: APIKeyCreatedSerializer})
     def post(self, request):
         data = APIKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -51,7 +57,7 @@ class KeyDetailView(APIView):
     def get(self, request, key_id: str):
         return Response(APIKeySerializer(selectors.key_by_id(request.auth.org, key_id)).data)
 
-    @extend_schema(responses=APIKeySerializer)
+    @extend_schema(responses={200: APIKeySerializer})
     def delete(self, request, key_id: str):
         key = selectors.key_by_id(request.auth.org, key_id)
         services.apikey_revoke(key=key, principal=request.auth, request=request)
@@ -60,6 +66,7 @@ class KeyDetailView(APIView):
 
 class AuditListView(APIView):
     scope = "audit"
+    pagination_class = Cursor  # for the schema: a cursor page (get() paginates with it)
     admin_only = True
 
     @extend_schema(responses=AuditEventSerializer(many=True))

@@ -5,4 +5,7 @@ class AccountsConfig(AppConfig):
     name = "accounts"
 
     def ready(self) -> None:
-        from accounts import schema  # noqa: F401  (registers the OpenAPI auth extensions)
+        from accounts import (  # noqa: F401  (sign-in failure counter; OpenAPI auth extensions)
+            backends,
+            schema,
+        )

@@ -5,6 +5,7 @@ from datetime import datetime
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.crypto import get_random_string
 from django.utils.text import slugify
 
 from accounts import keys as keymod
@@ -25,22 +26,55 @@ def organization_create(*, name: str, slug: str | None, owner, plan: str = "free
     return org
 
 
+def organization_slug_unused(name: str) -> str:
+    """A free slug for an organisation called `name`: its slug, or that with a random suffix when taken.
+
+    The console never says "that organisation exists": a taken slug just gets a suffix."""
+    base = slugify(name)[:53] or "org"
+    slug = base
+    while Organization.objects.filter(slug=slug).exists():
+        slug = f"{base}-{get_random_string(6, 'abcdefghijklmnopqrstuvwxyz0123456789')}"
+    return slug
+
+
 @transaction.atomic
 def tenant_signup(*, username: str, email: str, password: str | None, org_name: str, org_slug: str | None = None,
-                  plan: str = "free", request=None) -> tuple[Organization, object, str]:
-    """User + organisation + owner membership + a first key. Returns (org, user, full key shown once)."""
+                  plan: str = "free", request=None, confirmed: bool = True) -> tuple[Organization, object, str | None]:
+    """User + organisation + owner membership + a first key. Returns (org, user, full key shown once).
+
+    `confirmed=False` (console sign-up with e-mail confirmation): the user is inactive and gets no key until
+    `signup_confirm`; the key is then None."""
     User = get_user_model()
     if User.objects.filter(username=username).exists():
         raise Conflict(f"The user name {username!r} is taken.")
     try:
-        user = User.objects.create_user(username=username, email=email, password=password)
+        user = User.objects.create_user(username=username, email=email, password=password, is_active=confirmed)
     except IntegrityError as exc:
         raise Conflict("That user already exists.") from exc
     org = organization_create(name=org_name, slug=org_slug, owner=user, plan=plan)
     audit_record(org=org, action="organization.create", user=user, request=request, target_type="organization",
                  target_id=str(org.pk), metadata={"plan": plan})
+    if not confirmed:
+        return org, user, None
     _, raw = apikey_create(org=org, name="default", created_by=user, request=request)
     return org, user, raw
+
+
+@transaction.atomic
+def signup_confirm(*, user, request=None) -> tuple[Organization | None, str | None]:
+    """Activate a user who followed their confirmation link; their organisation gets its first key.
+
+    Returns (org, full key) or (None, None) when the user was already active (a link works once)."""
+    User = get_user_model()
+    if not User.objects.filter(pk=user.pk, is_active=False).update(is_active=True):
+        return None, None
+    user.is_active = True
+    membership = Membership.objects.filter(user=user, role=Membership.Role.OWNER).select_related("organization")
+    org = membership.first().organization
+    audit_record(org=org, action="user.confirm", user=user, request=request, target_type="user",
+                 target_id=str(user.pk))
+    _, raw = apikey_create(org=org, name="default", created_by=user, request=request)
+    return org, raw
 
 
 def apikey_create(*, org: Organization, name: str, created_by=None, scopes: list[str] | None = None,

@@ -12,6 +12,7 @@ api_urlpatterns = [
 console_urlpatterns = [
     path("", views.home, name="console-home"),
     path("signup", views.signup, name="console-signup"),
+    path("signup/confirm/<str:token>", views.signup_confirm, name="console-signup-confirm"),
     path("login", views.signin, name="console-signin"),
     path("logout", views.signout, name="console-signout"),
     path("keys", views.keys, name="console-keys"),

@@ -65,6 +65,16 @@ class SandboxSlots(models.Model):
     in_use = models.PositiveIntegerField(default=0)
 
 
+class StorageHeld(models.Model):
+    """Snapshot storage an organisation holds now: the bytes its live snapshots keep referenced, each chunk
+    counted once however many snapshots share it (computed by sandboxes/storage.py from the manifests on
+    every snapshot create and delete, under this row's lock)."""
+
+    organization = models.OneToOneField("accounts.Organization", on_delete=models.CASCADE, related_name="+")
+    bytes = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+
 class UsagePeriod(models.Model):
     """Usage of one organisation in one period (a UTC day or month), rolled up from UsageEvents.
 

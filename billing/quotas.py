@@ -21,7 +21,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from billing.models import SandboxSlots, UsageEvent, UsagePeriod
+from billing.models import SandboxSlots, StorageHeld, UsageEvent, UsagePeriod
 from billing.periods import DAY, MONTH, Period, period_of
 from billing.selectors import (
     effective_limits,
@@ -265,20 +265,45 @@ def execution_metered(*, org_id: int, cpu_ms: float, now: datetime | None = None
     usage_add(org_id, now or timezone.now(), executions=1, cpu_us=max(0, round(cpu_ms * 1000)))
 
 
+def _storage_full(used: int, limit: int) -> QuotaExceeded:
+    return _exceeded(
+        "Snapshot storage is full on this plan; delete snapshots to free space.",
+        limit_name="snapshot_storage_bytes",
+        used=used,
+        limit=limit,
+    )
+
+
 def storage_admit(*, org, additional_bytes: int = 0) -> None:
     """Raise quota_exceeded unless the organisation's snapshot storage plus `additional_bytes` fits its plan.
 
-    Call before snapshotting with the best estimate of the bytes the snapshot adds (0 if unknown: then a
-    tenant already at or over the limit is refused, and one under it may finish one snapshot past it)."""
+    The cheap check before a snapshot is taken (a tenant at or over its limit is refused without work);
+    `storage_hold(admit=True)` then checks the total the new snapshot really leaves referenced."""
     limit = effective_limits(org)["snapshot_storage_bytes"]
     used = storage_bytes_used(org)
     if used >= limit or used + max(0, int(additional_bytes)) > limit:
-        raise _exceeded(
-            "Snapshot storage is full on this plan; delete snapshots to free space.",
-            limit_name="snapshot_storage_bytes",
-            used=used,
-            limit=limit,
-        )
+        raise _storage_full(used, limit)
+
+
+def storage_lock(*, org) -> int:
+    """Lock the organisation's held-storage row until the end of the transaction; returns its bytes.
+
+    Snapshot create and delete recount under it, so two of them cannot write a stale total."""
+    StorageHeld.objects.get_or_create(organization=org)
+    return StorageHeld.objects.select_for_update().get(organization=org).bytes
+
+
+def storage_hold(*, org, held_bytes: int, admit: bool = False) -> None:
+    """Record the bytes the organisation's live snapshots keep referenced (call under `storage_lock`).
+
+    `admit`: the new total includes a snapshot not yet recorded; refuse it (quota_exceeded) when the total
+    would pass the plan's limit, and record nothing."""
+    held_bytes = max(0, int(held_bytes))
+    if admit:
+        limit = effective_limits(org)["snapshot_storage_bytes"]
+        if held_bytes > limit:
+            raise _storage_full(held_bytes, limit)
+    StorageHeld.objects.filter(organization=org).update(bytes=held_bytes)
 
 
 def period_row_ensure(organization_id: int, kind: str, start: date) -> None:

@@ -17,7 +17,15 @@ from django.db.models.functions import Coalesce, TruncDay, TruncMonth
 from django.utils import timezone
 
 from accounts.models import Organization
-from billing.models import LIMIT_FIELDS, Plan, PlanOverride, SandboxSlots, UsageEvent, UsagePeriod
+from billing.models import (
+    LIMIT_FIELDS,
+    Plan,
+    PlanOverride,
+    SandboxSlots,
+    StorageHeld,
+    UsageEvent,
+    UsagePeriod,
+)
 from billing.periods import DAY, MONTH, Period, period_of
 from mem0web.localcache import LocalCache
 
@@ -145,14 +153,10 @@ def executions_admitted(org: Organization, now: datetime | None = None) -> int:
 
 
 def storage_bytes_used(org: Organization) -> int:
-    """Snapshot storage the organisation holds now: the stored (compressed, deduplicated) bytes its live
-    snapshots added to the block store."""
-    from sandboxes.models import Snapshot  # sandboxes depends on billing; this read is the one way back
-
-    total = (
-        Snapshot.objects.for_org(org).filter(deleted_at__isnull=True).aggregate(s=Sum("stored_bytes"))["s"]
-    )
-    return int(total or 0)
+    """Snapshot storage the organisation holds now: what its live snapshots keep referenced, shared chunks
+    counted once (billing.models.StorageHeld)."""
+    row = StorageHeld.objects.filter(organization=org).values("bytes").first()
+    return int(row["bytes"]) if row else 0
 
 
 def sandboxes_in_use(org: Organization) -> int:
@@ -254,8 +258,6 @@ def usage_report(
 def organizations_with_usage(qs, *, now: datetime | None = None):
     """Annotate organisations with their current usage for operators' lists, in one query:
     `sandboxes_in_use`, `executions_today`, `cpu_us_month`, `storage_bytes_now` (rolled plus pending)."""
-    from sandboxes.models import Snapshot
-
     now = now or timezone.now()
     day, month = period_of(DAY, now), period_of(MONTH, now)
 
@@ -278,12 +280,7 @@ def organizations_with_usage(qs, *, now: datetime | None = None):
         )
 
     zero = Value(0)
-    storage = Subquery(
-        Snapshot.objects.filter(organization=OuterRef("pk"), deleted_at__isnull=True)
-        .values("organization")
-        .annotate(s=Sum("stored_bytes"))
-        .values("s")
-    )
+    storage = Subquery(StorageHeld.objects.filter(organization=OuterRef("pk")).values("bytes")[:1])
     return qs.annotate(
         sandboxes_in_use=Coalesce(
             Subquery(SandboxSlots.objects.filter(organization=OuterRef("pk")).values("in_use")[:1]), zero

@@ -10,14 +10,14 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import F, Sum
+from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from accounts.audit import audit_record
 from accounts.authentication import forget_key, forget_org_keys
 from accounts.models import APIKey, Organization
-from billing.models import LIMIT_FIELDS, Plan, UsageEvent, UsagePeriod
+from billing.models import LIMIT_FIELDS, Plan, StorageHeld, UsageEvent, UsagePeriod
 from billing.periods import DAY, MONTH, period_of
 from billing.quotas import period_row_ensure, periods_add
 
@@ -76,14 +76,7 @@ def _roll_up_batch(batch: int) -> int:
 
 def _sample_storage(now: datetime) -> None:
     """Keep the highest snapshot storage seen in each current day and month row."""
-    from sandboxes.models import Snapshot
-
-    held = (
-        Snapshot.objects.filter(deleted_at__isnull=True)
-        .values("organization_id")
-        .annotate(stored=Sum("stored_bytes"))
-        .filter(stored__gt=0)
-    )
+    held = StorageHeld.objects.filter(bytes__gt=0).values("organization_id", stored=F("bytes"))
     for row in held:
         for kind in (DAY, MONTH):
             start = period_of(kind, now).start

@@ -191,6 +191,28 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Console sign-in and sign-up (accounts/throttles.py, accounts/backends.py, accounts/views.py).
+AUTHENTICATION_BACKENDS = ["accounts.backends.ThrottledModelBackend"]
+MEM0_SIGNIN_FAILURES_PER_ACCOUNT = env_int("MEM0_SIGNIN_FAILURES_PER_ACCOUNT", 5)
+MEM0_SIGNIN_FAILURES_PER_ADDRESS = env_int("MEM0_SIGNIN_FAILURES_PER_ADDRESS", 30)
+MEM0_SIGNIN_LOCKOUT_SECONDS = env_int("MEM0_SIGNIN_LOCKOUT_SECONDS", 15 * 60)
+# The embedded default serves one machine whose every client is 127.0.0.1: looser per-address limits there.
+MEM0_SIGNUPS_PER_ADDRESS_PER_HOUR = env_int("MEM0_SIGNUPS_PER_ADDRESS_PER_HOUR", 5 if PRODUCTION else 30)
+MEM0_FREE_ORGS_PER_ADDRESS = env_int("MEM0_FREE_ORGS_PER_ADDRESS", 3 if PRODUCTION else 100)
+MEM0_FREE_ORGS_WINDOW_DAYS = env_int("MEM0_FREE_ORGS_WINDOW_DAYS", 30)
+# A new account stays inactive until the link mailed to it is followed (signed, expiring); on by default
+# in production. Without it (the embedded default) sign-up signs in at once.
+MEM0_SIGNUP_CONFIRMATION = env_bool("MEM0_SIGNUP_CONFIRMATION", PRODUCTION)
+MEM0_SIGNUP_CONFIRM_SECONDS = env_int("MEM0_SIGNUP_CONFIRM_SECONDS", 2 * 24 * 3600)
+MEM0_THROTTLE_NAMESPACE = env_str("MEM0_THROTTLE_NAMESPACE", "v1")  # tests use a fresh one per test
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION
+                        else "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Mem0 <no-reply@localhost>")
 LOGIN_URL = "/login"
 LOGIN_REDIRECT_URL = "/"
 LANGUAGE_CODE = "en-us"
@@ -212,7 +234,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["billing.throttling.PlanRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "mem0web.openapi.Mem0AutoSchema",
     "EXCEPTION_HANDLER": "mem0web.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -223,6 +245,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
+    # 3.1: full JSON Schema, so env and metadata can say which keys they accept (patternProperties).
+    "OAS_VERSION": "3.1.0",
 }
 
 LOGGING = {

@@ -40,6 +40,7 @@ def _int_param(request, name: str, default: int = 0) -> int:
 
 class SandboxListView(APIView):
     scope = "sandboxes"
+    pagination_class = Cursor  # for the schema: a cursor page (get() paginates with it)
 
     @extend_schema(responses=SandboxSerializer(many=True), parameters=[
         OpenApiParameter("state", str), OpenApiParameter("runtime", str),
@@ -71,7 +72,7 @@ class SandboxDetailView(APIView):
     def get(self, request, sandbox_id: str):
         return Response(sandbox_json(selectors.sandbox_by_id(request.auth.org, sandbox_id)))
 
-    @extend_schema(responses=SandboxSerializer)
+    @extend_schema(responses={200: SandboxSerializer})
     def delete(self, request, sandbox_id: str):
         sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
         services.sandbox_kill(principal=request.auth, sandbox=sandbox, request=request)
@@ -136,7 +137,8 @@ class ExecutionEventsView(APIView):
     scope = "sandboxes"
     renderer_classes = [JSONRenderer, EventStreamRenderer]
 
-    @extend_schema(parameters=[OpenApiParameter("after", int)], responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(parameters=[OpenApiParameter("after", {"type": "integer", "minimum": 0})],
+                   responses={200: OpenApiTypes.OBJECT})
     def get(self, request, execution_id: str):
         execution = selectors.execution_by_id(request.auth.org, execution_id)
         after = _int_param(request, "after", int(request.headers.get("Last-Event-ID", 0) or 0))

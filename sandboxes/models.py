@@ -120,6 +120,9 @@ class Snapshot(models.Model):
     sandbox = models.ForeignKey(Sandbox, null=True, blank=True, on_delete=models.SET_NULL, related_name="snapshots")
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
     digest = models.CharField(max_length=64, db_index=True)
+    # The block store namespace holding its chunks: the organisation's own ("org-<id>", see
+    # sandboxes/storage.py); "" for snapshots taken before stores were scoped per organisation.
+    store_scope = models.CharField(max_length=63, blank=True, default="")
     name = models.CharField(max_length=120, blank=True)
     runtime = models.CharField(max_length=32)
     env = models.JSONField(default=dict, blank=True)

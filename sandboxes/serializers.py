@@ -2,9 +2,13 @@
 
 import math
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from mem0web.openapi import string_map
 from sandboxes.models import Execution, Sandbox, Snapshot
+from sandboxes.runtimes import RUNTIMES
+from sandboxes.validation import ENV_NAME, MAX_METADATA_KEYS
 
 
 class SandboxSerializer(serializers.ModelSerializer):
@@ -44,11 +48,27 @@ class SandboxLimitsSerializer(serializers.Serializer):
         return attrs
 
 
+@extend_schema_field({"type": "string", "enum": sorted(RUNTIMES)})
+class RuntimeField(serializers.CharField):
+    """A runtime name; the service answers unknown_runtime for others, so the schema lists them all."""
+
+
+@extend_schema_field(string_map(max_properties=4096, key_pattern=ENV_NAME.pattern))
+class EnvField(serializers.JSONField):
+    """Environment variables: an object of strings (at most MAX_ENV_BYTES in all)."""
+
+
+@extend_schema_field(string_map(max_properties=MAX_METADATA_KEYS, key_pattern=r"^[^\x00]{0,64}$",
+                                value_max_length=512))
+class MetadataField(serializers.JSONField):
+    """Your labels: an object of strings."""
+
+
 class SandboxCreateSerializer(serializers.Serializer):
-    runtime = serializers.CharField(max_length=32)
+    runtime = RuntimeField(max_length=32)
     limits = SandboxLimitsSerializer(required=False)
-    env = serializers.JSONField(required=False, help_text="Environment variables: an object of strings.")
-    metadata = serializers.JSONField(required=False, help_text="Your labels: an object of strings.")
+    env = EnvField(required=False, help_text="Environment variables: an object of strings.")
+    metadata = MetadataField(required=False, help_text="Your labels: an object of strings.")
     timeout_s = serializers.FloatField(required=False, min_value=1)
 
 

@@ -107,7 +107,8 @@ def _start(sandbox: Sandbox, method: str, *, movable: bool = True, audit=None, *
 
 
 def sandbox_create(*, principal, runtime: str, env=None, metadata=None, timeout_s=None, request=None,
-                   source_snapshot=None, restore_digest: str | None = None, limits: dict | None = None) -> Sandbox:
+                   source_snapshot=None, restore_digest: str | None = None, restore_scope: str = "",
+                   limits: dict | None = None) -> Sandbox:
     """Create a sandbox (from the warm pool, or restored from a snapshot's tree) on the best agent.
 
     `limits`: any of memory_bytes, cpu_cores, workspace_bytes, pids, run_timeout_s, output_bytes, each at
@@ -132,8 +133,8 @@ def sandbox_create(*, principal, runtime: str, env=None, metadata=None, timeout_
         _start(sandbox, "create", audit=audit, sandbox_id=sandbox.pk, runtime=runtime, env=env,
                limits=engine_limits(limits))
     else:
-        _start(sandbox, "restore", audit=audit, digest=restore_digest, new_sandbox_id=sandbox.pk, runtime=runtime,
-               env=env, limits=engine_limits(limits), timeout=120)
+        _start(sandbox, "restore", audit=audit, digest=restore_digest, scope=restore_scope,
+               new_sandbox_id=sandbox.pk, runtime=runtime, env=env, limits=engine_limits(limits), timeout=120)
     return sandbox
 
 

@@ -41,6 +41,7 @@ class SandboxSnapshotsView(APIView):
 
 class SnapshotListView(APIView):
     scope = "snapshots"
+    pagination_class = Cursor  # for the schema: a cursor page (get() paginates with it)
 
     @extend_schema(responses=SnapshotSerializer(many=True),
                    parameters=[OpenApiParameter("sandbox_id", str), OpenApiParameter("tag", str)])
@@ -86,7 +87,8 @@ class SnapshotRestoreView(APIView):
 class SnapshotTagView(APIView):
     scope = "snapshots"
 
-    @extend_schema(request=None, responses=SnapshotSerializer)
+    @extend_schema(request=None, responses=SnapshotSerializer,
+                   parameters=[OpenApiParameter("tag", str, OpenApiParameter.PATH, pattern=TAG_RE.pattern)])
     def put(self, request, snapshot_id: str, tag: str):
         if not TAG_RE.match(tag):
             raise InvalidRequest("Tags are 1-80 letters, digits, '.', '_' or '-'.", details={"tag": tag[:100]})

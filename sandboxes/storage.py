@@ -3,13 +3,19 @@
 Agents on a host and the Celery worker share the host's cache directory (settings.MEM0_BLOCKSTORE_DIR);
 S3 is the tier every host shares. Tiering and garbage collection run here, with the live set taken from
 the database (snapshots not deleted).
+
+Each organisation snapshots into its own block store scope (`scope_for`): chunks dedupe within an
+organisation, never across, so what one tenant stores cannot be learned from another's snapshot figures
+or timings (issue 13, finding 8). An organisation is charged for what its live snapshots keep referenced,
+shared chunks once (`held_bytes`, recorded in billing's StorageHeld on every create and delete).
 """
 
 import logging
+import threading
+from collections import Counter, defaultdict
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Sum
 from django.utils import timezone
 
 from sandboxes.models import Snapshot
@@ -34,21 +40,67 @@ def block_store():
     return BlockStore(settings.MEM0_BLOCKSTORE_DIR, s3=s3_backend())
 
 
-def live_digests() -> set[str]:
-    return set(Snapshot.objects.filter(deleted_at__isnull=True).values_list("digest", flat=True))
+_shared: dict[str, object] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_store():
+    """This process's long-lived BlockStore for reading manifests (one per MEM0_BLOCKSTORE_DIR)."""
+    with _shared_lock:
+        store = _shared.get(settings.MEM0_BLOCKSTORE_DIR)
+        if store is None:
+            store = _shared[settings.MEM0_BLOCKSTORE_DIR] = block_store()
+        return store
+
+
+def scope_for(org) -> str:
+    """The block store scope of an organisation's snapshots."""
+    return f"org-{org.pk}"
+
+
+def live_digests(scope: str | None = None) -> set[str]:
+    """Digests of live snapshots (of one block store scope when given)."""
+    live = Snapshot.objects.filter(deleted_at__isnull=True)
+    if scope is not None:
+        live = live.filter(store_scope=scope)
+    return set(live.values_list("digest", flat=True))
+
+
+def held_bytes(org, *, plus: tuple[str, str] | None = None) -> int:
+    """Bytes the organisation's live snapshots (and `plus` = (scope, digest), one being recorded) keep
+    referenced in the block store, each chunk once. A snapshot whose data is gone is charged nothing."""
+    by_scope: dict[str, set[str]] = defaultdict(set)
+    live = Snapshot.objects.for_org(org).filter(deleted_at__isnull=True).values_list("store_scope", "digest")
+    for scope, digest in live:
+        by_scope[scope].add(digest)
+    if plus is not None:
+        by_scope[plus[0]].add(plus[1])
+    base, total = shared_store(), 0
+    for scope, digests in by_scope.items():
+        missing: list[str] = []
+        total += (base.scoped(scope) if scope else base).referenced_bytes(digests, missing=missing)
+        if missing:
+            log.error("storage_missing_snapshots org=%s scope=%s digests=%s", org.pk, scope or "-", len(missing))
+    return total
 
 
 def chunks_collect(*, grace_seconds: float = 3600.0) -> dict:
-    """Sweep chunks no live snapshot references; chunks younger than the grace period are kept."""
+    """Sweep chunks no live snapshot references, in the unscoped store and every organisation's scope;
+    chunks younger than the grace period are kept. Returns the sweep's figures summed over the stores."""
+    totals: Counter = Counter()
     with block_store() as store:
-        return store.gc(live_digests(), grace_seconds=grace_seconds)
+        totals.update(store.gc(live_digests(""), grace_seconds=grace_seconds))
+        for scope in store.scope_names():
+            totals.update(store.scoped(scope).gc(live_digests(scope), grace_seconds=grace_seconds))
+    return dict(totals)
 
 
 def snapshot_move_cold(snapshot: Snapshot) -> bool:
     """Upload the snapshot's chunks to S3 and move its data to the cold storage class."""
     if settings.MEM0_S3_BUCKET == "" or snapshot.tier == Snapshot.Tier.COLD:
         return False
-    with block_store() as store:
+    with block_store() as base:
+        store = base.scoped(snapshot.store_scope) if snapshot.store_scope else base
         store.upload(snapshot.digest)
         store.archive(snapshot.digest, storage_class=settings.MEM0_S3_COLD_CLASS)
     return bool(Snapshot.objects.filter(pk=snapshot.pk, tier=Snapshot.Tier.HOT).update(tier=Snapshot.Tier.COLD))
@@ -61,8 +113,3 @@ def snapshots_tier(now=None) -> int:
     for snapshot in Snapshot.objects.filter(tier=Snapshot.Tier.HOT, deleted_at__isnull=True, created_at__lt=cutoff):
         moved += snapshot_move_cold(snapshot)
     return moved
-
-
-def storage_bytes(org) -> int:
-    """Bytes the organisation's live snapshots added to the store (after compression)."""
-    return Snapshot.objects.for_org(org).filter(deleted_at__isnull=True).aggregate(s=Sum("stored_bytes"))["s"] or 0

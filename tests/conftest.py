@@ -1,6 +1,7 @@
 """Personas shared by the Django-side tests: an owner's organisation with a key, a second tenant, a member."""
 
 import importlib
+import uuid
 
 import pytest
 from rest_framework.test import APIClient
@@ -17,6 +18,12 @@ def ensure_plans() -> None:
     if Plan.objects.count() < len(seed.PLANS):
         for plan in seed.PLANS:
             Plan.objects.update_or_create(slug=plan["slug"], defaults=plan)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttles(settings):
+    """Sign-in and sign-up throttles count in the cache (Redis when set): give each test its own counters."""
+    settings.MEM0_THROTTLE_NAMESPACE = uuid.uuid4().hex
 
 
 @pytest.fixture

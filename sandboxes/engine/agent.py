@@ -478,18 +478,24 @@ class Agent:
         self._workspace(self._get(sandbox_id)).delete(path)
         return {}
 
-    def _store(self):
+    def _store(self, scope: str = ""):
+        """The block store, or its namespace ``scope`` (one per organisation: no cross-tenant dedup)."""
         if self._blockstore is None:
             try:
                 from .blockstore import BlockStore
             except ImportError as exc:
                 raise EngineError("internal_error", "block store is not available") from exc
             self._blockstore = BlockStore(self.blockstore_dir)
-        return self._blockstore
+        if not scope:
+            return self._blockstore
+        try:
+            return self._blockstore.scoped(scope)
+        except ValueError as exc:
+            raise EngineError("invalid_request", str(exc)) from exc
 
-    def op_snapshot(self, *, sandbox_id: str) -> dict:
+    def op_snapshot(self, *, sandbox_id: str, scope: str = "") -> dict:
         sb = self._get(sandbox_id)
-        store = self._store()
+        store = self._store(scope)
         with sb.lock:
             sb.cgroup.freeze()  # a consistent tree even while a run writes
             try:
@@ -515,11 +521,12 @@ class Agent:
         runtime: str,
         env: dict | None = None,
         limits: dict | None = None,
+        scope: str = "",
     ) -> dict:
         env, lim = self._check_new(new_sandbox_id, env, limits)
         if not isinstance(digest, str) or not digest:
             raise EngineError("invalid_request", "digest must be a non-empty string")
-        store = self._store()
+        store = self._store(scope)
         sb = self._take(runtime)
         try:
             ws = self._workspace(sb)

@@ -140,8 +140,9 @@ class EngineClient:
     def stats(self, agent_id: str, timeout: float = 10) -> dict:
         return self._call(agent_id, "stats", timeout)
 
-    def snapshot(self, agent_id: str, *, sandbox_id: str, timeout: float = 120) -> dict:
-        return self._call(agent_id, "snapshot", timeout, sandbox_id=sandbox_id)
+    def snapshot(self, agent_id: str, *, sandbox_id: str, scope: str = "", timeout: float = 120) -> dict:
+        """Snapshot into the block store scope ``scope`` ("" the unscoped store; see BlockStore.scoped)."""
+        return self._call(agent_id, "snapshot", timeout, sandbox_id=sandbox_id, scope=scope)
 
     def restore(
         self,
@@ -152,6 +153,7 @@ class EngineClient:
         runtime: str,
         env: dict[str, str],
         limits: Limits,
+        scope: str = "",
         timeout: float = 120,
     ) -> dict:
         return self._call(
@@ -159,6 +161,7 @@ class EngineClient:
             "restore",
             timeout,
             digest=digest,
+            scope=scope,
             new_sandbox_id=new_sandbox_id,
             runtime=runtime,
             env=env,

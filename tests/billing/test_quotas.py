@@ -4,12 +4,13 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from billing import quotas
 from billing.models import SandboxSlots, UsagePeriod
 from billing.quotas import QuotaExceeded
-from sandboxes.models import Sandbox, Snapshot
+from billing.selectors import storage_bytes_used
+from sandboxes.models import Sandbox
 from sandboxes.services import sandbox_limits
 from tests.billing.conftest import requires_postgres
 
@@ -223,21 +224,16 @@ def test_sandbox_memory_and_run_time_come_from_the_effective_plan(org_a, tenant,
 # snapshot storage
 
 
-def _snapshot(org, stored_bytes: int, deleted: bool = False) -> Snapshot:
-    return Snapshot.objects.create(
-        organization=org,
-        digest="d" * 64,
-        runtime="python",
-        stored_bytes=stored_bytes,
-        deleted_at=NOW if deleted else None,
-    )
+def hold(org, held_bytes: int) -> None:
+    with transaction.atomic():
+        quotas.storage_lock(org=org)
+        quotas.storage_hold(org=org, held_bytes=held_bytes)
 
 
-def test_storage_admit_counts_live_snapshots_only(org_a, override):
+def test_storage_admit_checks_what_the_organisation_holds(org_a, override):
     org = org_a[0]
     override(org, snapshot_storage_bytes=1000)
-    _snapshot(org, 600)
-    _snapshot(org, 5000, deleted=True)
+    hold(org, 600)
     quotas.storage_admit(org=org, additional_bytes=300)
     quotas.storage_admit(org=org)
     details = refused(quotas.storage_admit, org=org, additional_bytes=500)
@@ -246,9 +242,22 @@ def test_storage_admit_counts_live_snapshots_only(org_a, override):
 
 def test_storage_admit_refuses_a_tenant_already_at_its_limit(org_a, org_b, override):
     override(org_a[0], snapshot_storage_bytes=1000)
-    _snapshot(org_a[0], 1000)
+    hold(org_a[0], 1000)
     assert refused(quotas.storage_admit, org=org_a[0])["used"] == 1000
     quotas.storage_admit(org=org_b[0])
+
+
+def test_storage_hold_refuses_a_total_over_the_plan_and_records_nothing(org_a, override):
+    org = org_a[0]
+    override(org, snapshot_storage_bytes=1000)
+    hold(org, 600)
+    with transaction.atomic():
+        quotas.storage_lock(org=org)
+        assert refused(quotas.storage_hold, org=org, held_bytes=1001, admit=True)["used"] == 1001
+        quotas.storage_hold(org=org, held_bytes=1000, admit=True)
+    assert storage_bytes_used(org) == 1000
+    hold(org, 5000)  # a recount after a delete (no admission) records whatever is held, even over the limit
+    assert storage_bytes_used(org) == 5000
 
 
 # through the API (refused before anything is dispatched to an agent)
@@ -285,7 +294,7 @@ def test_run_timeout_over_the_plan_answers_429_with_max_run_seconds(org_a, api_a
 def test_snapshot_with_full_storage_answers_429_quota_exceeded(org_a, api_a, override):
     org = org_a[0]
     override(org, snapshot_storage_bytes=10)
-    _snapshot(org, 10)
+    hold(org, 10)
     sandbox = running_sandbox(org)
     resp = api_a.post(f"/api/v1/sandboxes/{sandbox.pk}/snapshots", {}, format="json")
     assert resp.status_code == 429

@@ -4,7 +4,7 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from accounts import services as account_services
 from billing import quotas
@@ -12,7 +12,6 @@ from billing.models import UsageEvent, UsagePeriod
 from billing.selectors import usage_report
 from billing.services import _roll_up_batch, usage_roll_up
 from billing.tasks import roll_up_usage
-from sandboxes.models import Snapshot
 from tests.billing.conftest import requires_postgres
 from tests.conftest import client_for
 
@@ -163,13 +162,17 @@ def test_daily_history_lists_previous_days(org_a):
     assert [(h["period"]["start"][:10], h["cpu_ms"]) for h in history] == [("2026-03-30", 3)]
 
 
-def test_storage_is_the_live_snapshots_and_roll_up_keeps_the_period_peak(org_a):
+def hold(org, held_bytes: int) -> None:
+    with transaction.atomic():
+        quotas.storage_lock(org=org)
+        quotas.storage_hold(org=org, held_bytes=held_bytes)
+
+
+def test_storage_is_what_is_held_and_roll_up_keeps_the_period_peak(org_a):
     org = org_a[0]
-    big = Snapshot.objects.create(organization=org, digest="a" * 64, runtime="python", stored_bytes=5000)
-    Snapshot.objects.create(organization=org, digest="b" * 64, runtime="python", stored_bytes=1000)
+    hold(org, 6000)
     usage_roll_up(now=MARCH_31)
-    big.deleted_at = MARCH_31
-    big.save()
+    hold(org, 1000)  # a snapshot was deleted
     usage_roll_up(now=MARCH_31)
     assert usage_report(org, now=MARCH_31)["storage_bytes"]["used"] == 1000
     assert (

@@ -147,3 +147,19 @@ def test_gc_deletes_unreferenced_chunks_from_s3_too(tmp_path, s3_backend, s3_cli
         stats = s.gc([keep.digest], grace_seconds=0)
     assert stats["deleted_remote"] == len(drop_only)
     assert {k.rsplit("/", 1)[1] for k in _keys(s3_client, bucket)} == keep_refs
+
+
+def test_a_scope_has_its_own_s3_prefix_and_restores_from_it_on_another_host(
+    tmp_path, tree, s3_backend, s3_client, bucket
+):
+    with BlockStore(str(tmp_path / "host-a"), s3=s3_backend()) as a:
+        res = a.scoped("org-7").snapshot_tree(str(tree))
+        a.scoped("org-7").upload(res.digest)
+    keys = _keys(s3_client, bucket)
+    assert keys and all("scopes/org-7/chunks/" in k for k in keys)
+    with BlockStore(str(tmp_path / "host-b"), s3=s3_backend()) as b:
+        b.scoped("org-7").restore_tree(res.digest, str(tmp_path / "out"))
+        assert b.scoped("org-7").gc([res.digest], grace_seconds=0)["deleted_remote"] == 0
+        b.scoped("org-8").gc([], grace_seconds=0)
+    assert fingerprint(tmp_path / "out") == fingerprint(tree)
+    assert _keys(s3_client, bucket).keys() == keys.keys()

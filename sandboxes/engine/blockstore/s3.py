@@ -41,6 +41,13 @@ class S3Backend:
             config=Config(max_pool_connections=32, retries={"mode": "standard", "max_attempts": 5}),
         )
 
+    def with_prefix(self, prefix: str) -> "S3Backend":
+        """The same bucket, client and write settings under another key prefix (a block store scope)."""
+        other = object.__new__(S3Backend)
+        other.__dict__.update(self.__dict__)
+        other.prefix = prefix
+        return other
+
     def key(self, cid: bytes) -> str:
         return f"{self.prefix}chunks/{cid.hex()}"
 

@@ -8,6 +8,7 @@ release the GIL, and on the 2-core bench host threads reach the targets (see ben
 
 import logging
 import os
+import re
 import threading
 import uuid
 from collections import Counter
@@ -37,7 +38,18 @@ class Manifest:
     root: manifest.Dir
 
 
+SCOPE_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
 class BlockStore:
+    """One chunk namespace: a cache directory, its catalog and GC lock, and optionally an S3 prefix.
+
+    ``scoped(name)`` gives a separate namespace under ``scopes/<name>/`` (and ``<prefix>scopes/<name>/``
+    in S3) that shares this store's worker pool. The Django side gives each organisation its own scope, so
+    chunks dedupe only within an organisation and nothing a snapshot reports (``new_bytes``,
+    ``stored_bytes``, its timing) depends on what another organisation stores; see the package docstring.
+    """
+
     def __init__(
         self,
         root_dir: str,
@@ -45,6 +57,7 @@ class BlockStore:
         s3: S3Backend | None = None,
         cache_max_bytes: int | None = None,
         workers: int | None = None,
+        _parent: "BlockStore | None" = None,
     ) -> None:
         self.root = os.path.abspath(root_dir)
         os.makedirs(self.root, exist_ok=True)
@@ -57,10 +70,42 @@ class BlockStore:
         self._pool_obj: ThreadPoolExecutor | None = None
         self._pool_pid = 0
         self._pool_lock = threading.Lock()
+        self._parent = _parent
+        self._scopes: dict[str, BlockStore] = {}
+
+    def scoped(self, scope: str) -> "BlockStore":
+        """The store of namespace ``scope`` (``[a-z0-9-]``, at most 63 characters), made on first use."""
+        if self._parent is not None:
+            raise ValueError("scopes do not nest")
+        if not isinstance(scope, str) or not SCOPE_RE.fullmatch(scope):
+            raise ValueError(f"invalid block store scope {scope!r}")
+        with self._pool_lock:
+            store = self._scopes.get(scope)
+            if store is None:
+                s3 = self.s3.with_prefix(f"{self.s3.prefix}scopes/{scope}/") if self.s3 is not None else None
+                store = BlockStore(
+                    os.path.join(self.root, "scopes", scope),
+                    s3=s3,
+                    cache_max_bytes=self.cache_max_bytes,
+                    workers=self._workers,
+                    _parent=self,
+                )
+                self._scopes[scope] = store
+            return store
+
+    def scope_names(self) -> list[str]:
+        """Every scope that has a directory here (for GC: a scope whose snapshots are all gone still has chunks)."""
+        try:
+            names = os.listdir(os.path.join(self.root, "scopes"))
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if SCOPE_RE.fullmatch(n))
 
     @property
     def _pool(self) -> ThreadPoolExecutor:
         """The worker pool, created on first use and again in a forked child (threads do not survive fork)."""
+        if self._parent is not None:
+            return self._parent._pool
         with self._pool_lock:
             if self._pool_obj is None or self._pool_pid != os.getpid():
                 self._pool_obj = ThreadPoolExecutor(self._workers, thread_name_prefix="blockstore")
@@ -85,6 +130,9 @@ class BlockStore:
             return self._store_id()
 
     def close(self) -> None:
+        for store in list(self._scopes.values()):
+            store.close()
+        self._scopes.clear()
         if self._pool_obj is not None and self._pool_pid == os.getpid():
             self._pool_obj.shutdown(wait=True)
         self._pool_obj = None
@@ -184,6 +232,46 @@ class BlockStore:
         nodes.reverse()
         nodes.append(bytes.fromhex(digest))
         return nodes, data
+
+    def referenced_bytes(self, digests: Iterable[str], *, missing: list | None = None) -> int:
+        """Bytes the snapshots ``digests`` keep referenced together: every chunk they need (data, directory
+        nodes, roots) counted once however many of them share it, at its uncompressed size.
+
+        This is what an organisation is charged for (not what each snapshot added: deleting the first of
+        two identical snapshots must not make the second free). Uncompressed, so the figure does not move
+        when a chunk is evicted to S3 or re-encoded. Shared directory nodes are read once, so the cost is
+        the number of distinct nodes, not snapshots times tree size. With a ``missing`` list, a root that
+        is not in the store is appended there instead of raising ``ChunkMissing``."""
+        sizes: dict[bytes, int] = {}
+        seen_trees: set[bytes] = set()
+        for digest in set(digests):
+            rid = bytes.fromhex(digest)
+            if rid in sizes:
+                continue
+            try:
+                blob = self.read_chunk(rid)
+            except ChunkMissing:
+                if missing is None:
+                    raise
+                missing.append(digest)
+                continue
+            sizes[rid] = len(blob)
+            stack = [manifest.decode_root(blob, digest).tree]
+            while stack:
+                tid = stack.pop()
+                if tid in seen_trees:
+                    continue
+                seen_trees.add(tid)
+                node = self.read_chunk(tid)
+                sizes[tid] = len(node)
+                for e in manifest.decode_tree(node, self.read_chunk):
+                    if isinstance(e, manifest.File):
+                        sizes.update((c, n) for c, n in e.chunks if c != HOLE)
+                        if e.list_id and e.list_id not in sizes:
+                            sizes[e.list_id] = len(self.read_chunk(e.list_id))
+                    elif isinstance(e, manifest.Dir):
+                        stack.append(e.tree)
+        return sum(sizes.values())
 
     def chunk_refs(self, digest: str) -> set[str]:
         """Hex ids of every chunk the snapshot needs: its root, directory nodes and file data."""
