@@ -204,6 +204,7 @@ class SandboxFactory:
         self.supervisor.watch(child)
         gate = self.supervisor.gate
         gate.expect(parent.host_pid, FORK_CLONE_FLAGS | signal.SIGCHLD)
+        pid_refusals = parent.cgroup.pids_max_hits()
         try:
             seq = parent.send({"op": "fork"}, [ctl_theirs.fileno(), out_w, err_w, py_w, page_fd, reap_w])
         finally:
@@ -213,6 +214,8 @@ class SandboxFactory:
         try:
             parent.wait_done(seq)
             gate.forget(parent.host_pid)
+            if parent.cgroup.pids_max_hits() > pid_refusals:
+                raise EngineError("conflict", "the sandbox is at its process limit (pids): nothing left to fork")
             init = _wait_for(lambda: idle.find_waiting(parent.cgroup.pids(), child.request_ino))
             if not init:
                 raise EngineError("internal_error", "the fork did not start")

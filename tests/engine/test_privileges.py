@@ -4,6 +4,8 @@ CAP_SYS_ADMIN and forks shared their parent's PID namespace and /tmp."""
 
 from __future__ import annotations
 
+from sandboxes.engine.protocol import Limits
+
 CAPS = (
     "st = open('/proc/self/status').read().splitlines()\n"
     "print(sorted({l.split()[1] for l in st if l.startswith(('CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb'))}))\n"
@@ -152,3 +154,26 @@ def test_a_fork_sees_no_more_of_the_host_than_its_parent(engine, witness):
         "print(sorted({l.split(':')[-1].strip() for l in open('/proc/self/cgroup')}))\n"
     )
     assert engine.ok(child, code) == engine.ok(sid, code) == "False False\n['/']\n"
+
+
+def test_a_fork_that_cannot_start_leaves_its_parent_alive(engine, witness):
+    """With the parent's pids cgroup full (zombies it has not reaped) the fork fails with a clear
+    error and the parent keeps its state (it died with the old fork path)."""
+    from sandboxes.engine.protocol import EngineError
+
+    sid = engine.create(limits=Limits(pids=8))
+    engine.ok(
+        sid,
+        "import subprocess, os, signal\nkept = 'state'\nprocs = []\n"
+        "for _ in range(20):\n"
+        "    try:\n"
+        "        p = subprocess.Popen(['sleep', '60']); os.kill(p.pid, signal.SIGKILL); procs.append(p)\n"
+        "    except OSError:\n"
+        "        break\n",
+    )
+    try:
+        engine.fork(sid)
+        raise AssertionError("the fork was made with a full pids cgroup")
+    except EngineError as exc:
+        assert (exc.code, "process limit" in exc.message) == ("conflict", True), exc
+    assert engine.ok(sid, "print(kept)") == "state\n"
