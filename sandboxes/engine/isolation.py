@@ -22,7 +22,8 @@ clones straight into new user, PID, mount, network, IPC and UTS namespaces):
   R     private_mounts       no mount event propagates back to the host
   R     bind_root            this sandbox's own (unlocked) bind of the read-only template root
   R     mount_proc / mount_tmp / bind_workspace   own /proc (processes only: no host-wide
-                             entry, see mount_proc), /tmp and /dev/shm (tmpfs), and /workspace,
+                             entry, see mount_proc), /tmp and /dev/shm (tmpfs), and the workspace
+                             (on /home/sandbox; /workspace links to it),
                              on the read-only template root
   R     pivot_root           old root detached: no host path is reachable any more
   R     set_hostname         UTS namespace
@@ -92,7 +93,7 @@ def build_rootfs(root: str) -> None:
     neutral paths; the template binds its /usr (interpreter, stdlib, the template's packages,
     system libraries, a few tools) and nothing else of it (not /opt, where the engine is)."""
     linux.mount("tmpfs", root, "tmpfs", linux.MS_NOSUID, "mode=0755,size=4m")
-    for d in ("proc", "tmp", "workspace", "dev/shm", "etc", "usr", "root", "home/sandbox", "lib64"):
+    for d in ("proc", "tmp", "dev/shm", "etc", "usr", "root", "home/sandbox", "lib64"):
         os.makedirs(f"{root}/{d}", exist_ok=True)
     _bind_ro("/usr", f"{root}/usr")
     for top in ("bin", "sbin", "lib"):
@@ -118,6 +119,7 @@ def build_rootfs(root: str) -> None:
     with open("/etc/ld.so.cache", "rb") as src, open(f"{root}/etc/ld.so.cache", "wb") as dst:
         dst.write(src.read())  # generated for the zygote's root: names only its libraries
     os.chown(f"{root}/home/sandbox", -1, -1)
+    os.symlink(WORKSPACE_MOUNT, f"{root}/workspace")
     linux.mount(None, root, None, linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID)
 
 
@@ -221,10 +223,16 @@ def mount_tmp(root: str, size_bytes: int) -> None:
         linux.mount("tmpfs", f"{root}/{path}", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, opts)
 
 
+# The workspace is mounted on the sandbox user's home; /workspace is a symlink to it. Not a mount
+# on /workspace itself: nothing in /proc/self/mounts may read like a host path, and "/work…"
+# is one (the checkout of the host this was built on lives there).
+WORKSPACE_MOUNT = "/home/sandbox"
+
+
 def bind_workspace(root: str, workspace: str) -> None:
-    linux.mount(workspace, f"{root}/workspace", None, linux.MS_BIND)
+    linux.mount(workspace, f"{root}{WORKSPACE_MOUNT}", None, linux.MS_BIND)
     linux.mount(
-        None, f"{root}/workspace", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_NOSUID | linux.MS_NODEV
+        None, f"{root}{WORKSPACE_MOUNT}", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_NOSUID | linux.MS_NODEV
     )
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 
 from . import linux
+from .isolation import WORKSPACE_MOUNT
 
 MAX_LAYERS = 64
 
@@ -58,14 +59,14 @@ class LayerStore:
             f"size={size},nr_inodes={max(4096, size // 4096)},mode=0700",
         )
         os.mkdir(f"{path}/upper", 0o755)
-        os.mkdir(f"{path}/work", 0o700)
+        os.mkdir(f"{path}/wd", 0o700)
         os.chown(f"{path}/upper", uid, uid)
         self.refs[lid] = 0
         return lid
 
     def _mount_overlay(self, target: str, upper: int, lowers: list[int]) -> None:
         lower = ":".join(f"{self._layer(i)}/upper" for i in lowers) or f"{self.base}/empty"
-        opts = f"lowerdir={lower},upperdir={self._layer(upper)}/upper,workdir={self._layer(upper)}/work"
+        opts = f"lowerdir={lower},upperdir={self._layer(upper)}/upper,workdir={self._layer(upper)}/wd"
         linux.mount("overlay", target, "overlay", linux.MS_NOSUID | linux.MS_NODEV, opts)
 
     def _hold(self, slot: str, upper: int, lowers: list[int]) -> None:
@@ -131,17 +132,17 @@ class LayerStore:
         )
 
     def install(self, pid: int, source: str) -> None:
-        """Replace /workspace in the mount namespace of host process ``pid`` by a clone of ``source``."""
+        """Replace the workspace (``WORKSPACE_MOUNT``) in the mount namespace of host process ``pid`` by a clone of ``source``."""
         tree = linux.open_tree(source, linux.OPEN_TREE_CLONE)
         target_ns = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         try:
             linux.setns(target_ns, linux.CLONE_NEWNS)
             try:
                 try:
-                    linux.umount("/workspace")
+                    linux.umount(WORKSPACE_MOUNT)
                 except OSError:
                     pass
-                linux.move_mount_fd(tree, "/workspace")
+                linux.move_mount_fd(tree, WORKSPACE_MOUNT)
             finally:
                 linux.setns(self.own_ns, linux.CLONE_NEWNS)
                 os.chdir("/")

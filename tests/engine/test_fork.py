@@ -21,7 +21,7 @@ def test_fork_copies_memory_and_workspace(engine):
         "import os\nprint(counter, json.dumps([1]), open('/workspace/shared.txt').read(), "
         "os.environ['ORIGIN'], os.getcwd())",
     )
-    assert out == "10 [1] before fork parent /workspace\n"
+    assert out == "10 [1] before fork parent /home/sandbox\n"
 
 
 def test_fork_memory_and_workspace_diverge_afterwards(engine):

@@ -18,7 +18,7 @@ def test_globals_persist_across_runs(engine):
 
 def test_env_is_set_at_create(engine):
     sid = engine.create(env={"GREETING": "hello"})
-    assert engine.ok(sid, "import os\nprint(os.environ['GREETING'], os.getcwd())") == "hello /workspace\n"
+    assert engine.ok(sid, "import os\nprint(os.environ['GREETING'], os.getcwd())") == "hello /home/sandbox\n"
 
 
 def test_output_streams_line_by_line_as_produced(engine):
