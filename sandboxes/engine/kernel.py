@@ -64,12 +64,16 @@ CTL_FD = 3  # requests from the agent (read-only for the sandbox: write side shu
 PY_FD = 4  # sys.stdout and sys.stderr, framed on one pipe so their interleaving is kept
 PAGE_FD = 5  # the status page's memfd at start: mapped, then closed
 STDOUT_ID, STDERR_ID, IDLE_ID = 1, 2, 3
-FRAME_PAYLOAD = 4093  # 3-byte header + payload <= PIPE_BUF: every frame is one atomic write
-IDLE_FRAME = bytes((IDLE_ID, 0, 0))  # "look at me": carries nothing the agent believes
+# A frame: FRAME_MARK, stream id, u16 length, payload. The mark lets the agent find the next
+# frame again after bytes user code wrote on the pipe itself (those are shown as stderr).
+FRAME_MARK = 0xFE
+FRAME_HEADER = 4
+FRAME_PAYLOAD = 4092  # header + payload <= PIPE_BUF: every frame is one atomic write
+IDLE_FRAME = bytes((FRAME_MARK, IDLE_ID, 0, 0))  # "look at me": carries nothing the agent believes
 
 
 class FramedWriter(io.RawIOBase):
-    """sys.stdout / sys.stderr of the interpreter: frames ``[stream id][u16 length][bytes]`` on
+    """sys.stdout / sys.stderr of the interpreter: frames ``[mark][stream id][u16 length][bytes]`` on
     one pipe, so the agent sees Python-level output in the order it was written across both
     streams. fds 1 and 2 stay plain pipes for subprocesses and os.write (ordered per stream)."""
 
@@ -84,7 +88,7 @@ class FramedWriter(io.RawIOBase):
         view = memoryview(data).cast("B")
         for off in range(0, len(view), FRAME_PAYLOAD):
             chunk = view[off : off + FRAME_PAYLOAD]
-            os.write(PY_FD, bytes((self.stream_id,)) + len(chunk).to_bytes(2, "big") + chunk)
+            os.write(PY_FD, bytes((FRAME_MARK, self.stream_id)) + len(chunk).to_bytes(2, "big") + chunk)
         return len(view)
 
     def fileno(self) -> int:

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from . import idle, isolation, linux, status
 from .forkgate import ForkGate
 from .iohub import PRIORITY_CONTROL, PRIORITY_OUTPUT, PRIORITY_REAPER, IOHub
-from .kernel import FRAME_PAYLOAD, IDLE_ID, STDERR_ID, STDOUT_ID
+from .kernel import FRAME_HEADER, FRAME_MARK, FRAME_PAYLOAD, IDLE_ID, STDERR_ID, STDOUT_ID
 from .protocol import ExitEvent, OutputEvent
 from .sandbox import Lineage, Run, Sandbox
 from .transport import Bus
@@ -204,40 +204,39 @@ class Supervisor:
 
     def _on_framed(self, sb: Sandbox) -> None:
         """sys.stdout/sys.stderr frames (``kernel.FramedWriter``): one pipe keeps their order.
-        Malformed framing (user code may write anything there) is dropped and counted against
-        the output cap; an idle frame only makes the agent look (``_check_idle``)."""
+        Bytes that are not a frame (user code may write anything there) are the run's stderr,
+        up to the next frame mark: nothing is lost and nothing is believed. An idle frame only
+        makes the agent look (``_check_idle``)."""
         data = self._read_pipe(sb.py_fd)
         if not data:
             return
         buf = sb.py_buf + data
-        pos = 0
-        saw_idle = False
-        while len(buf) - pos >= 3:
-            kind, size = buf[pos], int.from_bytes(buf[pos + 1 : pos + 3], "big")
-            if kind == IDLE_ID and size == 0:
-                saw_idle = True
-                pos += 3
+        pos, stray, saw_idle = 0, bytearray(), False
+        while len(buf) - pos >= FRAME_HEADER:
+            mark, kind = buf[pos], buf[pos + 1]
+            size = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+            if mark != FRAME_MARK or kind not in (STDOUT_ID, STDERR_ID, IDLE_ID) or size > FRAME_PAYLOAD:
+                nxt = buf.find(FRAME_MARK, pos + 1)  # C speed: a garbage flood must not cost the hub
+                nxt = len(buf) if nxt < 0 else nxt
+                stray += buf[pos:nxt]
+                pos = nxt
                 continue
-            if kind not in (STDOUT_ID, STDERR_ID) or size > FRAME_PAYLOAD:
-                self._discard(sb, len(buf) - pos)
-                buf, pos = b"", 0
+            if len(buf) - pos - FRAME_HEADER < size:
                 break
-            if len(buf) - pos - 3 < size:
-                break
-            self._deliver(sb, "stdout" if kind == STDOUT_ID else "stderr", buf[pos + 3 : pos + 3 + size])
-            pos += 3 + size
+            if stray:
+                self._deliver(sb, "stderr", bytes(stray))
+                stray.clear()
+            if kind == IDLE_ID:
+                saw_idle = True
+            else:
+                payload = buf[pos + FRAME_HEADER : pos + FRAME_HEADER + size]
+                self._deliver(sb, "stdout" if kind == STDOUT_ID else "stderr", payload)
+            pos += FRAME_HEADER + size
+        if stray:
+            self._deliver(sb, "stderr", bytes(stray))
         sb.py_buf = buf[pos:]
         if saw_idle:
             self._check_idle(sb)
-
-    def _discard(self, sb: Sandbox, nbytes: int) -> None:
-        """Bytes that were not output (malformed frames) still count against the output cap."""
-        run = sb.run
-        if run is None or run.killed:
-            return
-        run.out_bytes += nbytes
-        if run.out_bytes > run.output_cap:
-            self._output_limit(sb, run)
 
     def _deliver(self, sb: Sandbox, stream: str, data: bytes) -> None:
         run = sb.run

@@ -157,3 +157,10 @@ def test_garbage_on_the_framed_pipe_counts_against_the_output_cap(engine, witnes
     res = engine.run(sid, "import os\nwhile True:\n    os.write(4, b'\\x00' * 65536)", timeout_s=8)
     assert (res.exit.status, res.exit.limit) == ("killed", "output")
     assert res.exit.wall_ms < 2000
+
+
+def test_bytes_written_on_the_framed_pipe_are_stderr_and_later_prints_arrive(engine, witness):
+    sid = engine.create()
+    res = engine.run(sid, "import os\nos.write(4, b'\\x07\\xff\\xff' + b'junk')\nprint('finished')")
+    assert (res.exit.status, res.stdout) == ("succeeded", "finished\n")
+    assert "junk" in res.stderr
