@@ -65,9 +65,19 @@ class LayerStore:
         return lid
 
     def _mount_overlay(self, target: str, upper: int, lowers: list[int]) -> None:
-        lower = ":".join(f"{self._layer(i)}/upper" for i in lowers) or f"{self.base}/empty"
-        opts = f"lowerdir={lower},upperdir={self._layer(upper)}/upper,workdir={self._layer(upper)}/wd"
-        linux.mount("overlay", target, "overlay", linux.MS_NOSUID | linux.MS_NODEV, opts)
+        """Layers are named to overlayfs as /proc/self/fd/N (it prints its options as given): a
+        sandbox's /proc/self/mounts then shows neither the zygote's paths nor layer numbers,
+        which count every tenant's sandboxes."""
+        paths = [f"{self._layer(i)}/upper" for i in lowers] or [f"{self.base}/empty"]
+        paths += [f"{self._layer(upper)}/upper", f"{self._layer(upper)}/wd"]
+        fds = [os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for p in paths]
+        try:
+            *lower, up, wd = (f"/proc/self/fd/{fd}" for fd in fds)
+            opts = f"lowerdir={':'.join(lower)},upperdir={up},workdir={wd}"
+            linux.mount("mem0", target, "overlay", linux.MS_NOSUID | linux.MS_NODEV, opts)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def _hold(self, slot: str, upper: int, lowers: list[int]) -> None:
         for lid in [upper, *lowers]:

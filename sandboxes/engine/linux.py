@@ -217,6 +217,7 @@ def procfs_mount(attrs: int = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_
     try:
         # subset=pid, as every sandbox's procfs (``isolation.mount_proc``)
         _check(_libc.syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, b"subset", b"pid", 0), "fsconfig subset")
+        _check(_libc.syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, b"source", b"proc", 0), "fsconfig source")
         _check(_libc.syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, None, None, 0), "fsconfig proc")
         return _check(_libc.syscall(SYS_fsmount, fs, 1, ctypes.c_uint(attrs)), "fsmount proc")
     finally:
