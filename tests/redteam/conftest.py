@@ -63,7 +63,7 @@ def _pro_tenant(server: LiveServer, slug: str) -> Tenant:
 @pytest.fixture(scope="session")
 def redteam_session(redteam_stack):
     server, pid = redteam_stack
-    attacker = _pro_tenant(server, "redteam-attacker")
+    attacker = Tenant(server.base_url, server.api_key, "demo")  # rundemo's organisation is on the pro plan
     bystander = _pro_tenant(server, "redteam-bystander")
     secret = new_secret()
     sid = bystander.create(metadata={"role": "bystander"})["id"]
