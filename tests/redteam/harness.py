@@ -11,9 +11,8 @@ already promises (they held on 426d6cf); ``finding3_…`` covers finding 3 of th
 
 from __future__ import annotations
 
-import contextlib
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -294,11 +293,6 @@ class Arena:
         assert (ex["status"], ex["stdout"]) == ("succeeded", f"{self.bystander_secret} kept\n"), (
             f"bystander's sandbox hurt: {ex['status']}/{ex['limit']} {out(ex)[-500:]!r}"
         )
-
-    @contextlib.contextmanager
-    def sandboxes(self, n: int, **body) -> Iterator[list[str]]:
-        ids = [self.fresh(**body) for _ in range(n)]
-        yield ids
 
 
 def new_secret() -> str:

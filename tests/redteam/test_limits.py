@@ -8,7 +8,6 @@ import pytest
 
 from tests.redteam.harness import Hostile, MiB, each, ended, error_code, out, table
 
-PLAN_MEMORY = 2048 * MiB  # the pro plan's memory per sandbox
 PLAN_OUTPUT = 4 * MiB
 
 # Allocate in 32 MiB steps, touching every page, up to `cap` bytes; print ALLOCATED if it all fit.
