@@ -74,11 +74,11 @@ def forged_result(arena) -> None:
         "while time.time() - t < 4:\n    pass\nprint('finished')",
         timeout_s=1.5,
     )
-    assert (ex["status"], ex["limit"]) in (("timeout", "timeout"), ("killed", None)), (
+    assert ex["status"] in ("timeout", "killed"), (
         f"forged result accepted: {ex['status']}/{ex['limit']} after {ex['wall_ms']} ms"
     )
-    if ex["status"] == "timeout":
-        assert ex["cpu_ms"] > 100, f"the burn was not metered: cpu_ms={ex['cpu_ms']}"
+    if ex["status"] == "timeout":  # not killed for the forged frame: the burn ran to the deadline, metered
+        assert ex["limit"] == "timeout" and ex["cpu_ms"] > 100, f"{ex['limit']}, cpu_ms={ex['cpu_ms']}"
 
 
 def forged_huge_exit_code(arena) -> None:

@@ -45,20 +45,29 @@ def fork_bomb_then_usable(arena) -> None:
     assert (ex["status"], ex["stdout"]) == ("succeeded", "state\n"), ex
 
 
+def fill(mib: int) -> str:
+    """Write 1 MiB files into /workspace until an error (one file per MiB, so RLIMIT_FSIZE cannot answer first)."""
+    return (
+        f"import os\ntry:\n    for n in range({mib}):\n        with open(f'/workspace/fill{{n}}', 'wb') as f:\n"
+        f"            f.write(bytes(1 << 20))\n    print('FILLED {mib} MiB')\nexcept OSError as e:\n"
+        "    print('errno', e.errno)"
+    )
+
+
 def full_workspace_gives_enospc(arena) -> None:
     """Fill a 64 MiB workspace -> the writer gets ENOSPC (not an OOM kill); the sandbox keeps running."""
     sid = arena.fresh(limits={"workspace_bytes": 64 * MiB})
     ex = arena.attacker.run(
         sid,
-        "kept = 'state'\nn = 0\ntry:\n    with open('/workspace/fill', 'wb') as f:\n"
-        "        for n in range(256):\n            f.write(bytes(1 << 20))\n            f.flush()\n"
-        "    print('FILLED 256 MiB')\nexcept OSError as e:\n    print('errno', e.errno)",
+        "kept = 'state'\n" + fill(256),
         timeout_s=20,
     )
     assert (ex["status"], ex["stdout"]) == ("succeeded", "errno 28\n"), (
         f"{ex['status']}/{ex['limit']} {out(ex)[-300:]!r}"
     )
-    ex = arena.attacker.run(sid, "import os\nos.unlink('/workspace/fill')\nprint(kept)")
+    ex = arena.attacker.run(
+        sid, "import glob, os\nfor p in glob.glob('/workspace/fill*'):\n    os.unlink(p)\nprint(kept)"
+    )
     assert (ex["status"], ex["stdout"]) == ("succeeded", "state\n"), ex
 
 
@@ -68,9 +77,7 @@ def workspace_and_memory_at_once(arena) -> None:
     sid = arena.fresh(limits={"memory_bytes": 256 * MiB, "workspace_bytes": 256 * MiB})
     ex = arena.attacker.run(
         sid,
-        "try:\n    with open('/workspace/fill', 'wb') as f:\n        for n in range(512):\n"
-        "            f.write(bytes(1 << 20))\n            f.flush()\n    print('FILLED 512 MiB')\n"
-        "except OSError as e:\n    print('errno', e.errno)",
+        fill(512),
         timeout_s=20,
     )
     assert (ex["status"], ex["stdout"]) == ("succeeded", "errno 28\n"), (
@@ -149,11 +156,12 @@ def small_limits_shown_and_enforced(arena) -> None:
         "import os, time\nn = 0\ntry:\n    for n in range(64):\n"
         "        if os.fork() == 0:\n            time.sleep(5)\n            os._exit(0)\n"
         "except OSError as e:\n    print('forks', n, 'errno', e.errno)",
+        timeout_s=2,
     )
     assert ex["stdout"].startswith("forks ") and int(ex["stdout"].split()[1]) < 16, (
         f"pids 16: {out(ex)[-300:]!r}"
     )
-    ex = arena.attacker.run(sb["id"], "while True:\n    print('x' * 100)")
+    ex = arena.attacker.run(sb["id"], "while True:\n    print('x' * 100)", timeout_s=2)
     capped_output(10_000)(ex)
 
 
