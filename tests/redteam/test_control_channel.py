@@ -210,10 +210,10 @@ PROGRAMS = [
     ),
     Hostile(
         "item1_frames_16_mib",
-        "two 16 MiB JSON frames on every fd -> finished or killed; the server grows by < 48 MiB",
+        "four 16 MiB JSON frames on every fd -> finished or killed; the server grows by < 48 MiB",
         attack=bounded_memory(
             'body = b\'{"ev":"x","s":"\' + b\'a\' * ((16 << 20) - 64) + b\'"}\'\n'
-            "for _ in range(2):\n    write_all(frame(body))",
+            "for _ in range(4):\n    write_all(frame(body))",
             48 * MiB,
         ),
     ),

@@ -124,10 +124,10 @@ PROGRAMS = [
     ),
     Hostile(
         "base_signal_every_pid",
-        "kill(pid, 0) on every pid up to 65535 -> no process but its own and init exists for it",
-        "others = 0\nfor pid in range(2, 1 << 16):\n    if pid == os.getpid():\n        continue\n"
-        "    try:\n        os.kill(pid, 0)\n        others += 1\n    except PermissionError:\n        others += 1\n"
-        "    except ProcessLookupError:\n        pass\nprint('others', others)",
+        "kill(pid, 0) on every pid up to 65535 -> it can signal no process but itself",
+        "others = 0\nfor pid in range(1, 1 << 16):\n    if pid == os.getpid():\n        continue\n"
+        "    try:\n        os.kill(pid, 0)\n        others += 1\n    except (PermissionError, ProcessLookupError):\n"
+        "        pass\nprint('others', others)",
         each({"0"}, "others"),
         fresh=True,
     ),
