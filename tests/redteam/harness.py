@@ -42,7 +42,6 @@ class Hostile:
     timeout_s: float = 5.0
     fresh: bool = False  # a sandbox of its own, deleted afterwards (the attack may end or taint it)
     limits: dict | None = None  # create the fresh sandbox with these per-sandbox limits
-    prelude: bool = True
 
     def param(self):
         return pytest.param(self, id=self.id)
@@ -54,7 +53,7 @@ def table(programs: list[Hostile]) -> list:
     return [p.param() for p in programs]
 
 
-# Helpers defined inside the sandbox before each program (``Hostile.prelude``).
+# Helpers defined inside the sandbox before each one-run program's code.
 PRELUDE = r'''
 import ctypes as _ct, errno as _errno, os, signal as _signal, sys
 _libc = _ct.CDLL(None, use_errno=True)
@@ -259,18 +258,17 @@ class Arena:
             if program.attack is not None:
                 program.attack(self)
             else:
-                sid = (
-                    (self.fresh(limits=program.limits) if program.limits else self.fresh())
-                    if (program.fresh or program.limits)
-                    else self.reusable(group)
-                )
-                code = (PRELUDE + program.code) if program.prelude else program.code
-                program.expect(self.attacker.run(sid, code, program.timeout_s))
+                if program.limits:
+                    sid = self.fresh(limits=program.limits)
+                else:
+                    sid = self.fresh() if program.fresh else self.reusable(group)
+                program.expect(self.attacker.run(sid, PRELUDE + program.code, program.timeout_s))
         finally:
             self.clean_up(group)
             self.assert_healthy()
 
     def clean_up(self, group: str) -> None:
+        """Delete the program's sandboxes, and the group's shared one if the program ended it."""
         for sid in self.made:
             self.attacker.delete(sid)
         self.made.clear()
