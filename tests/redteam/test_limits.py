@@ -4,6 +4,7 @@ agent), the run ends with the limit named, and the sandbox stays usable where th
 
 import time
 
+import psutil
 import pytest
 
 from tests.redteam.harness import Hostile, MiB, each, ended, error_code, out, table
@@ -165,6 +166,44 @@ def small_limits_shown_and_enforced(arena) -> None:
     capped_output(10_000)(ex)
 
 
+def cpu_cores_quota(arena) -> None:
+    """Two processes burn CPU in a sandbox created with cpu_cores=0.5 -> the cgroup gives them at most half a
+    core (plus one scheduling period): cpu_ms <= 0.6 x wall_ms + 150."""
+    sid = arena.fresh(limits={"cpu_cores": 0.5})
+    ex = arena.attacker.run(
+        sid,
+        "import os, time\npids = []\nfor _ in range(2):\n    pid = os.fork()\n"
+        "    if pid == 0:\n        t = time.time()\n        while time.time() - t < 1.5:\n"
+        "            pass\n        os._exit(0)\n    pids.append(pid)\nfor pid in pids:\n"
+        "    os.waitpid(pid, 0)",
+        timeout_s=10,
+    )
+    assert ex["status"] == "succeeded", ex
+    assert ex["cpu_ms"] <= 0.6 * ex["wall_ms"] + 150, (
+        f"cpu_ms {ex['cpu_ms']} in {ex['wall_ms']} ms with 0.5 cores"
+    )
+
+
+def bus_output_bounded(arena) -> None:
+    """25 runs of 4 MiB output each, then the sandbox deleted -> the server holds < 48 MiB more (the runs are
+    recorded; their streamed output must not be kept for an hour)."""
+    sid = arena.fresh()
+    before = psutil.Process(arena.server_pid).memory_info().rss
+    for _ in range(25):
+        r = arena.attacker.start(
+            sid, "import sys\nfor i in range(100):\n    sys.stdout.write('x' * 40000 + '\\n')", wait=False
+        )
+        assert r.status_code == 202, r.text
+        execution = r.json()["id"]
+        deadline = time.monotonic() + 30
+        while arena.attacker.http.get(f"/executions/{execution}").json()["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline, "a 4 MB print run did not finish"
+            time.sleep(0.05)
+    arena.attacker.delete(sid)
+    grown = psutil.Process(arena.server_pid).memory_info().rss - before
+    assert grown < 48 * MiB, f"the server holds {grown / MiB:.0f} MiB more after 25 recorded 4 MB runs"
+
+
 def busy_sandbox_answers_409(arena) -> None:
     """A second run while one is active -> 409 sandbox_busy naming the running execution."""
     sid = arena.fresh()
@@ -303,6 +342,16 @@ PROGRAMS = [
         "item10_small_limits_shown_and_enforced",
         "ask for small limits -> shown as asked; pids 16 and output 10 kB hold",
         attack=small_limits_shown_and_enforced,
+    ),
+    Hostile(
+        "item10_cpu_cores_quota",
+        "two processes burn CPU under cpu_cores=0.5 -> at most half a core of CPU time",
+        attack=cpu_cores_quota,
+    ),
+    Hostile(
+        "item5_bus_output_bounded",
+        "25 recorded runs of 4 MB output -> the server does not keep them (< 48 MiB more)",
+        attack=bus_output_bounded,
     ),
     Hostile(
         "item10_busy_sandbox_409",
