@@ -167,12 +167,12 @@ def small_limits_shown_and_enforced(arena) -> None:
 
 
 def cpu_cores_quota(arena) -> None:
-    """Two processes burn CPU in a sandbox created with cpu_cores=0.5 -> the cgroup gives them at most half a
+    """Four processes burn CPU in a sandbox created with cpu_cores=0.5 -> the cgroup gives them at most half a
     core (plus one scheduling period): cpu_ms <= 0.6 x wall_ms + 150."""
     sid = arena.fresh(limits={"cpu_cores": 0.5})
     ex = arena.attacker.run(
         sid,
-        "import os, time\npids = []\nfor _ in range(2):\n    pid = os.fork()\n"
+        "import os, time\npids = []\nfor _ in range(4):\n    pid = os.fork()\n"
         "    if pid == 0:\n        t = time.time()\n        while time.time() - t < 1.5:\n"
         "            pass\n        os._exit(0)\n    pids.append(pid)\nfor pid in pids:\n"
         "    os.waitpid(pid, 0)",
@@ -345,7 +345,7 @@ PROGRAMS = [
     ),
     Hostile(
         "item10_cpu_cores_quota",
-        "two processes burn CPU under cpu_cores=0.5 -> at most half a core of CPU time",
+        "four processes burn CPU under cpu_cores=0.5 -> at most half a core of CPU time",
         attack=cpu_cores_quota,
     ),
     Hostile(
