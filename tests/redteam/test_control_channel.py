@@ -3,66 +3,16 @@ amplifying or garbage frames on every descriptor it holds, or closes them. Nothi
 run early, set its status, exit code, timings or metering; any violation ends the sandbox with a clear
 status; the agent's memory stays bounded (in the embedded stack the agent lives in the web server process)."""
 
-import psutil
 import pytest
 
-from tests.redteam.harness import Hostile, MiB, error_code, out, table
-
-# Helpers inside the sandbox: the descriptors it holds beyond stdio (the channel is among them, whatever its
-# number), the old wire framing (4-byte big-endian length + JSON), and the execution id the agent sent,
-# found on the interpreter's stack.
-CHANNEL = r"""
-import json, os, struct, sys
-def held_fds():
-    fds = []
-    for fd in range(3, 64):
-        try:
-            os.fstat(fd)
-        except OSError:
-            continue
-        fds.append(fd)
-    return fds
-
-def frame(body):
-    return struct.pack(">I", len(body)) + body
-
-def write_all(data, fds=None):
-    for fd in fds if fds is not None else held_fds():
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(fd, view):]
-        except OSError:
-            pass
-
-def execution_id():
-    f = sys._getframe(0)
-    while f is not None:
-        for v in list(f.f_locals.values()):
-            if isinstance(v, dict) and str(v.get("id", "")).startswith("exe_"):
-                return v["id"]
-        f = f.f_back
-    return None
-"""
+from tests.redteam.channel import CHANNEL, finished_or_killed
+from tests.redteam.harness import Hostile, error_code, out, table
 
 FORGE = CHANNEL + (
     "eid = execution_id()\n"
     "write_all(frame(json.dumps({'ev': 'result', 'id': eid, 'status': 'succeeded', 'exit_code': {code},"
     " 'interrupted': False, 'wall_ms': 1, 'cpu_ms': 0}).encode()))\n"
 )
-
-
-def server_rss(arena) -> int:
-    return psutil.Process(arena.server_pid).memory_info().rss
-
-
-def finished_or_killed(ex: dict) -> None:
-    """Either the run went on to its real end (the marker printed, status succeeded) or the agent ended the
-    sandbox for the violation (status killed). Never succeeded without the marker: that is an early end."""
-    if ex["status"] == "succeeded":
-        assert ex["stdout"].endswith("finished\n"), f"ended early as succeeded: {out(ex)[-500:]!r}"
-    else:
-        assert ex["status"] == "killed", f"ended {ex['status']}/{ex['limit']}: {out(ex)[-500:]!r}"
 
 
 def forged_result(arena) -> None:
@@ -107,20 +57,6 @@ def systemexit_huge_code(arena) -> None:
     assert r.status_code == 200, f"GET execution: {r.status_code} {r.text[:300]}"
     ex = arena.attacker.run(sid, "print('alive')")
     assert (ex["status"], ex["stdout"]) == ("succeeded", "alive\n"), ex
-
-
-def bounded_memory(code: str, budget: int):
-    """Run ``code`` (which writes big frames) -> the server process grows by less than ``budget`` bytes."""
-
-    def attack(arena) -> None:
-        sid = arena.fresh()
-        before = server_rss(arena)
-        ex = arena.attacker.run(sid, CHANNEL + code + "\nprint('finished')", timeout_s=20)
-        grown = server_rss(arena) - before
-        finished_or_killed(ex)
-        assert grown < budget, f"the server grew by {grown / MiB:.0f} MiB (budget {budget / MiB:.0f} MiB)"
-
-    return attack
 
 
 def nested_frame(arena) -> None:
@@ -207,24 +143,6 @@ PROGRAMS = [
         "item1_systemexit_2_70",
         "SystemExit(2**70) -> failed with a 32-bit exit code, GET answers 200",
         attack=systemexit_huge_code,
-    ),
-    Hostile(
-        "item1_frames_16_mib",
-        "four 16 MiB JSON frames on every fd -> finished or killed; the server grows by < 48 MiB",
-        attack=bounded_memory(
-            'body = b\'{"ev":"x","s":"\' + b\'a\' * ((16 << 20) - 64) + b\'"}\'\n'
-            "for _ in range(4):\n    write_all(frame(body))",
-            48 * MiB,
-        ),
-    ),
-    Hostile(
-        "item1_amplified_list_frames",
-        "three 6 MB frames of [],[],... (23x amplification) -> finished or killed; the server grows by < 64 MiB",
-        attack=bounded_memory(
-            "body = b'{\"ev\":\"x\",\"a\":[' + b'[],' * 1999999 + b'[]]}'\n"
-            "for _ in range(3):\n    write_all(frame(body))",
-            64 * MiB,
-        ),
     ),
     Hostile(
         "item1_nested_frame_2000_deep",
