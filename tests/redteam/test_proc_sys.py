@@ -7,7 +7,8 @@ from tests.redteam.harness import DENIED, Hostile, absent, denied, each, table
 from tests.sdk.live_server import ROOT
 
 # What would betray the host: the checkout, the live server's state directory (a pytest tmp dir), the venv,
-# the agent's modules and layer directories, the host's block devices.
+# the agent's modules and its per-sandbox layer directories ("layers/<n>": n counts every tenant's sandboxes),
+# the host's block devices.
 HOST_NEEDLES = (
     str(ROOT),
     "pytest-of-",
@@ -16,7 +17,7 @@ HOST_NEEDLES = (
     "sandboxes.engine",
     "var/agent",
     "z-python",
-    "upperdir=",
+    "/layers/",
     "/dev/vd",
     "/dev/sd",
     "/dev/nvme",
