@@ -43,8 +43,12 @@ def execution_id():
 
 def finished_or_killed(ex: dict) -> None:
     """Either the run went on to its real end (the marker printed, status succeeded) or the agent ended the
-    sandbox for the violation (status killed). Never succeeded without the marker: that is an early end."""
+    sandbox for the violation (status killed). Never succeeded without the marker: the run was ended early,
+    or its real output was dropped with what user code wrote (both make the result a lie)."""
     if ex["status"] == "succeeded":
-        assert ex["stdout"].endswith("finished\n"), f"ended early as succeeded: {out(ex)[-500:]!r}"
+        assert ex["stdout"].endswith("finished\n"), (
+            f"succeeded after {ex['wall_ms']} ms without its last output (ended early, or its output dropped): "
+            f"{out(ex)[-500:]!r}"
+        )
     else:
         assert ex["status"] == "killed", f"ended {ex['status']}/{ex['limit']}: {out(ex)[-500:]!r}"

@@ -70,10 +70,12 @@ def nested_frame(arena) -> None:
         "print('finished')",
         timeout_s=10,
     )
+    if ex["status"] != "killed":
+        after = arena.attacker.run(sid, "print('next')")
+        assert (after["status"], after["stdout"]) == ("succeeded", "next\n"), (
+            f"the channel is wedged: {after}"
+        )
     finished_or_killed(ex)
-    if ex["status"] == "succeeded":
-        ex = arena.attacker.run(sid, "print('next')")
-        assert (ex["status"], ex["stdout"]) == ("succeeded", "next\n"), f"the channel is wedged: {ex}"
 
 
 def garbage_everywhere(arena) -> None:
