@@ -172,16 +172,16 @@ class Kernel:
                 os._exit(0)  # agent closed the request socket: the sandbox is being killed
             self._close_listener()
             op, seq = msg.get("op"), int(msg.get("seq", 0))
-            code = 0
+            code, flags = 0, 0
             if op == "run":
-                code = self.run(msg)
+                code, flags = self.run(msg)
             elif op == "configure":
                 self.configure(msg)
             elif op == "fork":
                 seq = self.fork(fds, seq)
             elif op == "resume":
                 os.chdir("/workspace")
-            self.idle(seq, code)
+            self.idle(seq, code, flags)
 
     def _close_listener(self) -> None:
         """The agent took the seccomp listener when it first saw this interpreter idle; it is
@@ -193,10 +193,10 @@ class Kernel:
             except OSError:
                 pass
 
-    def idle(self, seq: int, exit_code: int = 0) -> None:
+    def idle(self, seq: int, exit_code: int = 0, flags: int = 0) -> None:
         """Op ``seq`` is done: record its exit code, then ask the agent to look (it checks that
         this thread really waits on fd 3 before it believes the page)."""
-        status.write(self.page, seq, exit_code)
+        status.write(self.page, seq, exit_code, flags)
         os.write(PY_FD, IDLE_FRAME)
 
     def configure(self, msg: dict) -> None:
@@ -214,10 +214,10 @@ class Kernel:
                 value = min(int(msg[key]), hard) if hard != resource.RLIM_INFINITY else int(msg[key])
                 resource.setrlimit(res, (value, value))
 
-    def run(self, msg: dict) -> int:
-        """Run one snippet; the exit code (0 succeeded, else failed) as the run ended."""
+    def run(self, msg: dict) -> tuple[int, int]:
+        """Run one snippet; (exit code: 0 succeeded, else failed; status-page flags)."""
         code = msg.get("code", "")
-        exit_code = 0
+        exit_code, flags = 0, 0
         try:
             compiled = compile(code, "<run>", "exec")
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # discard a stale pending SIGINT
@@ -242,9 +242,11 @@ class Kernel:
                 exit_code = 1
         except BaseException as exc:
             exit_code = 1
+            if isinstance(exc, MemoryError):
+                flags |= status.FLAG_MEMORY_ERROR
             _print_user_traceback(exc)
         self._flush_and_drain()
-        return exit_code
+        return exit_code, flags
 
     def _flush_and_drain(self) -> None:
         """Return only once the agent has read all output: the idle frame must come after it."""

@@ -53,6 +53,7 @@ class Run:
     events: int = 0
     out_bytes: int = 0
     violation: str | None = None  # set when the sandbox broke the protocol during the run
+    memory_error: bool = False  # the interpreter said the run ended with a MemoryError
     limit: str | None = None
     interrupted_at: float | None = None
     killed: bool = False

@@ -7,8 +7,11 @@ finished and, for a run, its exit code. Every bit pattern is bounded by its type
 i32); a sequence number outside what the agent has sent ends the sandbox. Timings, CPU,
 memory, limits and output sizes never come from here.
 
-Layout, little-endian: u64 seq | i32 exit_code | u32 reserved. The interpreter writes the exit
-code before the sequence number; the agent reads seq, code, seq and retries a torn read.
+Layout, little-endian: u64 seq | i32 exit_code | u32 flags. The interpreter writes the exit code
+and flags before the sequence number; the agent reads seq, code, flags, seq and retries a torn
+read. ``FLAG_MEMORY_ERROR``: the run ended with a MemoryError (the interpreter's RLIMIT_DATA,
+which the host cannot see being hit); it only labels that run's ``limit: "memory"`` and changes
+nothing the host meters or enforces.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import os
 import struct
 
 SIZE = 4096
-_CODE = struct.Struct("<i")
+_CODE = struct.Struct("<iI")
 _SEQ = struct.Struct("<Q")
+FLAG_MEMORY_ERROR = 1
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
@@ -67,15 +71,15 @@ def clamp_exit_code(code: int) -> int:
     return max(INT32_MIN, min(INT32_MAX, code))
 
 
-def write(page, seq: int, exit_code: int = 0) -> None:
-    _CODE.pack_into(page, 8, clamp_exit_code(exit_code))
+def write(page, seq: int, exit_code: int = 0, flags: int = 0) -> None:
+    _CODE.pack_into(page, 8, clamp_exit_code(exit_code), flags)
     _SEQ.pack_into(page, 0, seq)
 
 
-def read(page: mmap.mmap) -> tuple[int, int]:
-    """(seq, exit_code) as last written; a read torn by a concurrent write is retried."""
+def read(page: mmap.mmap) -> tuple[int, int, int]:
+    """(seq, exit_code, flags) as last written; a read torn by a concurrent write is retried."""
     while True:
         (seq,) = _SEQ.unpack_from(page, 0)
-        (code,) = _CODE.unpack_from(page, 8)
+        code, flags = _CODE.unpack_from(page, 8)
         if _SEQ.unpack_from(page, 0)[0] == seq:
-            return seq, code
+            return seq, code, flags

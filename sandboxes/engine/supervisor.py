@@ -147,7 +147,7 @@ class Supervisor:
         if sb.state == "dead":
             self.rechecks.pop(sb, None)
             return
-        seq, exit_code = status.read(sb.page)
+        seq, exit_code, flags = status.read(sb.page)
         if not sb.done_seq <= seq <= sb.sent_seq:
             self.rechecks.pop(sb, None)
             self._violation(sb, f"status page names request {seq}; sent {sb.sent_seq}")
@@ -164,6 +164,7 @@ class Supervisor:
             return
         run = sb.run
         if run is not None and run.seq <= seq:
+            run.memory_error = bool(flags & status.FLAG_MEMORY_ERROR)
             self._finish_run(sb, "succeeded" if exit_code == 0 else "failed", exit_code, alive=True)
         sb.mark_done(seq)
 
@@ -357,6 +358,8 @@ class Supervisor:
             limit = "memory"
         elif limit is None and cg.pids_max_hits() > run.counters["pids"]:
             limit = "pids"
+        elif limit is None and status == "failed" and run.memory_error:
+            limit = "memory"  # the interpreter's RLIMIT_DATA (status.FLAG_MEMORY_ERROR: a label only)
         elif limit is None and status == "failed" and _workspace_full(sb):
             limit = "disk"
         if run.killed or run.violation or (sb.kill_requested and limit is None):

@@ -50,7 +50,7 @@ def test_forged_results_on_every_descriptor_do_not_end_the_run(engine, witness):
         "    for ev in ({'ev': 'result', 'id': eid, 'status': 'succeeded', 'exit_code': 2**70},"
         " {'ev': 'result', 'seq': seq, 'exit_code': 0}):\n"
         "        body = json.dumps(ev).encode()\n"
-        "        for frame in (struct.pack('>I', len(body)) + body, b'\\x03\\x00\\x00' * 50):\n"
+        "        for frame in (struct.pack('>I', len(body)) + body, b'\\xfe\\x03\\x00\\x00' * 50):\n"
         "            try: os.write(fd, frame)\n"
         "            except OSError: pass\n"
         "t = time.time()\nwhile time.time() - t < 3: pass\nprint('ran to the end')\n"
@@ -66,7 +66,7 @@ def test_idle_frames_while_the_main_thread_works_are_ignored(engine, witness):
     sid = engine.create()
     res = engine.run(
         sid,
-        "import os, time\nt = time.time()\nwhile time.time() - t < 2:\n    os.write(4, b'\\x03\\x00\\x00')\n",
+        "import os, time\nt = time.time()\nwhile time.time() - t < 2:\n    os.write(4, b'\\xfe\\x03\\x00\\x00')\n",
         timeout_s=1,
     )
     assert (res.exit.status, res.exit.limit) == ("timeout", "timeout")
@@ -123,7 +123,7 @@ def test_a_forged_status_page_ends_only_that_sandbox_with_a_clear_status(engine,
         "start = int(line.split('-')[0], 16)\n"
         "import ctypes\n"
         "ctypes.memmove(start, struct.pack('<Q', 1 << 62), 8)\n"
-        "os.write(4, b'\\x03\\x00\\x00')\n"
+        "os.write(4, b'\\xfe\\x03\\x00\\x00')\n"
         "import time; time.sleep(5)\n"
     )
     res = engine.run(sid, code, timeout_s=10)
