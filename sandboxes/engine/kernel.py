@@ -38,8 +38,9 @@ fork can see of each other:
   * processes: the fork's PID namespace is a child of the parent's, so the fork can neither see
     nor name its parent's processes. The parent's processes can see the fork's (pids of a child
     namespace) and, because the fork's user namespace is owned by the parent's uid, could
-    signal them: the one way in which a parent reaches its fork (see README, residual risks).
-    Neither can read the other's memory (not dumpable; ptrace and process_vm_* are denied).
+    signal them, and read /proc/<pid>/{root,environ,mem} of the fork's processes that exec'd a
+    program: the one way in which a parent reaches its fork (README, residual risks). The
+    interpreters themselves are not dumpable: neither can read the other's interpreter memory.
   * network, System V IPC / POSIX message queues, hostname: separate (new namespaces).
   * limits and accounting: separate cgroups; separate lifetimes (a fork outlives its parent).
 """
