@@ -20,8 +20,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from sandboxes.routing import websocket_urlpatterns  # noqa: E402
+from sandboxes.websocket_auth import SessionOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter({
     "http": ASGIStaticFilesHandler(django_asgi),
-    "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+    # Cookie-authenticated sockets only from ALLOWED_HOSTS origins; key-authenticated ones from anywhere.
+    "websocket": SessionOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
 })

@@ -171,6 +171,12 @@ MEM0_MAX_CODE_BYTES = env_int("MEM0_MAX_CODE_BYTES", 256 * 1024)
 # Worker threads per web process (mem0web/handlers.py): a waiting run holds one for its duration.
 MEM0_WEB_THREADS = env_int("MEM0_WEB_THREADS", 256)
 MEM0_MAX_FILE_BYTES = env_int("MEM0_MAX_FILE_BYTES", 32 * 1024 * 1024)
+# Live output streams (SSE, websockets): the reader threads shared by a web process's streams, and how many
+# streams one organisation may hold open in a process (sandboxes/stream_slots.py); over it, 429 rate_limited.
+MEM0_STREAM_READERS = env_int("MEM0_STREAM_READERS", 256)
+MEM0_STREAMS_PER_ORG = env_int("MEM0_STREAMS_PER_ORG", 32)
+# Largest websocket message a consumer takes (a run request: code is capped at MEM0_MAX_CODE_BYTES).
+MEM0_MAX_WS_MESSAGE_BYTES = env_int("MEM0_MAX_WS_MESSAGE_BYTES", MEM0_MAX_CODE_BYTES + 64 * 1024)
 MEM0_CAPTURE_BYTES = env_int("MEM0_CAPTURE_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MEM0_MAX_FILE_BYTES + 1024
 

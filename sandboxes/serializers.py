@@ -1,8 +1,32 @@
 """JSON shapes of DESIGN §6.1 for sandboxes, executions and snapshots."""
 
+import math
+
 from rest_framework import serializers
 
 from sandboxes.models import Execution, Sandbox, Snapshot
+
+
+class FiniteFloatField(serializers.FloatField):
+    """A number of seconds: DRF's FloatField takes "NaN", "inf" and true (float() does), which then failed
+    deep in admission (a 500 that had already spent a daily execution, finding 16); here they are 400."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("invalid")
+        value = super().to_internal_value(data)
+        if not math.isfinite(value):
+            self.fail("invalid")
+        return value
+
+
+class StrictCharField(serializers.CharField):
+    """Text that must arrive as a JSON string: DRF's CharField turns 5 or true into "5" / "True"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class SandboxSerializer(serializers.ModelSerializer):
@@ -24,7 +48,7 @@ class SandboxCreateSerializer(serializers.Serializer):
     runtime = serializers.CharField(max_length=32)
     env = serializers.JSONField(required=False, help_text="Environment variables: an object of strings.")
     metadata = serializers.JSONField(required=False, help_text="Your labels: an object of strings.")
-    timeout_s = serializers.FloatField(required=False, min_value=1)
+    timeout_s = FiniteFloatField(required=False, min_value=1)
 
 
 class ExecutionSerializer(serializers.ModelSerializer):
@@ -41,8 +65,10 @@ class ExecutionSerializer(serializers.ModelSerializer):
 
 
 class ExecutionCreateSerializer(serializers.Serializer):
-    code = serializers.CharField(allow_blank=True, trim_whitespace=False)
-    timeout_s = serializers.FloatField(required=False, min_value=0.1)
+    """A run request, the one validation path for REST (POST .../executions) and websockets (SandboxConsumer)."""
+
+    code = StrictCharField(allow_blank=True, trim_whitespace=False)
+    timeout_s = FiniteFloatField(required=False, min_value=0.1)
     wait = serializers.BooleanField(required=False, default=True)
 
 
