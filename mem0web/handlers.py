@@ -40,6 +40,8 @@ def after_response(request, fn) -> None:
 
 def _settle(future: asyncio.Future, result, exc) -> None:
     if future.done():  # the request's task was cancelled (client gone)
+        if getattr(result, "streaming", False):  # never sent: close it, so it gives back what it holds
+            asyncio.get_running_loop().run_in_executor(None, result.close)
         return
     if exc is not None:
         future.set_exception(exc)
