@@ -7,9 +7,10 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mem0web.settings")
 django.setup(set_prefix=False)
 
-from mem0web import twistedpatch  # noqa: E402
+from mem0web import bodylimit, twistedpatch  # noqa: E402
 
 twistedpatch.install()
+bodylimit.install()  # request bodies and websocket messages capped in Daphne before they are read
 
 from mem0web.handlers import Mem0ASGIHandler  # noqa: E402  (needs Django set up first)
 

@@ -171,6 +171,9 @@ MEM0_MAX_CODE_BYTES = env_int("MEM0_MAX_CODE_BYTES", 256 * 1024)
 # Worker threads per web process (mem0web/handlers.py): a waiting run holds one for its duration.
 MEM0_WEB_THREADS = env_int("MEM0_WEB_THREADS", 256)
 MEM0_MAX_FILE_BYTES = env_int("MEM0_MAX_FILE_BYTES", 32 * 1024 * 1024)
+# Request bodies are capped before they are read (mem0web/bodylimit.py): every endpoint at this, except the
+# file upload (MEM0_MAX_FILE_BYTES); over it, 413 payload_too_large.
+MEM0_MAX_JSON_BYTES = env_int("MEM0_MAX_JSON_BYTES", 1024 * 1024)
 # Live output streams (SSE, websockets): the reader threads shared by a web process's streams, and how many
 # streams one organisation may hold open in a process (sandboxes/stream_slots.py); over it, 429 rate_limited.
 MEM0_STREAM_READERS = env_int("MEM0_STREAM_READERS", 256)
@@ -216,7 +219,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.HasScope"],
     "DEFAULT_THROTTLE_CLASSES": ["billing.throttling.PlanRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["mem0web.bodylimit.LimitedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "mem0web.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,

@@ -184,6 +184,7 @@ class SandboxFileView(APIView):
 
     scope = "sandboxes"
     parser_classes = [RawBytesParser]
+    body_limit_setting = "MEM0_MAX_FILE_BYTES"  # mem0web/bodylimit.py: uploads are capped at their own size
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request, sandbox_id: str, path: str):
