@@ -2,6 +2,7 @@
 
 from django.db.models import QuerySet
 from django.db.models.fields.json import KeyTextTransform
+from django.db.models.lookups import Exact
 
 from mem0web.errors import InvalidRequest, NotFound
 from mem0web.filters import field_name, filter_value
@@ -23,10 +24,9 @@ def sandboxes_for_org(org, *, state: str | None = None, runtime: str | None = No
     metadata = metadata or {}
     if len(metadata) > MAX_METADATA_FILTERS:
         raise InvalidRequest(f"At most {MAX_METADATA_FILTERS} metadata filters.")
-    for n, (key, value) in enumerate(metadata.items()):
-        alias = f"metadata_filter_{n}"  # our name for the JSON value, so the filter names no lookup
+    for key, value in metadata.items():
         value = filter_value(f"metadata.{field_name(key)}", value)
-        qs = qs.alias(**{alias: KeyTextTransform(key, "metadata")}).filter(**{alias: value})
+        qs = qs.filter(Exact(KeyTextTransform(key, "metadata"), value))  # an expression: no lookup is parsed
     return qs
 
 

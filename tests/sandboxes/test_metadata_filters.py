@@ -109,3 +109,18 @@ def test_other_list_parameters_never_give_a_500(api_a, labelled, query):
 def test_an_id_with_a_nul_is_404_not_500(api_a, path):
     r = api_a.get(path)
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_a_filtered_list_follows_its_cursor(api_a, org_a):
+    rows = [
+        Sandbox.objects.create(organization=org_a[0], runtime="python", metadata={"batch": "b1"})
+        for _ in range(3)
+    ]
+    Sandbox.objects.create(organization=org_a[0], runtime="python", metadata={"batch": "b2"})
+    seen, url = [], "/api/v1/sandboxes?metadata.batch=b1&limit=1"
+    while url:
+        r = api_a.get(url)
+        assert r.status_code == 200, r.content[:300]
+        seen += [s["id"] for s in r.json()["results"]]
+        url = r.json()["next"]
+    assert seen == [s.pk for s in reversed(rows)]
