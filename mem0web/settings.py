@@ -61,6 +61,13 @@ def env_secret(name: str) -> str:
     return path.read_text().strip()
 
 
+def env_optional_secret(name: str) -> str:
+    """A secret from NAME or the file named by NAME_FILE; empty when neither is set (the feature is off)."""
+    if os.environ.get(f"{name}_FILE"):
+        return Path(os.environ[f"{name}_FILE"]).read_text().strip()
+    return os.environ.get(name, "")
+
+
 SECRET_KEY = env_secret("SECRET_KEY")
 API_KEY_PEPPER = env_secret("MEM0_KEY_PEPPER")
 DEBUG = env_bool("DEBUG")
@@ -167,6 +174,8 @@ MEM0_S3_COLD_CLASS = env_str("MEM0_S3_COLD_CLASS", "GLACIER")
 MEM0_S3_SSE = env_str("MEM0_S3_SSE")
 MEM0_S3_KMS_KEY_ID = env_str("MEM0_S3_KMS_KEY_ID")
 MEM0_COLD_AFTER_DAYS = env_int("MEM0_COLD_AFTER_DAYS", 30)
+# Bearer token a Prometheus scrape sends for /metrics; unset: only signed-in staff see it (mem0web/metrics.py).
+MEM0_METRICS_TOKEN = env_optional_secret("MEM0_METRICS_TOKEN")
 MEM0_MAX_CODE_BYTES = env_int("MEM0_MAX_CODE_BYTES", 256 * 1024)
 # Worker threads per web process (mem0web/handlers.py): a waiting run holds one for its duration.
 MEM0_WEB_THREADS = env_int("MEM0_WEB_THREADS", 256)
