@@ -18,7 +18,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from rest_framework.exceptions import ValidationError
 
-from billing.throttling import RateLimited
+from billing.throttling import RateLimited, request_rate_take
 from mem0web.errors import Mem0Error, error_body
 from sandboxes import executions, selectors
 from sandboxes.serializers import ExecutionCreateSerializer
@@ -34,6 +34,7 @@ class _Mem0Consumer(AsyncJsonWebsocketConsumer):
     principal = None
     slot = None
     stream_task = None
+    closing = False
     joined: tuple[str, ...] = ()
 
     async def connect(self):
@@ -75,6 +76,7 @@ class _Mem0Consumer(AsyncJsonWebsocketConsumer):
             self.slot.release()
 
     async def refuse_and_close(self, exc: SocketRefused) -> None:
+        self.closing = True
         await self.send_json(error_body(exc.code, exc.message))
         await self.release()
         await self.close(code=exc.close_code)
@@ -140,7 +142,8 @@ class ExecutionConsumer(_Mem0Consumer):
 
 
 def _start_run(scope, key, sandbox_id: str, content):
-    """In a worker thread: re-check the principal, validate as REST does, and start the run."""
+    """In a worker thread: re-check the principal, take a request from its rate limit, validate as REST does,
+    and start the run."""
     principal = socket_principal(scope, key)
     if not principal.can("sandboxes:write"):
         raise Mem0Error(
@@ -149,6 +152,7 @@ def _start_run(scope, key, sandbox_id: str, content):
             status=403,
             details={"required_scope": "sandboxes:write"},
         )
+    request_rate_take(principal)  # a run message costs what a REST request does (429 rate_limited)
     data = ExecutionCreateSerializer(data=content if isinstance(content, dict) else {})
     data.is_valid(raise_exception=True)
     execution = executions.execution_start(
@@ -188,7 +192,7 @@ class SandboxConsumer(_Mem0Consumer):
             )
 
     async def take_runs(self):
-        while True:
+        while not self.closing:
             await self.run(await self.pending.get())
 
     async def run(self, content) -> None:

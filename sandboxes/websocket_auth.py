@@ -14,6 +14,10 @@ per-process copy lives LOCAL_TTL_S = 1 s, and a revoke leaves a tombstone in the
 process sees it within a second). On top of that, `accounts.signals.principal_changed` (key revoked,
 organisation suspended, plan or quota changed) becomes a channel-layer group message to `ws-key-<prefix>` or
 `ws-org-<id>` once the change commits; each socket in the group re-checks at once and closes if refused.
+Bounds: a revoke, suspension or plan/override change closes (or re-limits) sockets as soon as the channel
+layer delivers the group message; if that message is lost (channel layer down), at the socket's next message
+(stale by at most LOCAL_TTL_S). A key's expiry sends nothing: it takes effect at the next message. A run
+already started when its key is revoked is not killed: the socket closes, the run ends at its own timeout.
 """
 
 import logging

@@ -166,3 +166,21 @@ async def test_bad_messages_get_an_error_spend_nothing_and_leave_the_socket_open
     assert await sync_to_async(Execution.objects.filter(organization=org).count)() == rows
     assert (await _run(ws))[-2]["data"] == "42\n"  # still open and working
     await ws.disconnect()
+
+
+async def test_run_messages_draw_on_the_plans_request_rate(pro_a, sandbox):
+    from billing.models import PlanOverride
+
+    await sync_to_async(PlanOverride.objects.update_or_create)(
+        organization=pro_a[0], defaults={"request_burst": 2, "requests_per_minute": 1}
+    )
+    ws = _socket(sandbox["id"], pro_a[2])
+    assert (await ws.connect())[0]
+    codes = []
+    for _ in range(4):
+        await ws.send_json_to(
+            {"code": "print(1)", "timeout_s": "bad"}
+        )  # refused by validation, after the rate
+        codes.append((await ws.receive_json_from(10))["error"]["code"])
+    assert codes == ["invalid_request", "invalid_request", "rate_limited", "rate_limited"]
+    await ws.disconnect()
