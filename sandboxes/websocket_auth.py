@@ -72,10 +72,17 @@ def socket_principal(scope, key: str | None) -> Principal:
                 getattr(exc, "mem0_code", "authentication_failed"), str(exc.detail), CLOSE_UNAUTHENTICATED
             ) from None
     else:
-        user = scope.get("user")
+        user, session = scope.get("user"), scope.get("session")
         principal = None
-        if user is not None and user.is_authenticated:
-            principal = principal_for_session(user, (scope.get("session") or {}).get("org_id"))
+        # The session must still exist: signing out (or an operator deleting it) ends its sockets too.
+        if (
+            user is not None
+            and user.is_authenticated
+            and session is not None
+            and session.session_key
+            and session.exists(session.session_key)
+        ):
+            principal = principal_for_session(user, session.get("org_id"))
         if principal is None:
             raise SocketRefused(
                 "authentication_failed", "Sign in, or send an API key.", CLOSE_UNAUTHENTICATED

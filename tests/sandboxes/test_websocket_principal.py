@@ -184,3 +184,15 @@ async def test_run_messages_draw_on_the_plans_request_rate(pro_a, sandbox):
         codes.append((await ws.receive_json_from(10))["error"]["code"])
     assert codes == ["invalid_request", "invalid_request", "rate_limited", "rate_limited"]
     await ws.disconnect()
+
+
+async def test_signing_out_ends_the_sessions_sockets_at_their_next_message(pro_a, sandbox):
+    browser = Client()
+    await sync_to_async(browser.force_login)(pro_a[1])
+    cookie = f"sessionid={browser.cookies['sessionid'].value}".encode()
+    ws = _socket(sandbox["id"], headers=[(b"cookie", cookie), (b"origin", b"http://testserver")])
+    assert (await ws.connect())[0]
+    assert (await _run(ws))[-1]["type"] == "exit"
+    await sync_to_async(browser.logout)()
+    assert (await _run(ws))[-1]["error"]["code"] == "authentication_failed"
+    assert await _closed_with(ws) == 4401
