@@ -35,6 +35,26 @@ def body_limit(path: str) -> int:
     return getattr(settings, name)
 
 
+class BodyCap:
+    """The cap of one request's body, looked up (a URL resolve) only once a body passes the smallest cap of
+    all, so the common small request costs no lookup."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._limit = None
+
+    def allows(self, size: int) -> bool:
+        if size <= min(settings.MEM0_MAX_JSON_BYTES, settings.MEM0_MAX_FILE_BYTES):
+            return True
+        return size <= self.limit
+
+    @property
+    def limit(self) -> int:
+        if self._limit is None:
+            self._limit = body_limit(self.path)
+        return self._limit
+
+
 def too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"The request body may be at most {limit} bytes here.", details={"limit": limit})
 
@@ -45,11 +65,11 @@ def too_large_json(limit: int) -> bytes:
 
 
 class LimitedJSONParser(JSONParser):
-    """DRF's JSON parser, reading at most the path's cap (+1 byte to tell that it was passed)."""
+    """DRF's JSON parser, reading at most the view's cap (+1 byte to tell that it was passed)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        request = (parser_context or {}).get("request")
-        limit = body_limit(request.path) if request is not None else settings.MEM0_MAX_JSON_BYTES
+        view = (parser_context or {}).get("view")
+        limit = getattr(settings, getattr(view, "body_limit_setting", "MEM0_MAX_JSON_BYTES"))
         data = stream.read(limit + 1) if stream is not None else b""
         if len(data) > limit:
             raise too_large(limit)
@@ -82,10 +102,10 @@ def install() -> None:
     )
 
     def gotLength(self, length):
-        self.mem0_limit = body_limit(getattr(self.channel, "_path", b"/").split(b"?", 1)[0].decode("latin1"))
+        self.mem0_cap = BodyCap(getattr(self.channel, "_path", b"/").split(b"?", 1)[0].decode("latin1"))
         self.mem0_read = 0
         got_length(self, length)
-        if length is not None and length > self.mem0_limit:
+        if length is not None and not self.mem0_cap.allows(length):
             self.requestHeaders.removeHeader(b"Expect")  # no "100 Continue" after the refusal
             _refuse(self)
 
@@ -93,7 +113,7 @@ def install() -> None:
         if getattr(self, "mem0_refused", False):
             return
         self.mem0_read += len(data)
-        if self.mem0_read > self.mem0_limit:
+        if not self.mem0_cap.allows(self.mem0_read):
             _refuse(self)
             return
         handle_chunk(self, data)
@@ -118,7 +138,7 @@ def install() -> None:
 def _refuse(request) -> None:
     """Answer 413 on the raw connection and close it: the rest of the body is never read."""
     request.mem0_refused = True
-    body = too_large_json(request.mem0_limit)
+    body = too_large_json(request.mem0_cap.limit)
     head = (
         b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)

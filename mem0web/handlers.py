@@ -28,7 +28,7 @@ from django.db import connections
 from django.http import HttpResponse
 from django.urls import set_script_prefix
 
-from mem0web.bodylimit import body_limit, too_large_json
+from mem0web.bodylimit import BodyCap, too_large_json
 from mem0web.errors import PayloadTooLarge
 
 log = logging.getLogger("mem0.web")
@@ -65,13 +65,13 @@ class Mem0ASGIHandler(ASGIHandler):
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
-        limit = body_limit(scope["path"])
+        cap = BodyCap(scope["path"])
         try:
-            body_file = await self.read_capped_body(scope, receive, limit)
+            body_file = await self.read_capped_body(scope, receive, cap)
         except RequestAborted:
             return
         except PayloadTooLarge:
-            response = HttpResponse(too_large_json(limit), status=413, content_type="application/json")
+            response = HttpResponse(too_large_json(cap.limit), status=413, content_type="application/json")
             response["Connection"] = "close"
             await self.send_response(response, send)
             return
@@ -88,11 +88,11 @@ class Mem0ASGIHandler(ASGIHandler):
         finally:
             body_file.close()
 
-    async def read_capped_body(self, scope, receive, limit: int):
-        """Django's read_body, refusing (PayloadTooLarge) a declared length over `limit` before reading
+    async def read_capped_body(self, scope, receive, cap: BodyCap):
+        """Django's read_body, refusing (PayloadTooLarge) a declared length over the cap before reading
         anything and a body that grows past it as soon as it does (mem0web/bodylimit.py)."""
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isdigit() and not cap.allows(int(declared)):
             raise PayloadTooLarge()
         body_file = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b")
         size = 0
@@ -103,7 +103,7 @@ class Mem0ASGIHandler(ASGIHandler):
                 raise RequestAborted()
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > limit:
+            if not cap.allows(size):
                 body_file.close()
                 raise PayloadTooLarge()
             body_file.write(chunk)

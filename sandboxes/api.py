@@ -145,7 +145,8 @@ class ExecutionEventsView(APIView):
     @extend_schema(parameters=[OpenApiParameter("after", int)], responses={200: OpenApiTypes.OBJECT})
     def get(self, request, execution_id: str):
         execution = selectors.execution_by_id(request.auth.org, execution_id)
-        after = _int_param(request, "after", _nonnegative_int("Last-Event-ID", request.headers.get("Last-Event-ID") or 0))
+        last_event_id = _nonnegative_int("Last-Event-ID", request.headers.get("Last-Event-ID") or 0)
+        after = _int_param(request, "after", last_event_id)
         if "text/event-stream" in request.headers.get("Accept", ""):
             slot = stream_slot_take(request.auth.org.pk)  # 429 at the organisation's limit of live streams
             response = StreamingHttpResponse(HeldStream(sse_stream(execution.pk, after), slot),
