@@ -4,6 +4,8 @@ Keys are looked up by prefix and compared in constant time. The looked-up key (w
 plan and the creator's role) is cached for KEY_CACHE_SECONDS in the shared cache and for LOCAL_TTL_S (1 s)
 in each process (mem0web/localcache.py); `forget_key()` drops it on revoke, suspension and plan change, so a
 revoked key stops working at once in the process that revoked it and within a second in every other one.
+`forget_org_keys()` and a revoke (accounts/services.py) also send `accounts.signals.principal_changed`, which
+makes the organisation's (or the key's) open websockets re-check at once.
 `last_used_at` is written at most once a minute per key, not on every request.
 """
 
@@ -19,6 +21,7 @@ from rest_framework.authentication import BaseAuthentication, SessionAuthenticat
 from accounts import keys as keymod
 from accounts.models import APIKey, Membership
 from accounts.principal import Principal
+from accounts.signals import principal_changed
 from mem0web.localcache import LocalCache
 
 KEY_CACHE_SECONDS = 30
@@ -52,6 +55,7 @@ def forget_org_keys(org) -> None:
     prefixes = list(APIKey.objects.filter(organization=org).values_list("prefix", flat=True))
     _local.forget(prefixes)
     cache.set_many({_cache_key(p): TOMBSTONE for p in prefixes}, KEY_CACHE_SECONDS * 2)
+    principal_changed.send(sender=APIKey, key_prefix=None, org_id=org.pk)  # its websockets re-check at once
 
 
 def _load_key(prefix: str) -> tuple[APIKey, str] | None:

@@ -11,6 +11,7 @@ from django.utils.text import slugify
 from accounts import keys as keymod
 from accounts.audit import audit_record
 from accounts.models import APIKey, Membership, Organization
+from accounts.signals import principal_changed
 from billing.selectors import plan_by_slug
 from mem0web.errors import Conflict, InvalidRequest, PermissionDenied
 
@@ -105,6 +106,7 @@ def apikey_revoke(*, key: APIKey, principal=None, user=None, request=None) -> AP
         from accounts.authentication import forget_key
 
         forget_key(key.prefix)
+        principal_changed.send(sender=APIKey, key_prefix=key.prefix, org_id=None)  # closes its open websockets
         audit_record(org=key.organization, action="key.revoke", principal=principal, user=user, request=request,
                      target_type="api_key", target_id=str(key.pk), metadata={"prefix": key.prefix})
     return key

@@ -40,24 +40,30 @@ def request_buckets(principal: Principal) -> list[Bucket]:
 class PlanRateThrottle(BaseThrottle):
     def allow_request(self, request, view) -> bool:
         principal = request.auth
-        if not isinstance(principal, Principal):
-            return True
-        buckets = request_buckets(principal)
-        decision = limiter().take(buckets)
-        if decision.allowed:
-            return True
-        scope = "key" if ":key:" in decision.refused_by.name else "organization"
-        REJECTIONS.labels(bucket=scope).inc()
-        raise RateLimited(
-            f"Rate limit of {buckets[0].capacity} requests burst, {round(buckets[0].per_second * 60)}/min "
-            f"reached for this {scope}; retry after {decision.retry_after:.2f} s.",
-            details={
-                "limit_name": "requests_per_minute",
-                "scope": scope,
-                "limit": round(decision.refused_by.per_second * 60),
-                "burst": decision.refused_by.capacity,
-                "retry_after_s": round(decision.retry_after, 3),
-                "resets_at": (timezone.now() + timedelta(seconds=decision.retry_after)).isoformat(),
-            },
-            headers={"Retry-After": retry_after_header(decision.retry_after)},
-        )
+        if isinstance(principal, Principal):
+            request_rate_take(principal)
+        return True
+
+
+def request_rate_take(principal: Principal) -> None:
+    """Take one request from the principal's buckets, or RateLimited (429): REST requests and websocket
+    run messages draw on the same buckets."""
+    buckets = request_buckets(principal)
+    decision = limiter().take(buckets)
+    if decision.allowed:
+        return
+    scope = "key" if ":key:" in decision.refused_by.name else "organization"
+    REJECTIONS.labels(bucket=scope).inc()
+    raise RateLimited(
+        f"Rate limit of {buckets[0].capacity} requests burst, {round(buckets[0].per_second * 60)}/min "
+        f"reached for this {scope}; retry after {decision.retry_after:.2f} s.",
+        details={
+            "limit_name": "requests_per_minute",
+            "scope": scope,
+            "limit": round(decision.refused_by.per_second * 60),
+            "burst": decision.refused_by.capacity,
+            "retry_after_s": round(decision.retry_after, 3),
+            "resets_at": (timezone.now() + timedelta(seconds=decision.retry_after)).isoformat(),
+        },
+        headers={"Retry-After": retry_after_header(decision.retry_after)},
+    )

@@ -7,9 +7,10 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mem0web.settings")
 django.setup(set_prefix=False)
 
-from mem0web import twistedpatch  # noqa: E402
+from mem0web import bodylimit, twistedpatch  # noqa: E402
 
 twistedpatch.install()
+bodylimit.install()  # request bodies and websocket messages capped in Daphne before they are read
 
 from mem0web.handlers import Mem0ASGIHandler  # noqa: E402  (needs Django set up first)
 
@@ -20,8 +21,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from sandboxes.routing import websocket_urlpatterns  # noqa: E402
+from sandboxes.websocket_auth import SessionOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter({
     "http": ASGIStaticFilesHandler(django_asgi),
-    "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+    # Cookie-authenticated sockets only from ALLOWED_HOSTS origins; key-authenticated ones from anywhere.
+    "websocket": SessionOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
 })

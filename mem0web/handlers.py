@@ -16,6 +16,7 @@ Mem0ASGIHandler serves the request (tests' client, WSGI) `fn` runs at once.
 
 import asyncio
 import logging
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
@@ -24,7 +25,11 @@ from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.db import connections
+from django.http import HttpResponse
 from django.urls import set_script_prefix
+
+from mem0web.bodylimit import BodyCap, too_large_json
+from mem0web.errors import PayloadTooLarge
 
 log = logging.getLogger("mem0.web")
 
@@ -40,6 +45,8 @@ def after_response(request, fn) -> None:
 
 def _settle(future: asyncio.Future, result, exc) -> None:
     if future.done():  # the request's task was cancelled (client gone)
+        if getattr(result, "streaming", False):  # never sent: close it, so it gives back what it holds
+            asyncio.get_running_loop().run_in_executor(None, result.close)
         return
     if exc is not None:
         future.set_exception(exc)
@@ -58,9 +65,15 @@ class Mem0ASGIHandler(ASGIHandler):
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        cap = BodyCap(scope["path"])
         try:
-            body_file = await self.read_body(receive)
+            body_file = await self.read_capped_body(scope, receive, cap)
         except RequestAborted:
+            return
+        except PayloadTooLarge:
+            response = HttpResponse(too_large_json(cap.limit), status=413, content_type="application/json")
+            response["Connection"] = "close"
+            await self.send_response(response, send)
             return
         try:
             loop = asyncio.get_running_loop()
@@ -74,6 +87,30 @@ class Mem0ASGIHandler(ASGIHandler):
                 await self.send_response(response, send)
         finally:
             body_file.close()
+
+    async def read_capped_body(self, scope, receive, cap: BodyCap):
+        """Django's read_body, refusing (PayloadTooLarge) a declared length over the cap before reading
+        anything and a body that grows past it as soon as it does (mem0web/bodylimit.py)."""
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and not cap.allows(int(declared)):
+            raise PayloadTooLarge()
+        body_file = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b")
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                body_file.close()
+                raise RequestAborted()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if not cap.allows(size):
+                body_file.close()
+                raise PayloadTooLarge()
+            body_file.write(chunk)
+            if not message.get("more_body", False):
+                break
+        body_file.seek(0)
+        return body_file
 
     def respond_then_finish(self, loop, answered: asyncio.Future, scope, body_file) -> None:
         """In the worker thread: answer, hand the response to the event loop, then run the request's

@@ -61,6 +61,13 @@ def env_secret(name: str) -> str:
     return path.read_text().strip()
 
 
+def env_optional_secret(name: str) -> str:
+    """A secret from NAME or the file named by NAME_FILE; empty when neither is set (the feature is off)."""
+    if os.environ.get(f"{name}_FILE"):
+        return Path(os.environ[f"{name}_FILE"]).read_text().strip()
+    return os.environ.get(name, "")
+
+
 SECRET_KEY = env_secret("SECRET_KEY")
 API_KEY_PEPPER = env_secret("MEM0_KEY_PEPPER")
 DEBUG = env_bool("DEBUG")
@@ -167,10 +174,21 @@ MEM0_S3_COLD_CLASS = env_str("MEM0_S3_COLD_CLASS", "GLACIER")
 MEM0_S3_SSE = env_str("MEM0_S3_SSE")
 MEM0_S3_KMS_KEY_ID = env_str("MEM0_S3_KMS_KEY_ID")
 MEM0_COLD_AFTER_DAYS = env_int("MEM0_COLD_AFTER_DAYS", 30)
+# Bearer token a Prometheus scrape sends for /metrics; unset: only signed-in staff see it (mem0web/metrics.py).
+MEM0_METRICS_TOKEN = env_optional_secret("MEM0_METRICS_TOKEN")
 MEM0_MAX_CODE_BYTES = env_int("MEM0_MAX_CODE_BYTES", 256 * 1024)
 # Worker threads per web process (mem0web/handlers.py): a waiting run holds one for its duration.
 MEM0_WEB_THREADS = env_int("MEM0_WEB_THREADS", 256)
 MEM0_MAX_FILE_BYTES = env_int("MEM0_MAX_FILE_BYTES", 32 * 1024 * 1024)
+# Request bodies are capped before they are read (mem0web/bodylimit.py): every endpoint at this, except the
+# file upload (MEM0_MAX_FILE_BYTES); over it, 413 payload_too_large.
+MEM0_MAX_JSON_BYTES = env_int("MEM0_MAX_JSON_BYTES", 1024 * 1024)
+# Live output streams (SSE, websockets): the reader threads shared by a web process's streams, and how many
+# streams one organisation may hold open in a process (sandboxes/stream_slots.py); over it, 429 rate_limited.
+MEM0_STREAM_READERS = env_int("MEM0_STREAM_READERS", 256)
+MEM0_STREAMS_PER_ORG = env_int("MEM0_STREAMS_PER_ORG", 32)
+# Largest websocket message a consumer takes (a run request: code is capped at MEM0_MAX_CODE_BYTES).
+MEM0_MAX_WS_MESSAGE_BYTES = env_int("MEM0_MAX_WS_MESSAGE_BYTES", MEM0_MAX_CODE_BYTES + 64 * 1024)
 MEM0_CAPTURE_BYTES = env_int("MEM0_CAPTURE_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MEM0_MAX_FILE_BYTES + 1024
 
@@ -233,7 +251,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.HasScope"],
     "DEFAULT_THROTTLE_CLASSES": ["billing.throttling.PlanRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["mem0web.bodylimit.LimitedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "mem0web.openapi.Mem0AutoSchema",
     "EXCEPTION_HANDLER": "mem0web.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,

@@ -1,4 +1,4 @@
-"""URL wiring: API under /api/v1/, schema and docs, health, metrics, admin, console."""
+"""URL wiring: API under /api/v1/, schema and docs, health, metrics (operators only), admin, console."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
@@ -9,6 +9,7 @@ from accounts.urls import console_urlpatterns as accounts_console
 from billing.urls import api_urlpatterns as billing_api
 from mem0web import errors
 from mem0web.health import healthz
+from mem0web.metrics import metrics
 from sandboxes.urls import api_urlpatterns as sandboxes_api
 
 api_v1 = accounts_api + sandboxes_api + billing_api
@@ -24,7 +25,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     re_path(r"^api/(?P<rest>.*)$", api_not_found),
     path("healthz", healthz, name="healthz"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics, name="prometheus-django-metrics"),
     path("admin/", admin.site.urls),
     path("", include(accounts_console)),
 ]

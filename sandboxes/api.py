@@ -25,12 +25,18 @@ from sandboxes.serializers import (
     execution_json,
     sandbox_json,
 )
-from sandboxes.streaming import event_json, sse_stream, stored_events
+from sandboxes.stream_slots import stream_slot_take
+from sandboxes.streaming import HeldStream, event_json, sse_stream, stored_events
 
 
 def _int_param(request, name: str, default: int = 0) -> int:
+    return _nonnegative_int(name, request.query_params.get(name, default))
+
+
+def _nonnegative_int(name: str, text) -> int:
+    """A query parameter or header as a non-negative integer, else 400 invalid_request."""
     try:
-        value = int(request.query_params.get(name, default))
+        value = int(text)
     except ValueError:
         raise InvalidRequest(f"{name} must be an integer.") from None
     if value < 0:
@@ -141,9 +147,12 @@ class ExecutionEventsView(APIView):
                    responses={200: OpenApiTypes.OBJECT})
     def get(self, request, execution_id: str):
         execution = selectors.execution_by_id(request.auth.org, execution_id)
-        after = _int_param(request, "after", int(request.headers.get("Last-Event-ID", 0) or 0))
+        last_event_id = _nonnegative_int("Last-Event-ID", request.headers.get("Last-Event-ID") or 0)
+        after = _int_param(request, "after", last_event_id)
         if "text/event-stream" in request.headers.get("Accept", ""):
-            response = StreamingHttpResponse(sse_stream(execution.pk, after), content_type="text/event-stream")
+            slot = stream_slot_take(request.auth.org.pk)  # 429 at the organisation's limit of live streams
+            response = StreamingHttpResponse(HeldStream(sse_stream(execution.pk, after), slot),
+                                             content_type="text/event-stream")
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"
             return response
@@ -178,6 +187,7 @@ class SandboxFileView(APIView):
 
     scope = "sandboxes"
     parser_classes = [RawBytesParser]
+    body_limit_setting = "MEM0_MAX_FILE_BYTES"  # mem0web/bodylimit.py: uploads are capped at their own size
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request, sandbox_id: str, path: str):

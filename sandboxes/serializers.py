@@ -11,6 +11,28 @@ from sandboxes.runtimes import RUNTIMES
 from sandboxes.validation import ENV_NAME, MAX_METADATA_KEYS
 
 
+class FiniteFloatField(serializers.FloatField):
+    """A number of seconds: DRF's FloatField takes "NaN", "inf" and true (float() does), which then failed
+    deep in admission (a 500 that had already spent a daily execution, finding 16); here they are 400."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("invalid")
+        value = super().to_internal_value(data)
+        if not math.isfinite(value):
+            self.fail("invalid")
+        return value
+
+
+class StrictCharField(serializers.CharField):
+    """Text that must arrive as a JSON string: DRF's CharField turns 5 or true into "5" / "True"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class SandboxSerializer(serializers.ModelSerializer):
     parent_id = serializers.CharField(allow_null=True, read_only=True)
     source_snapshot_id = serializers.CharField(allow_null=True, read_only=True)
@@ -58,7 +80,9 @@ class EnvField(serializers.JSONField):
     """Environment variables: an object of strings (at most MAX_ENV_BYTES in all)."""
 
 
-@extend_schema_field(string_map(max_properties=MAX_METADATA_KEYS, key_pattern=r"^[^\x00]{0,64}$",
+# Keys as mem0web.filters.field_name takes them (1-64 of [A-Za-z0-9_.-], no "__"), written without a
+# lookahead: each unit is an optional "_" then another allowed character (a subset: no trailing "_").
+@extend_schema_field(string_map(max_properties=MAX_METADATA_KEYS, key_pattern=r"^(?:_?[A-Za-z0-9.-]){1,32}$",
                                 value_max_length=512))
 class MetadataField(serializers.JSONField):
     """Your labels: an object of strings."""
@@ -69,7 +93,7 @@ class SandboxCreateSerializer(serializers.Serializer):
     limits = SandboxLimitsSerializer(required=False)
     env = EnvField(required=False, help_text="Environment variables: an object of strings.")
     metadata = MetadataField(required=False, help_text="Your labels: an object of strings.")
-    timeout_s = serializers.FloatField(required=False, min_value=1)
+    timeout_s = FiniteFloatField(required=False, min_value=1)
 
 
 class ExecutionSerializer(serializers.ModelSerializer):
@@ -86,8 +110,10 @@ class ExecutionSerializer(serializers.ModelSerializer):
 
 
 class ExecutionCreateSerializer(serializers.Serializer):
-    code = serializers.CharField(allow_blank=True, trim_whitespace=False)
-    timeout_s = serializers.FloatField(required=False, min_value=0.1)
+    """A run request, the one validation path for REST (POST .../executions) and websockets (SandboxConsumer)."""
+
+    code = StrictCharField(allow_blank=True, trim_whitespace=False)
+    timeout_s = FiniteFloatField(required=False, min_value=0.1)
     wait = serializers.BooleanField(required=False, default=True)
 
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.audit import audit_event, audit_record
 from billing import quotas
 from billing.selectors import effective_limits
-from mem0web.errors import Mem0Error, PayloadTooLarge
+from mem0web.errors import Mem0Error, PayloadTooLarge, PermissionDenied
 from mem0web.sql import orm_update, update_and_insert
 from sandboxes import dispatch
 from sandboxes.models import Execution, Sandbox
@@ -112,7 +112,10 @@ def sandbox_create(*, principal, runtime: str, env=None, metadata=None, timeout_
     """Create a sandbox (from the warm pool, or restored from a snapshot's tree) on the best agent.
 
     `limits`: any of memory_bytes, cpu_cores, workspace_bytes, pids, run_timeout_s, output_bytes, each at
-    most the plan's (see sandbox_limits_asked); the rest are the plan's. The agent enforces them all."""
+    most the plan's (see sandbox_limits_asked); the rest are the plan's. The agent enforces them all.
+
+    Whatever the route (create, restore), a new running sandbox needs the `sandboxes:write` scope."""
+    require_scope(principal, "sandboxes:write")
     if runtime not in RUNTIMES:
         raise UnknownRuntime(f"Unknown runtime {runtime!r}.", details={"runtimes": sorted(RUNTIMES)})
     org = principal.org
@@ -141,6 +144,7 @@ def sandbox_create(*, principal, runtime: str, env=None, metadata=None, timeout_
 def sandbox_fork(*, principal, sandbox: Sandbox, request=None) -> Sandbox:
     """Copy-on-write fork on the parent's agent: memory and workspace copied, own lifetime and accounting;
     its limits are the parent's (those asked for on create, else the plan's)."""
+    require_scope(principal, "sandboxes:write")
     org = principal.org
     require_running(sandbox)
     quotas.sandbox_slot_reserve(org=org)
@@ -159,6 +163,13 @@ def sandbox_fork(*, principal, sandbox: Sandbox, request=None) -> Sandbox:
     audit_record(org=org, action="sandbox.fork", principal=principal, request=request, target_type="sandbox",
                  target_id=child.pk, metadata={"parent": sandbox.pk, "memory": child.memory})
     return child
+
+
+def require_scope(principal, scope: str) -> None:
+    """PermissionDenied (403) unless the principal holds `scope`: services that start sandboxes check it
+    themselves, so a route guarded by another scope (restore: snapshots:write) cannot create one."""
+    if not principal.can(scope):
+        raise PermissionDenied(f"This key lacks the {scope} scope.", details={"required_scope": scope})
 
 
 def require_running(sandbox: Sandbox) -> None:

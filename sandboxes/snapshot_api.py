@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from mem0web.errors import InvalidRequest
+from mem0web.filters import filter_value
 from mem0web.pagination import Cursor
 from sandboxes import selectors, snapshots
 from sandboxes.idempotency import idempotent
@@ -48,9 +49,9 @@ class SnapshotListView(APIView):
     def get(self, request):
         qs = selectors.snapshots_for_org(request.auth.org)
         if request.query_params.get("sandbox_id"):
-            qs = qs.filter(sandbox_id=request.query_params["sandbox_id"])
+            qs = qs.filter(sandbox_id=filter_value("sandbox_id", request.query_params["sandbox_id"]))
         if request.query_params.get("tag"):
-            qs = qs.filter(tag_set__name=request.query_params["tag"])
+            qs = qs.filter(tag_set__name=filter_value("tag", request.query_params["tag"]))
         paginator = Cursor()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(SnapshotSerializer(page, many=True).data)

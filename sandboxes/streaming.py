@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from sandboxes import dispatch
 from sandboxes.models import Execution
 
-READERS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="mem0-stream")
+# Shared by every tenant's streams; sandboxes/stream_slots.py keeps any one organisation to a part of it.
+READERS = ThreadPoolExecutor(max_workers=settings.MEM0_STREAM_READERS, thread_name_prefix="mem0-stream")
 BLOCK_MS = 10_000
 
 
@@ -71,6 +73,20 @@ async def execution_events(execution_id: str, after: int = 0) -> AsyncIterator[d
             yield event_json(event)
             if not hasattr(event, "stream"):
                 return
+
+
+class HeldStream:
+    """A streaming response body that holds a stream slot: Django calls `close()` on the body when the
+    response closes (sent, client gone, or never started), which gives the slot back."""
+
+    def __init__(self, body: AsyncIterator[bytes], slot):
+        self.body, self.slot = body, slot
+
+    def __aiter__(self):
+        return self.body.__aiter__()
+
+    def close(self) -> None:
+        self.slot.release()
 
 
 async def sse_stream(execution_id: str, after: int) -> AsyncIterator[bytes]:

@@ -6,6 +6,7 @@ import re
 from django.conf import settings
 
 from mem0web.errors import InvalidRequest, Mem0Error, PayloadTooLarge
+from mem0web.filters import field_name
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_ENV_BYTES = 32 * 1024
@@ -31,12 +32,17 @@ def clean_env(env) -> dict[str, str]:
 
 
 def clean_metadata(metadata) -> dict[str, str]:
+    """Labels: keys are names `?metadata.KEY=` can filter on (mem0web/filters.py), values strings without NUL."""
     if metadata is None:
         return {}
     if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
         raise InvalidRequest("metadata must be an object of string values.")
     if len(metadata) > MAX_METADATA_KEYS or any(len(k) > 64 or len(v) > 512 for k, v in metadata.items()):
         raise InvalidRequest(f"metadata holds at most {MAX_METADATA_KEYS} keys of 64 chars, values of 512.")
+    for key, value in metadata.items():
+        field_name(key, what="metadata key")
+        if "\x00" in value:
+            raise InvalidRequest("metadata values may not contain NUL.", details={"metadata key": key})
     return dict(metadata)
 
 

@@ -57,4 +57,4 @@ def test_schema_docs_health_and_metrics(client, db):
     assert client.get("/api/docs/").status_code == 200
     health = client.get("/healthz")
     assert health.status_code == 200 and health.json()["checks"]["database"] == "ok"
-    assert b"django_http" in client.get("/metrics").content
+    assert client.get("/metrics").status_code == 401  # operators only: tests/accounts/test_metrics_access.py

@@ -94,11 +94,14 @@ def test_sixteen_concurrent_clients_get_exactly_the_burst(tenant, override):
     assert all(status == 429 and int(retry) >= 1 for status, retry in codes if status != 200)
 
 
-def test_with_redis_unreachable_the_api_still_limits_per_process_and_says_so(org_a, api_a, override, client):
+def test_with_redis_unreachable_the_api_still_limits_per_process_and_says_so(
+    org_a, api_a, override, client, settings
+):
     override(org_a[0], request_burst=3, requests_per_minute=1)
+    settings.MEM0_METRICS_TOKEN = "operator-token"  # /metrics is for operators
     with override_settings(REDIS_URL=CLOSED_PORT_URL):
         assert statuses(api_a, 4) == [200, 200, 200, 429]
         assert metric("mem0_ratelimit_degraded") == 1
-        body = client.get("/metrics").content.decode()
+        body = client.get("/metrics", HTTP_AUTHORIZATION="Bearer operator-token").content.decode()
     assert "mem0_ratelimit_degraded 1.0" in body
     assert "mem0_ratelimit_redis_errors_total" in body

@@ -63,12 +63,13 @@ def free_port() -> int:
 
 
 def wait_for_key(proc: subprocess.Popen, log: Path) -> str:
-    """The demo key rundemo prints (a line starting with mem0_), failing fast if the server dies."""
+    """The demo key rundemo writes (stdout is not a terminal here, so into var/demo-api-key, mode 0600),
+    failing fast if the server dies."""
+    key_file = log.parent / "demo-api-key"
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
-            if line.startswith("mem0_"):
-                return line.strip()
+        if key_file.exists() and key_file.read_text().startswith("mem0_"):
+            return key_file.read_text().strip()
         if proc.poll() is not None:
             pytest.fail(f"rundemo exited with {proc.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
         time.sleep(0.1)

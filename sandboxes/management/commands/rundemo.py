@@ -1,9 +1,11 @@
 """`manage.py rundemo`: the embedded stack of `make run` — demo tenant, in-process agent, Daphne on :8000."""
 
 import logging
+import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -13,6 +15,10 @@ from accounts.models import Organization
 from sandboxes.dispatch import engine
 
 log = logging.getLogger("mem0.rundemo")
+
+
+def demo_key_path() -> Path:
+    return Path(settings.VAR_DIR) / "demo-api-key"
 
 
 def run_periodic_tasks(stop: threading.Event) -> None:
@@ -41,6 +47,20 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
 
+    def show_key(self, raw: str) -> None:
+        """The demo key goes to a terminal only: a redirected stdout (a log file, often world-readable) gets
+        the path of a file only its owner can read (0600) instead."""
+        if self.stdout.isatty():
+            self.stdout.write("Demo organisation 'demo'; its API key:")
+            self.stdout.write(raw)
+            return
+        path = demo_key_path()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a file left by an earlier run keeps its old mode through O_CREAT
+        with os.fdopen(fd, "w") as fh:
+            fh.write(raw + "\n")
+        self.stdout.write(f"Demo organisation 'demo'; its API key is in {path} (mode 0600).")
+
     def handle(self, host, port, **options):
         from daphne.server import Server
 
@@ -59,8 +79,7 @@ class Command(BaseCommand):
         stop = threading.Event()
         threading.Thread(target=run_periodic_tasks, args=(stop,), name="mem0-beat", daemon=True).start()
         self.stdout.write(f"Mem0 console: http://{host}:{port}/  (API docs: http://{host}:{port}/api/docs/)")
-        self.stdout.write("Demo organisation 'demo'; its API key:")
-        self.stdout.write(raw)
+        self.show_key(raw)
         self.stdout.flush()
         try:
             Server(application=application, endpoints=[f"tcp:port={port}:interface={host}"]).run()
