@@ -3,21 +3,11 @@ isolation) on a free port with its own MEM0_VAR_DIR, and two pro tenants made wi
 the attacker, and a bystander whose long-lived sandbox holds state that every program must leave intact."""
 
 import logging
-import subprocess
-import sys
 
 import pytest
 
 from tests.redteam.harness import Arena, Tenant, new_secret
-from tests.sdk.live_server import (
-    ROOT,
-    LiveServer,
-    free_port,
-    server_env,
-    stop_group,
-    wait_for_health,
-    wait_for_key,
-)
+from tests.sdk.live_server import LiveServer, rundemo_server
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request drowns the failures
 
@@ -25,34 +15,8 @@ logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per reques
 @pytest.fixture(scope="session")
 def redteam_stack(tmp_path_factory):
     """The live server (its pid is the process that hosts the web tier and the embedded agent)."""
-    var_dir = tmp_path_factory.mktemp("redteam-var")
-    env = server_env(var_dir)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    port = free_port()
-    log = var_dir / "rundemo.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "rundemo", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        key = wait_for_key(proc, log)
-        wait_for_health(proc, base_url, log)
-        yield LiveServer(base_url, key, var_dir), proc.pid
-    finally:
-        stop_group(proc)
+    with rundemo_server(tmp_path_factory.mktemp("redteam-var")) as (server, proc):
+        yield server, proc.pid
 
 
 def _pro_tenant(server: LiveServer, slug: str) -> Tenant:

@@ -9,21 +9,11 @@ MEM0_SDK_TEST_API_KEY (the key must belong to an organisation on a plan with roo
 """
 
 import os
-import subprocess
-import sys
 
 import pytest
 
 from mem0sdk import AsyncMem0, Mem0
-from tests.sdk.live_server import (
-    ROOT,
-    LiveServer,
-    free_port,
-    server_env,
-    stop_group,
-    wait_for_health,
-    wait_for_key,
-)
+from tests.sdk.live_server import LiveServer, rundemo_server
 
 
 @pytest.fixture(scope="session")
@@ -33,34 +23,8 @@ def mem0_server(tmp_path_factory) -> LiveServer:
             os.environ["MEM0_SDK_TEST_BASE_URL"].rstrip("/"), os.environ["MEM0_SDK_TEST_API_KEY"]
         )
         return
-    var_dir = tmp_path_factory.mktemp("mem0-var")
-    env = server_env(var_dir)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    port = free_port()
-    log = var_dir / "rundemo.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "rundemo", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        key = wait_for_key(proc, log)
-        wait_for_health(proc, base_url, log)
-        yield LiveServer(base_url, key, var_dir)
-    finally:
-        stop_group(proc)
+    with rundemo_server(tmp_path_factory.mktemp("mem0-var")) as (server, _):
+        yield server
 
 
 @pytest.fixture

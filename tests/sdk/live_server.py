@@ -105,3 +105,35 @@ def stop_group(proc: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=15)
+
+
+@contextlib.contextmanager
+def rundemo_server(var_dir: Path):
+    """A migrated `manage.py rundemo` on a free port with its state in `var_dir`: (server, process)."""
+    env = server_env(var_dir)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    port = free_port()
+    log = var_dir / "rundemo.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "rundemo", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        key = wait_for_key(proc, log)
+        wait_for_health(proc, base_url, log)
+        yield LiveServer(base_url, key, var_dir), proc
+    finally:
+        stop_group(proc)
