@@ -40,6 +40,7 @@ ENGINE_STATUS = {
     "invalid_request": 400,
     "payload_too_large": 413,
     "conflict": 409,
+    "rate_limited": 429,
     "internal_error": 500,
 }
 
@@ -84,8 +85,11 @@ def engine_error(exc) -> Mem0Error:
                      details=exc.details)
 
 
-def call(agent_id: str, method: str, **kwargs):
-    """Call one agent; a timeout opens its breaker, and every engine failure becomes a Mem0Error."""
+def call(agent_id: str, method: str, *, owner=None, **kwargs):
+    """Call one agent; a timeout opens its breaker, and every engine failure becomes a Mem0Error.
+
+    `owner`: the organisation the op is for (its pk); the agent bounds each owner's share of its op
+    workers (engine/agent.py OPS_PER_OWNER), and an op over it is 429 rate_limited."""
     from sandboxes.engine.client import EngineError
 
     if _open_until.get(agent_id, 0) > time.monotonic():
@@ -93,7 +97,8 @@ def call(agent_id: str, method: str, **kwargs):
     try:
         if method in CONTROL_OPS:
             kwargs.setdefault("timeout", OP_TIMEOUT_S)
-        return getattr(engine(), method)(agent_id, **kwargs)
+        client = engine() if owner is None else engine().for_owner(str(owner))
+        return getattr(client, method)(agent_id, **kwargs)
     except EngineError as exc:
         if exc.code in ("agent_timeout", "agent_lost"):
             _open_until[agent_id] = time.monotonic() + BREAKER_OPEN_SECONDS

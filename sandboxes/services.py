@@ -81,7 +81,7 @@ def _start(sandbox: Sandbox, method: str, *, movable: bool = True, audit=None, *
     tried: set[str] = set()
     while True:
         try:
-            reply = dispatch.call(sandbox.agent_id, method, **kwargs)
+            reply = dispatch.call(sandbox.agent_id, method, owner=sandbox.organization_id, **kwargs)
             break
         except Mem0Error as exc:
             tried.add(sandbox.agent_id)
@@ -237,7 +237,7 @@ def sandbox_lifetime_cpu(sandbox: Sandbox) -> float | None:
     """Kill the sandbox on its agent (a no-op if it already ended) and return its lifetime CPU in ms, or None
     when the agent cannot say (unreachable, or it forgot a sandbox that ended long ago)."""
     try:
-        cpu_ms = (dispatch.call(sandbox.agent_id, "kill", sandbox_id=sandbox.pk) or {}).get("cpu_ms")
+        cpu_ms = (dispatch.call(sandbox.agent_id, "kill", owner=sandbox.organization_id, sandbox_id=sandbox.pk) or {}).get("cpu_ms")
     except Mem0Error as exc:
         log.warning("kill_not_delivered sandbox=%s agent=%s code=%s", sandbox.pk, sandbox.agent_id, exc.code)
         return None
@@ -265,7 +265,7 @@ def sandbox_kill(*, principal, sandbox: Sandbox, request=None, reason: str = "ki
 
 def file_list(*, sandbox: Sandbox, path: str) -> list[dict]:
     require_running(sandbox)
-    return dispatch.call(sandbox.agent_id, "files_list", sandbox_id=sandbox.pk,
+    return dispatch.call(sandbox.agent_id, "files_list", owner=sandbox.organization_id, sandbox_id=sandbox.pk,
                          path=clean_workspace_path(path, allow_root=True))
 
 
@@ -278,7 +278,7 @@ def file_read(*, sandbox: Sandbox, path: str) -> bytes:
     cap = settings.MEM0_MAX_FILE_BYTES
     too_large = PayloadTooLarge(f"Files may be at most {cap} bytes.", details={"limit": cap})
     try:
-        data = dispatch.call(sandbox.agent_id, "file_read", sandbox_id=sandbox.pk, path=clean_workspace_path(path),
+        data = dispatch.call(sandbox.agent_id, "file_read", owner=sandbox.organization_id, sandbox_id=sandbox.pk, path=clean_workspace_path(path),
                              max_bytes=cap)
     except Mem0Error as exc:
         if exc.code == "payload_too_large":
@@ -291,9 +291,9 @@ def file_read(*, sandbox: Sandbox, path: str) -> bytes:
 
 def file_write(*, sandbox: Sandbox, path: str, data: bytes) -> None:
     require_running(sandbox)
-    dispatch.call(sandbox.agent_id, "file_write", sandbox_id=sandbox.pk, path=clean_workspace_path(path), data=data)
+    dispatch.call(sandbox.agent_id, "file_write", owner=sandbox.organization_id, sandbox_id=sandbox.pk, path=clean_workspace_path(path), data=data)
 
 
 def file_delete(*, sandbox: Sandbox, path: str) -> None:
     require_running(sandbox)
-    dispatch.call(sandbox.agent_id, "file_delete", sandbox_id=sandbox.pk, path=clean_workspace_path(path))
+    dispatch.call(sandbox.agent_id, "file_delete", owner=sandbox.organization_id, sandbox_id=sandbox.pk, path=clean_workspace_path(path))

@@ -34,7 +34,7 @@ def snapshot_create(*, principal, sandbox: Sandbox, name: str = "", request=None
     require_running(sandbox)
     quotas.storage_admit(org=org)
     scope = storage.scope_for(org)
-    reply = dispatch.call(sandbox.agent_id, "snapshot", sandbox_id=sandbox.pk, scope=scope, timeout=300)
+    reply = dispatch.call(sandbox.agent_id, "snapshot", owner=sandbox.organization_id, sandbox_id=sandbox.pk, scope=scope, timeout=300)
     parent = sandbox.last_snapshot or sandbox.source_snapshot
     with transaction.atomic():
         quotas.storage_lock(org=org)

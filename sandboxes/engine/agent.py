@@ -54,6 +54,12 @@ ENDED_CPU_KEPT = 10_000  # ended sandboxes whose lifetime CPU the agent still an
 GIL_SWITCH_INTERVAL_S = 0.0005
 # Ops answered on the consumer thread itself (never block on a process or the disk).
 INLINE_OPS = frozenset({"run", "stats", "sandbox_ids"})
+# Ops that go to the op workers (snapshot, restore, fork, files, kill, a create that must spawn)
+# can take seconds; one organisation may hold this many of the 16 at once, so it can never starve
+# the others. Over it the op is refused at once with ``rate_limited`` (the API's 429).
+OP_WORKERS = 16
+OPS_PER_OWNER = 4
+UNCAPPED_OPS = frozenset({"kill"})  # quick, and how an owner frees what it holds: never refused
 
 
 class Agent:
@@ -88,7 +94,9 @@ class Agent:
         self.cpu_lock = threading.Lock()
         self.pools: dict[str, WarmPool] = {}
         self.stop_event = threading.Event()
-        self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="mem0-op")
+        self.executor = ThreadPoolExecutor(max_workers=OP_WORKERS, thread_name_prefix="mem0-op")
+        self.owner_ops: dict[str, int] = {}  # owner -> ops of theirs on the workers or queued for them
+        self.owner_lock = threading.Lock()
         self.cleaner = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mem0-cleanup")
         self.supervisor = Supervisor(bus, self._on_dead)
         self._blockstore = blockstore  # a configured BlockStore (S3 tier...), or a local one made lazily
@@ -214,8 +222,41 @@ class Agent:
             return  # the caller has given up; an answer would go nowhere
         if req.op in INLINE_OPS or (req.op == "create" and self._pool_ready(req.args)):
             self._handle(req)  # sub-millisecond: a thread hop would cost more than the op
-        else:
+        elif not req.owner or req.op in UNCAPPED_OPS:
             self.executor.submit(self._handle, req)
+        elif self._owner_take(req.owner):
+            self.executor.submit(self._handle_for_owner, req)
+        else:
+            self._reply(
+                req,
+                OpReply(
+                    req.request_id,
+                    False,
+                    None,
+                    "rate_limited",
+                    f"this organisation already has {OPS_PER_OWNER} sandbox operations in progress on this "
+                    "host; retry when one has finished",
+                    {"limit": OPS_PER_OWNER},
+                ),
+            )
+
+    def _owner_take(self, owner: str) -> bool:
+        with self.owner_lock:
+            if self.owner_ops.get(owner, 0) >= OPS_PER_OWNER:
+                return False
+            self.owner_ops[owner] = self.owner_ops.get(owner, 0) + 1
+            return True
+
+    def _handle_for_owner(self, req: OpRequest) -> None:
+        try:
+            self._handle(req)
+        finally:
+            with self.owner_lock:
+                left = self.owner_ops[req.owner] - 1
+                if left:
+                    self.owner_ops[req.owner] = left
+                else:
+                    del self.owner_ops[req.owner]
 
     def _pool_ready(self, args) -> bool:
         pool = self.pools.get(args.get("runtime")) if isinstance(args, dict) else None
@@ -236,6 +277,9 @@ class Agent:
         except Exception as exc:
             log.exception("event=op_failed op=%s", req.op)
             reply = OpReply(req.request_id, False, None, "internal_error", f"{type(exc).__name__}: {exc}")
+        self._reply(req, reply)
+
+    def _reply(self, req: OpRequest, reply: OpReply) -> None:
         try:
             self.bus.reply(req, reply)
         except Exception:

@@ -15,11 +15,17 @@ __all__ = ["EngineClient", "EngineError", "AgentInfo"]
 
 
 class EngineClient:
-    def __init__(self, bus: Bus):
+    def __init__(self, bus: Bus, owner: str = ""):
         self.bus = bus
+        self.owner = owner
+
+    def for_owner(self, owner: str) -> EngineClient:
+        """This client with its ops tagged as ``owner``'s (an organisation): an agent gives each
+        owner at most ``agent.OPS_PER_OWNER`` of its op workers at a time."""
+        return EngineClient(self.bus, owner)
 
     def _call(self, agent_id: str, op: str, timeout: float, **args):
-        return self.bus.call(agent_id, OpRequest(op=op, args=args), timeout).unwrap()
+        return self.bus.call(agent_id, OpRequest(op=op, args=args, owner=self.owner), timeout).unwrap()
 
     def agents(self) -> list[AgentInfo]:
         return self.bus.list_agents()

@@ -31,6 +31,7 @@ ERROR_CODES = frozenset(
         "payload_too_large",
         "conflict",
         "sandbox_busy",
+        "rate_limited",
         "internal_error",
     }
 )
@@ -149,6 +150,7 @@ class OpRequest:
     args: dict
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     deadline: float = 0.0  # unix time after which the agent drops the request unanswered
+    owner: str = ""  # the organisation the op is for: the agent bounds each owner's share of its workers
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -160,6 +162,7 @@ class OpRequest:
             args=data.get("args") or {},
             request_id=data["request_id"],
             deadline=float(data.get("deadline") or 0),
+            owner=str(data.get("owner") or "")[:128],
         )
 
 
