@@ -182,6 +182,17 @@ class SandboxFilesView(APIView):
         return Response({"path": path, "entries": services.file_list(sandbox=sandbox, path=path)})
 
 
+# A workspace path as validation.clean_workspace_path takes it, written without lookaheads: segments
+# separated by "/", none of them "." or "..", no backslash or NUL, not absolute (a subset: no empty
+# segment either).
+_SEGMENT = r"(?:[^/\\\x00.][^/\\\x00]*|\.[^/\\\x00.][^/\\\x00]*|\.\.[^/\\\x00]+)"
+FILE_PATH = OpenApiParameter(
+    "path", str, OpenApiParameter.PATH, required=True, pattern=rf"^{_SEGMENT}(?:/{_SEGMENT})*$",
+    description="A path relative to /workspace.",
+)
+
+
+@extend_schema(parameters=[FILE_PATH])
 class SandboxFileView(APIView):
     """Raw bytes in and out; paths are relative to /workspace."""
 

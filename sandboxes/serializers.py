@@ -48,6 +48,22 @@ class SandboxSerializer(serializers.ModelSerializer):
         return obj.memory or None
 
 
+LIMITS_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "memory_bytes": {"type": "integer", "minimum": 16 << 20},
+        "cpu_cores": {"type": "number", "minimum": 0.01},
+        "workspace_bytes": {"type": "integer", "minimum": 1 << 20},
+        "pids": {"type": "integer", "minimum": 4},
+        "run_timeout_s": {"type": "number", "minimum": 0.1},
+        "output_bytes": {"type": "integer", "minimum": 0},
+    },
+    "description": "Each at most the plan's value (more: 429 quota_exceeded naming it); what is not asked for is the plan's.",
+}
+
+
+@extend_schema_field(LIMITS_SCHEMA)  # unknown names are refused, so the schema says so
 class SandboxLimitsSerializer(serializers.Serializer):
     """Limits asked for on create, each at most the plan's value (more: 429 quota_exceeded naming it).
 
