@@ -220,7 +220,9 @@ class SandboxFactory:
             if not init:
                 raise EngineError("internal_error", "the fork did not start")
             lineage.init_pid = init
-            cg.add_pid(init)
+            # Joining a v1 cgroup can wait ~10 ms for an RCU grace period: overlapped with the
+            # zygote's work, done before "go" (the fork's interpreter must be born inside).
+            mover = self.executor.submit(cg.add_pid, init)
             self.supervisor.watch_lineage(lineage)
             parent.cgroup.freeze()  # /tmp and /dev/shm are copied as they are at this instant
             try:
@@ -239,6 +241,7 @@ class SandboxFactory:
                 parent.zygote.request({"op": "fork_mounts", "parent_pid": parent.host_pid, "child_pid": init})
             finally:
                 parent.cgroup.thaw()
+                mover.result(timeout=30)
             child.send({"op": "go"})
             child.wait_done(0)
             if not idle.holds_no_capability(init):
