@@ -58,3 +58,13 @@ def test_schema_docs_health_and_metrics(client, db):
     health = client.get("/healthz")
     assert health.status_code == 200 and health.json()["checks"]["database"] == "ok"
     assert client.get("/metrics").status_code == 401  # operators only: tests/accounts/test_metrics_access.py
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_unsafe_methods_on_unknown_api_paths_are_a_json_404_not_a_csrf_page(db, method):
+    from django.test import Client
+
+    response = Client(enforce_csrf_checks=True).generic(method, "/api/v1/no-such-thing", "{}",
+                                                         content_type="application/json")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
