@@ -1,5 +1,5 @@
 """The agent's answer to an interpreter's clone(CLONE_NEWUSER…), the one namespace-creating call
-the seccomp filter does not refuse outright (``isolation.seccomp_filter``): it waits for this
+the seccomp filter does not refuse outright (``seccomp.seccomp_filter``): it waits for this
 gate, which lets it through once for an interpreter the agent has just asked to fork, with
 exactly the fork's flags, and refuses every other with EPERM.
 

@@ -58,7 +58,7 @@ import termios
 import time
 import traceback
 
-from . import isolation, linux, status, wire
+from . import isolation, linux, seccomp, status, wire
 from .reaper import reap_forever
 
 CTL_FD = 3  # requests from the agent (read-only for the sandbox: write side shut down)
@@ -190,7 +190,7 @@ class Kernel:
         if self.listener_open:
             self.listener_open = False
             try:
-                os.close(isolation.LISTENER_FD)
+                os.close(seccomp.LISTENER_FD)
             except OSError:
                 pass
 
@@ -297,7 +297,7 @@ class Kernel:
             os.dup2(src, dst, inheritable=dst in (1, 2, PY_FD))
         os.closerange(REAP_FD + 1, 1 << 20)
         try:
-            os.close(isolation.LISTENER_FD)
+            os.close(seccomp.LISTENER_FD)
         except OSError:
             pass
         # self.sock wraps fd 3, which now is the fork's own request socket.

@@ -22,7 +22,7 @@ class Family:
     """A spawned sandbox and all its forks: one uid range, one seccomp listener."""
 
     uid_base: int
-    listener_fd: int = -1  # taken from the first interpreter (``isolation.LISTENER_FD``)
+    listener_fd: int = -1  # taken from the first interpreter (``seccomp.LISTENER_FD``)
     lineages: int = 0  # PID namespaces of the family still holding a sandbox
 
 

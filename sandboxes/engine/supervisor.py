@@ -32,7 +32,7 @@ import os
 import time
 from collections.abc import Callable
 
-from . import idle, isolation, linux, status
+from . import idle, linux, seccomp, status
 from .forkgate import ForkGate
 from .iohub import PRIORITY_CONTROL, PRIORITY_OUTPUT, PRIORITY_REAPER, IOHub
 from .kernel import FRAME_HEADER, FRAME_MARK, FRAME_PAYLOAD, IDLE_ID, STDERR_ID, STDOUT_ID
@@ -127,7 +127,7 @@ class Supervisor:
         family = sb.lineage.family
         if family.listener_fd < 0:
             try:
-                listener = linux.pidfd_getfd(sb.pidfd, isolation.LISTENER_FD)
+                listener = linux.pidfd_getfd(sb.pidfd, seccomp.LISTENER_FD)
             except OSError as exc:
                 self._violation(sb, f"no seccomp listener ({exc.strerror})")
                 return False

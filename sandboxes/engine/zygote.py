@@ -10,7 +10,7 @@ table and everything is gone when the zygote exits.
 Performance decisions (measured on the 2-vCPU dev VM, shared with other work):
   * one clone() with all namespace flags instead of fork+unshare+fork: a fork of the
     zygote costs ~1.1 ms here (page tables), clone into 6 namespaces ~1.5-2 ms;
-  * the seccomp program is compiled once (``isolation.compile_seccomp``): 0.2 ms per
+  * the seccomp program is compiled once (``seccomp.compile_seccomp``): 0.2 ms per
     sandbox instead of 0.3-9 ms for libseccomp's load();
   * glibc heaps are THP-backed (GLIBC_TUNABLES below): forking a 117 MB heap 1.64 -> 0.35 ms;
   * spawning runs at nice 5 and the pool waits 10 ms after a hand-over, so a user's first
@@ -35,7 +35,7 @@ import sys
 import threading
 import traceback
 
-from . import forkmounts, isolation, linux, zygote_root
+from . import forkmounts, isolation, linux, seccomp, zygote_root
 from .kernel import Kernel
 from .layers import LayerStore
 from .reaper import reap_forever
@@ -78,7 +78,7 @@ class ZygoteServer:
         isolation.build_rootfs(self.root)
         self.layers = LayerStore(self.base)
         self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-        self.seccomp_program = isolation.compile_seccomp()
+        self.seccomp_program = seccomp.compile_seccomp()
         isolation.prepare_zygote_process(POOL_RLIMITS["nofile"], POOL_RLIMITS["nproc"], POOL_RLIMITS["fsize"])
         os.chdir("/")
         # Objects created so far are shared copy-on-write with every sandbox: keep the cyclic
