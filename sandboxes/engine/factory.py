@@ -205,11 +205,14 @@ class SandboxFactory:
         gate = self.supervisor.gate
         gate.expect(parent.host_pid, FORK_CLONE_FLAGS | signal.SIGCHLD)
         pid_refusals = parent.cgroup.pids_max_hits()
+        init_binary = [os.open(self.reaper, os.O_RDONLY | os.O_CLOEXEC)] if self.reaper else []
         try:
-            seq = parent.send({"op": "fork"}, [ctl_theirs.fileno(), out_w, err_w, py_w, page_fd, reap_w])
+            seq = parent.send(
+                {"op": "fork"}, [ctl_theirs.fileno(), out_w, err_w, py_w, page_fd, reap_w, *init_binary]
+            )
         finally:
             ctl_theirs.close()
-            for fd in (out_w, err_w, py_w, page_fd, reap_w):
+            for fd in (out_w, err_w, py_w, page_fd, reap_w, *init_binary):
                 os.close(fd)
         try:
             parent.wait_done(seq)

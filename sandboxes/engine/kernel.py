@@ -59,7 +59,7 @@ import time
 import traceback
 
 from . import isolation, linux, seccomp, status, wire
-from .reaper import reap_forever
+from .reaper import exec_reaper, reap_forever
 
 CTL_FD = 3  # requests from the agent (read-only for the sandbox: write side shut down)
 PY_FD = 4  # sys.stdout and sys.stderr, framed on one pipe so their interleaving is kept
@@ -106,6 +106,7 @@ FORK_CLONE_FLAGS = (
     | linux.CLONE_NEWUTS
 )
 REAP_FD = 7  # a fork's init reports its exits here
+INIT_BINARY_FD = 8  # the compiled init (``reaper.py``) a fork's init execs, when the agent has one
 
 
 def _print_user_traceback(exc: BaseException) -> None:
@@ -166,7 +167,7 @@ class Kernel:
         self.idle(0)
         while True:
             try:
-                msg, fds = wire.recv(self.sock, max_fds=6)
+                msg, fds = wire.recv(self.sock, max_fds=7)
             except KeyboardInterrupt:
                 continue
             if msg is None:
@@ -270,7 +271,7 @@ class Kernel:
 
     def fork(self, fds: list[int], seq: int) -> int:
         """Clone this interpreter into new namespaces (see the module docstring)."""
-        if len(fds) != 6:
+        if len(fds) not in (6, 7):
             for fd in fds:
                 os.close(fd)
             return seq
@@ -292,10 +293,14 @@ class Kernel:
         """In C, PID 1 of the fork's namespaces: wait for the agent's "go", drop the new user
         namespace's capabilities, fork the fork's interpreter and stay as its init."""
         status.detach(self.page)  # the parent's page: never reachable from the fork
-        ctl, out, err, py, page, reap = fds
-        for src, dst in ((out, 1), (err, 2), (ctl, CTL_FD), (py, PY_FD), (page, PAGE_FD), (reap, REAP_FD)):
+        ctl, out, err, py, page, reap, *init_binary = fds
+        moves = [(out, 1), (err, 2), (ctl, CTL_FD), (py, PY_FD), (page, PAGE_FD), (reap, REAP_FD)]
+        moves += [(fd, INIT_BINARY_FD) for fd in init_binary]
+        tmp = [(os.dup(src), dst) for src, dst in moves]  # no move may overwrite a later source
+        for src, dst in tmp:
             os.dup2(src, dst, inheritable=dst in (1, 2, PY_FD))
-        os.closerange(REAP_FD + 1, 1 << 20)
+            os.close(src)
+        os.closerange(INIT_BINARY_FD + 1, 1 << 20)
         try:
             os.close(seccomp.LISTENER_FD)
         except OSError:
@@ -315,9 +320,15 @@ class Kernel:
         finally:
             self._forking = False
         if pid:
+            # The fork's init: the compiled init by exec, so it stops holding (and pinning) a
+            # copy-on-write image of the parent's memory; Python's loop when there is none.
+            if init_binary:
+                exec_reaper(INIT_BINARY_FD, REAP_FD)
             for fd in (0, 1, 2, CTL_FD, PY_FD, PAGE_FD):
                 os.close(fd)
             reap_forever(REAP_FD)
         os.close(REAP_FD)
+        if init_binary:
+            os.close(INIT_BINARY_FD)
         self.pid = os.getpid()
         self.page = status.attach(PAGE_FD)

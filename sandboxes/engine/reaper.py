@@ -21,10 +21,13 @@ log = logging.getLogger("mem0.engine.reaper")
 REAPER_C = r"""
 #include <errno.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 int main(void) {
+    /* exec made this process dumpable again: nobody else in its user namespace may read it */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     for (;;) {
         int status;
         pid_t pid = waitpid(-1, &status, 0);
@@ -80,3 +83,19 @@ def reap_forever(report_fd: int) -> None:
             os.write(report_fd, f"exit {pid} {status}\n".encode())
         except OSError:
             pass
+
+
+def exec_reaper(binary_fd: int, report_fd: int) -> None:
+    """Become the compiled init (``reaper.py``): stdio on /dev/null, reports on fd 3."""
+    try:
+        os.dup2(binary_fd, 100, inheritable=False)
+        os.dup2(report_fd, 3)
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.closerange(4, 100)
+        os.closerange(101, 1 << 16)
+        os.execve(100, ["mem0-init"], {})
+    except OSError:
+        pass  # fall back to the Python reaper on fd 3
+    reap_forever(3)

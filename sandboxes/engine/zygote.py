@@ -38,7 +38,7 @@ import traceback
 from . import forkmounts, isolation, linux, seccomp, zygote_root
 from .kernel import Kernel
 from .layers import LayerStore
-from .reaper import reap_forever
+from .reaper import exec_reaper, reap_forever
 from .runtimes import Runtime
 
 # The zygote's private tmpfs (inside its own root): template root, workspace layers.
@@ -209,22 +209,6 @@ class ZygoteServer:
                 os.write(reaper, f"fail {traceback.format_exc(limit=3)!r}\n".encode())
             finally:
                 os._exit(70)
-
-
-def exec_reaper(binary_fd: int, report_fd: int) -> None:
-    """Become the compiled init (``reaper.py``): stdio on /dev/null, reports on fd 3."""
-    try:
-        os.dup2(binary_fd, 100, inheritable=False)
-        os.dup2(report_fd, 3)
-        null = os.open("/dev/null", os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        os.closerange(4, 100)
-        os.closerange(101, 1 << 16)
-        os.execve(100, ["mem0-init"], {})
-    except OSError:
-        pass  # fall back to the Python reaper on fd 3
-    reap_forever(3)
 
 
 class ZygoteError(RuntimeError):
