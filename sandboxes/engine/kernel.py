@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import builtins
 import fcntl
+import gc
 import io
 import os
 import signal
@@ -292,6 +293,7 @@ class Kernel:
     def _become_fork(self, fds: list[int]) -> None:
         """In C, PID 1 of the fork's namespaces: wait for the agent's "go", drop the new user
         namespace's capabilities, fork the fork's interpreter and stay as its init."""
+        gc.disable()  # until K' is forked (it re-enables): no collection walks and copies the heap
         status.detach(self.page)  # the parent's page: never reachable from the fork
         ctl, out, err, py, page, reap, *init_binary = fds
         moves = [(out, 1), (err, 2), (ctl, CTL_FD), (py, PY_FD), (page, PAGE_FD), (reap, REAP_FD)]
@@ -330,5 +332,6 @@ class Kernel:
         os.close(REAP_FD)
         if init_binary:
             os.close(INIT_BINARY_FD)
+        gc.enable()
         self.pid = os.getpid()
         self.page = status.attach(PAGE_FD)
