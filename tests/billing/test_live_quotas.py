@@ -69,28 +69,35 @@ def test_usage_equals_what_the_agent_reported(org_a, api_a, cleanup):
     assert usage["sandbox_seconds"]["used"] == pytest.approx(lifetime, abs=0.002)
 
 
+BURN_AFTER_THE_RUN = (
+    "import threading, time\n"
+    "def burn():\n"
+    "    while time.thread_time() < 2.0:\n"
+    "        pass\n"
+    "    open('/workspace/done', 'w').close()\n"
+    "threading.Thread(target=burn, daemon=True).start()\n"
+)
+
+
+def burn_two_seconds_after_the_run(api, sandbox_id: str) -> dict:
+    """Run a snippet whose thread burns 2 s of CPU after the run returned; wait until it has (no run
+    meanwhile: it would meter it). Returns the run."""
+    first = run(api, sandbox_id, BURN_AFTER_THE_RUN)
+    for _ in range(1200):
+        if api.get(f"/api/v1/sandboxes/{sandbox_id}/files/done").status_code == 200:
+            return first
+        time.sleep(0.1)
+    pytest.fail("the background thread did not finish")
+
+
 def test_cpu_used_between_runs_is_metered_when_the_sandbox_ends(org_a, api_a, override, cleanup):
     """Finding 11: a background thread burning CPU after its run returned was billed to nobody."""
     override(org_a[0], requests_per_minute=100_000, request_burst=100_000)  # the test polls a file
     sandbox_id = create(api_a).json()["id"]
     cleanup.append(sandbox_id)
     before = api_a.get("/api/v1/usage").json()["cpu_ms"]["used"]
-    code = (
-        "import threading, time\n"
-        "def burn():\n"
-        "    while time.thread_time() < 2.0:\n"
-        "        pass\n"
-        "    open('/workspace/done', 'w').close()\n"
-        "threading.Thread(target=burn, daemon=True).start()\n"
-    )
-    first = run(api_a, sandbox_id, code)
+    first = burn_two_seconds_after_the_run(api_a, sandbox_id)
     assert first["status"] == "succeeded" and first["cpu_ms"] < 1000, first
-    for _ in range(1200):  # wait for the thread to finish its 2 s of CPU (no run meanwhile: it would meter it)
-        if api_a.get(f"/api/v1/sandboxes/{sandbox_id}/files/done").status_code == 200:
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail("the background thread did not finish")
     assert api_a.delete(f"/api/v1/sandboxes/{sandbox_id}").status_code == 200
     after = api_a.get("/api/v1/usage").json()["cpu_ms"]["used"]
     assert after - before >= first["cpu_ms"] + 1500, (before, after, first["cpu_ms"])
@@ -102,21 +109,7 @@ def test_a_long_lived_sandboxs_cpu_between_runs_is_metered_periodically_and_once
     sandbox_id = create(api_a).json()["id"]
     cleanup.append(sandbox_id)
     before = api_a.get("/api/v1/usage").json()["cpu_ms"]["used"]
-    code = (
-        "import threading, time\n"
-        "def burn():\n"
-        "    while time.thread_time() < 2.0:\n"
-        "        pass\n"
-        "    open('/workspace/done', 'w').close()\n"
-        "threading.Thread(target=burn, daemon=True).start()\n"
-    )
-    first = run(api_a, sandbox_id, code)
-    for _ in range(1200):
-        if api_a.get(f"/api/v1/sandboxes/{sandbox_id}/files/done").status_code == 200:
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail("the background thread did not finish")
+    first = burn_two_seconds_after_the_run(api_a, sandbox_id)
     assert sandboxes_meter_cpu() >= 1_500_000  # µs, while the sandbox lives on
     during = api_a.get("/api/v1/usage").json()["cpu_ms"]["used"]
     assert during - before >= first["cpu_ms"] + 1500
