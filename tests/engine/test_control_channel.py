@@ -109,8 +109,12 @@ def test_deeply_nested_frame_and_trickle_do_not_wedge_the_sandbox(engine, witnes
         "print('done')\n"
     )
     res = engine.run(sid, code, timeout_s=10)
-    # The run ends normally (what it printed after garbling its own framed pipe may be lost).
-    assert (res.exit.status, res.exit.sandbox_alive) == ("succeeded", True)
+    # The bytes are the run's stderr: it ends normally, or at the output cap on a fast host; either
+    # way the sandbox lives, and nothing was parsed.
+    assert (res.exit.status, res.exit.limit) in (("succeeded", None), ("killed", "output")), res.exit
+    assert res.exit.sandbox_alive
+    if res.exit.status == "succeeded":
+        assert res.stdout.endswith("done\n")
     assert engine.ok(sid, "print('alive')") == "alive\n"
 
 
