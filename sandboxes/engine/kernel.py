@@ -303,7 +303,7 @@ class Kernel:
             os.dup2(src, dst, inheritable=dst in (1, 2, PY_FD))
             os.close(src)
         os.closerange(INIT_BINARY_FD + 1, 1 << 20)
-        try:
+        try:  # the one slot below the targets that is none of them: a received descriptor may sit there
             os.close(seccomp.LISTENER_FD)
         except OSError:
             pass

@@ -287,11 +287,14 @@ class Supervisor:
             else:
                 self.publish_failing_since = None
 
-    def _on_exit(self, sb: Sandbox) -> None:
-        """The interpreter's pidfd says it exited."""
+    def _unwatch_exit(self, sb: Sandbox) -> None:
         if sb.pidfd >= 0:
             fd, sb.pidfd = sb.pidfd, -2  # -2: watched once, never again
             self.hub.remove(fd, lambda: os.close(fd))
+
+    def _on_exit(self, sb: Sandbox) -> None:
+        """The interpreter's pidfd says it exited."""
+        self._unwatch_exit(sb)
         sb.died_at = time.monotonic()
         sb.mark_dead()
         self.rechecks.pop(sb, None)
@@ -333,9 +336,7 @@ class Supervisor:
                 code = os.waitstatus_to_exitcode(sb.exit_status)
                 status = "succeeded" if code == 0 else "failed"
             self._finish_run(sb, status, code, alive=False)
-        if sb.pidfd >= 0:
-            fd, sb.pidfd = sb.pidfd, -2
-            self.hub.remove(fd, lambda: os.close(fd))
+        self._unwatch_exit(sb)
         sb.ctl.close()  # the interpreter, if still there, reads EOF and exits
         if not sb.finished:
             sb.finished = True
