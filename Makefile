@@ -8,21 +8,30 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# Debian packages the runtimes, the shell userland and the browser tests need: each feature adds its own
+# line. Installed once (apt, as root); a package already installed costs a dpkg query.
+APT_PACKAGES :=
 
-run: $(STAMP)
+sysdeps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; fi
+
+install: $(STAMP) sysdeps
+
+run: $(STAMP) sysdeps
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py rundemo
 
-test: $(STAMP)
+test: $(STAMP) sysdeps
 	$(PY) -m pytest
 
 lint: $(STAMP)
 	.venv/bin/ruff check .
 
-bench: $(STAMP)
+bench: $(STAMP) sysdeps
 	$(PY) bench/engine.py
 	$(PY) bench/api.py
 	$(PY) bench/snapshots.py
 
-.PHONY: install run test lint bench
+.PHONY: install sysdeps run test lint bench
