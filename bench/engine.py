@@ -149,6 +149,23 @@ class Bench:
                 (lambda p50, p99: p50 <= 10) if target else None,
             )
 
+    def pause_resume(self, n: int) -> None:
+        """Pause and resume of a sandbox holding 100 MB (issue 16 target: each p50 <= 5 ms)."""
+        sid = self.create(limits=Limits(memory_bytes=512 << 20))
+        self.run_wait(sid, "big = bytearray(100 << 20)\nfor i in range(0, len(big), 4096): big[i] = 1", 60)
+        pauses, resumes = [], []
+        for _ in range(n):
+            t = time.perf_counter()
+            self.c.pause(self.agent_id, sandbox_id=sid)
+            pauses.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            self.c.resume(self.agent_id, sandbox_id=sid)
+            resumes.append((time.perf_counter() - t) * 1000)
+        self.kill(sid)
+        for name, samples in (("pause of a sandbox holding 100 MB", pauses),
+                              ("resume of a sandbox holding 100 MB", resumes)):
+            record(name, self.transport, samples, "ms", "p50<=5", lambda p50, p99: p50 <= 5)
+
     def kill_latency(self, n: int) -> None:
         samples = []
         for _ in range(n):
@@ -311,6 +328,7 @@ def run_suite(bench: Bench, quick: bool, full: bool) -> None:
     bench.create_to_first_output(int(200 * k))
     bench.warm_run(int(500 * k))
     bench.kill_latency(int(100 * k))
+    bench.pause_resume(int(100 * k))
     bench.ml_numpy(int(40 * k))
     if full:
         sizes = [("1 MB", 1 << 20), ("100 MB", 100 << 20)] + ([] if quick else [("1 GB", 1 << 30)])

@@ -14,6 +14,7 @@ LIMIT_FIELDS = (
     "request_burst",
     "idle_timeout_seconds",
     "max_lifetime_seconds",
+    "pause_on_idle",
 )
 
 
@@ -32,6 +33,8 @@ class Plan(models.Model):
     request_burst = models.PositiveIntegerField(help_text="Token-bucket capacity.")
     idle_timeout_seconds = models.PositiveIntegerField()
     max_lifetime_seconds = models.PositiveIntegerField()
+    pause_on_idle = models.BooleanField(
+        default=False, help_text="An idle sandbox is paused (memory kept, until its lifetime ends), not stopped.")
 
     def __str__(self) -> str:
         return self.name
@@ -53,6 +56,7 @@ class PlanOverride(models.Model):
     request_burst = models.PositiveIntegerField(null=True, blank=True)
     idle_timeout_seconds = models.PositiveIntegerField(null=True, blank=True)
     max_lifetime_seconds = models.PositiveIntegerField(null=True, blank=True)
+    pause_on_idle = models.BooleanField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"overrides for {self.organization}"

@@ -25,6 +25,7 @@ from mem0sdk.errors import (  # noqa: E402
     QuotaExceededError,
     RateLimitedError,
     SandboxNotRunningError,
+    SandboxPausedError,
 )
 from mem0sdk.models import (  # noqa: E402
     AsyncSandbox,
@@ -65,5 +66,6 @@ __all__ = [
     "Runtime",
     "Sandbox",
     "SandboxNotRunningError",
+    "SandboxPausedError",
     "Snapshot",
 ]

@@ -154,6 +154,16 @@ class AsyncSandboxes:
     async def kill(self, sandbox_id: str) -> AsyncSandbox:
         return self._sandbox((await self._client.request("DELETE", api_path("sandboxes", sandbox_id))).json())
 
+    async def pause(self, sandbox_id: str) -> AsyncSandbox:
+        return self._sandbox((await self._client.request("POST", api_path("sandboxes", sandbox_id, "pause"))).json())
+
+    async def resume(self, sandbox_id: str) -> AsyncSandbox:
+        return self._sandbox((await self._client.request("POST", api_path("sandboxes", sandbox_id, "resume"))).json())
+
+    async def set_timeout(self, sandbox_id: str, timeout_s: float) -> AsyncSandbox:
+        response = await self._client.request("PATCH", api_path("sandboxes", sandbox_id), json={"timeout_s": timeout_s})
+        return self._sandbox(response.json())
+
     async def fork(self, sandbox_id: str, idempotency_key: str | None = None) -> AsyncSandbox:
         response = await self._client.request(
             "POST",

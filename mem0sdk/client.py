@@ -162,6 +162,18 @@ class Sandboxes:
         """Stop a sandbox; killing a stopped one is not an error."""
         return self._sandbox(self._client.request("DELETE", api_path("sandboxes", sandbox_id)).json())
 
+    def pause(self, sandbox_id: str) -> Sandbox:
+        """Freeze the sandbox between runs with its memory kept (idempotent)."""
+        return self._sandbox(self._client.request("POST", api_path("sandboxes", sandbox_id, "pause")).json())
+
+    def resume(self, sandbox_id: str) -> Sandbox:
+        return self._sandbox(self._client.request("POST", api_path("sandboxes", sandbox_id, "resume")).json())
+
+    def set_timeout(self, sandbox_id: str, timeout_s: float) -> Sandbox:
+        """The sandbox ends `timeout_s` seconds from now (within the plan's maximum lifetime)."""
+        response = self._client.request("PATCH", api_path("sandboxes", sandbox_id), json={"timeout_s": timeout_s})
+        return self._sandbox(response.json())
+
     def fork(self, sandbox_id: str, idempotency_key: str | None = None) -> Sandbox:
         response = self._client.request(
             "POST",

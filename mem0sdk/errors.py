@@ -72,6 +72,10 @@ class SandboxNotRunningError(Mem0Error):
     """409 sandbox_not_running: the sandbox was stopped, killed or lost (`details["state"]`)."""
 
 
+class SandboxPausedError(Mem0Error):
+    """409 sandbox_paused: the sandbox is paused; `resume()` it before running code."""
+
+
 class AgentError(Mem0Error):
     """Base of the failures of the fork-agents that run sandboxes."""
 
@@ -115,6 +119,7 @@ ERROR_CLASSES: dict[str, type[Mem0Error]] = {
     "rate_limited": RateLimitedError,
     "conflict": ConflictError,
     "sandbox_not_running": SandboxNotRunningError,
+    "sandbox_paused": SandboxPausedError,
     "agents_unavailable": AgentsUnavailableError,
     "agent_timeout": AgentTimeoutError,
     "agent_lost": AgentLostError,

@@ -189,7 +189,7 @@ class Runtime:
 
 @dataclass
 class Sandbox:
-    """A live isolated process with state. `state` is starting, running, stopped or lost.
+    """A live isolated process with state. `state` is starting, running, paused, stopped or lost.
 
     `memory` is set on forks: `copied` (the child has the parent's interpreter memory) or `fresh`.
     The object is a snapshot of the server's answer; `refresh()` fetches the current state.
@@ -209,13 +209,15 @@ class Sandbox:
     created_at: datetime | None = None
     last_active_at: datetime | None = None
     expires_at: datetime | None = None
+    paused_at: datetime | None = None
     stopped_at: datetime | None = None
     raw: dict = field(default_factory=dict, repr=False, compare=False)
     _client: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: dict, client: Any = None):
-        known = _with_times(_known(cls, data), "created_at", "last_active_at", "expires_at", "stopped_at")
+        known = _with_times(_known(cls, data), "created_at", "last_active_at", "expires_at", "paused_at",
+                            "stopped_at")
         for name in ("env", "metadata", "limits"):
             known[name] = dict(data.get(name) or {})
         return cls(**known, raw=data, _client=client)
@@ -247,6 +249,20 @@ class Sandbox:
 
     def kill(self) -> Sandbox:
         self._update(self._sandboxes().kill(self.id))
+        return self
+
+    def pause(self) -> Sandbox:
+        """Freeze it between runs, memory kept; runs raise SandboxPausedError until `resume()`."""
+        self._update(self._sandboxes().pause(self.id))
+        return self
+
+    def resume(self) -> Sandbox:
+        self._update(self._sandboxes().resume(self.id))
+        return self
+
+    def set_timeout(self, timeout_s: float) -> Sandbox:
+        """End it `timeout_s` seconds from now (within the plan's maximum lifetime)."""
+        self._update(self._sandboxes().set_timeout(self.id, timeout_s))
         return self
 
     def snapshot(self, name: str | None = None, idempotency_key: str | None = None) -> Snapshot:
@@ -282,6 +298,18 @@ class AsyncSandbox(Sandbox):
 
     async def kill(self) -> AsyncSandbox:
         self._update(await self._sandboxes().kill(self.id))
+        return self
+
+    async def pause(self) -> AsyncSandbox:
+        self._update(await self._sandboxes().pause(self.id))
+        return self
+
+    async def resume(self) -> AsyncSandbox:
+        self._update(await self._sandboxes().resume(self.id))
+        return self
+
+    async def set_timeout(self, timeout_s: float) -> AsyncSandbox:
+        self._update(await self._sandboxes().set_timeout(self.id, timeout_s))
         return self
 
     async def snapshot(self, name: str | None = None, idempotency_key: str | None = None) -> Snapshot:

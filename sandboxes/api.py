@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from mem0web.errors import InvalidRequest, PayloadTooLarge
 from mem0web.handlers import after_response
 from mem0web.pagination import Cursor
-from sandboxes import dispatch, executions, selectors, services
+from sandboxes import dispatch, executions, pausing, selectors, services
 from sandboxes.idempotency import idempotent
 from sandboxes.runtimes import runtime_catalog
 from sandboxes.serializers import (
@@ -22,6 +22,7 @@ from sandboxes.serializers import (
     ExecutionSerializer,
     SandboxCreateSerializer,
     SandboxSerializer,
+    SandboxUpdateSerializer,
     execution_json,
     sandbox_json,
 )
@@ -78,11 +79,43 @@ class SandboxDetailView(APIView):
     def get(self, request, sandbox_id: str):
         return Response(sandbox_json(selectors.sandbox_by_id(request.auth.org, sandbox_id)))
 
+    @extend_schema(request=SandboxUpdateSerializer, responses={200: SandboxSerializer})
+    def patch(self, request, sandbox_id: str):
+        """Change a live sandbox's lifetime: it ends `timeout_s` seconds from now (within the plan). Fields left
+        out are left as they are."""
+        data = SandboxUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
+        if "timeout_s" in data.validated_data:
+            pausing.sandbox_set_timeout(principal=request.auth, sandbox=sandbox, request=request,
+                                        timeout_s=data.validated_data["timeout_s"])
+        return Response(sandbox_json(sandbox))
+
     @extend_schema(responses={200: SandboxSerializer})
     def delete(self, request, sandbox_id: str):
         sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
         services.sandbox_kill(principal=request.auth, sandbox=sandbox, request=request)
         return Response(sandbox_json(sandbox))
+
+
+class SandboxPauseView(APIView):
+    scope = "sandboxes"
+
+    @extend_schema(request=None, responses={200: SandboxSerializer})
+    def post(self, request, sandbox_id: str):
+        """Freeze the sandbox between runs, memory kept (idempotent); runs answer 409 sandbox_paused until resume."""
+        sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
+        return Response(sandbox_json(pausing.sandbox_pause(principal=request.auth, sandbox=sandbox, request=request)))
+
+
+class SandboxResumeView(APIView):
+    scope = "sandboxes"
+
+    @extend_schema(request=None, responses={200: SandboxSerializer})
+    def post(self, request, sandbox_id: str):
+        """Thaw a paused sandbox (idempotent); its idle window starts again."""
+        sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
+        return Response(sandbox_json(pausing.sandbox_resume(principal=request.auth, sandbox=sandbox, request=request)))
 
 
 class SandboxForkView(APIView):

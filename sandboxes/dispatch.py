@@ -35,6 +35,7 @@ ENGINE_STATUS = {
     "agent_lost": 503,
     "sandbox_not_running": 409,
     "sandbox_busy": 409,
+    "sandbox_paused": 409,
     "not_found": 404,
     "unknown_runtime": 400,
     "invalid_request": 400,

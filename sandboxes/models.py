@@ -32,10 +32,11 @@ class Sandbox(models.Model):
     class State(models.TextChoices):
         STARTING = "starting"
         RUNNING = "running"
+        PAUSED = "paused"
         STOPPED = "stopped"
         LOST = "lost"
 
-    LIVE_STATES = (State.STARTING, State.RUNNING)
+    LIVE_STATES = (State.STARTING, State.RUNNING, State.PAUSED)
 
     id = models.CharField(primary_key=True, max_length=32, default=new_sandbox_id, editable=False)
     organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="sandboxes")
@@ -61,6 +62,7 @@ class Sandbox(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_active_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True, help_text="Set while paused (cgroup frozen).")
     stopped_at = models.DateTimeField(null=True, blank=True)
 
     objects = TenantQuerySet.as_manager()

@@ -12,6 +12,7 @@ from billing.selectors import effective_limits
 from sandboxes import dispatch, executions
 from sandboxes.idempotency import RETENTION
 from sandboxes.models import Agent, Execution, IdempotencyRecord, Sandbox
+from sandboxes.pausing import sandbox_pause
 from sandboxes.services import sandbox_kill, sandbox_mark_ended, sandbox_meter_cpu
 
 log = logging.getLogger("mem0.reaping")
@@ -29,23 +30,30 @@ def _each(what: str, pk) -> Iterator[None]:
 
 
 def sandboxes_reap(now: datetime | None = None) -> int:
-    """Stop sandboxes past their maximum lifetime or idle longer than their plan allows."""
+    """Stop sandboxes past their maximum lifetime; stop (or pause, where the plan says `pause_on_idle`) those
+    idle longer than their plan allows."""
     now = now or timezone.now()
     reaped = 0
-    live = Sandbox.objects.filter(state=Sandbox.State.RUNNING).select_related("organization__plan")
-    for sandbox in live.filter(expires_at__lte=now):
+    live = Sandbox.objects.filter(state__in=(Sandbox.State.RUNNING, Sandbox.State.PAUSED)).select_related(
+        "organization__plan")
+    for sandbox in live.filter(expires_at__lte=now):  # a paused sandbox's lifetime runs on
         with _each("reap_lifetime", sandbox.pk):
             sandbox_kill(principal=None, sandbox=sandbox, reason="max_lifetime")
             reaped += 1
-    idle_limits: dict[int, int] = {}
-    for sandbox in live.filter(last_active_at__lt=now - timedelta(seconds=60)):
+    idle_limits: dict[int, dict] = {}
+    running = live.filter(state=Sandbox.State.RUNNING)  # paused time is not idle time
+    for sandbox in running.filter(last_active_at__lt=now - timedelta(seconds=60)):
         with _each("reap_idle", sandbox.pk):
             org = sandbox.organization
             if org.pk not in idle_limits:
-                idle_limits[org.pk] = effective_limits(org)["idle_timeout_seconds"]
+                idle_limits[org.pk] = effective_limits(org)
+            limits = idle_limits[org.pk]
             busy = Execution.objects.filter(sandbox=sandbox, status__in=Execution.OPEN_STATUSES).exists()
-            if not busy and sandbox.last_active_at < now - timedelta(seconds=idle_limits[org.pk]):
-                sandbox_kill(principal=None, sandbox=sandbox, reason="idle_timeout")
+            if not busy and sandbox.last_active_at < now - timedelta(seconds=limits["idle_timeout_seconds"]):
+                if limits.get("pause_on_idle"):
+                    sandbox_pause(principal=None, sandbox=sandbox, reason="idle_timeout")
+                else:
+                    sandbox_kill(principal=None, sandbox=sandbox, reason="idle_timeout")
                 reaped += 1
     IdempotencyRecord.objects.filter(created_at__lt=now - RETENTION).delete()
     return reaped

@@ -42,7 +42,8 @@ class SandboxSerializer(serializers.ModelSerializer):
     class Meta:
         model = Sandbox
         fields = ["id", "runtime", "state", "parent_id", "source_snapshot_id", "memory", "env", "metadata", "agent",
-                  "limits", "stop_reason", "created_at", "last_active_at", "expires_at", "stopped_at"]
+                  "limits", "stop_reason", "created_at", "last_active_at", "expires_at", "paused_at",
+                  "stopped_at"]
 
     def get_memory(self, obj) -> str | None:
         return obj.memory or None
@@ -112,6 +113,11 @@ class SandboxCreateSerializer(serializers.Serializer):
     timeout_s = FiniteFloatField(required=False, min_value=1)
 
 
+class SandboxUpdateSerializer(serializers.Serializer):
+    timeout_s = FiniteFloatField(required=False, min_value=1, help_text="The sandbox ends this many seconds from now (within the "
+                                                          "plan's maximum lifetime).")
+
+
 class ExecutionSerializer(serializers.ModelSerializer):
     sandbox_id = serializers.CharField(read_only=True)
     stream_url = serializers.SerializerMethodField()
@@ -174,7 +180,7 @@ def sandbox_json(s: Sandbox) -> dict:
             "source_snapshot_id": s.source_snapshot_id, "memory": s.memory or None, "env": s.env,
             "metadata": s.metadata, "agent": _str(s.agent_id), "limits": s.limits, "stop_reason": _str(s.stop_reason),
             "created_at": _iso(s.created_at), "last_active_at": _iso(s.last_active_at),
-            "expires_at": _iso(s.expires_at), "stopped_at": _iso(s.stopped_at)}
+            "expires_at": _iso(s.expires_at), "paused_at": _iso(s.paused_at), "stopped_at": _iso(s.stopped_at)}
 
 
 def execution_json(e: Execution) -> dict:

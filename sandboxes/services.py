@@ -29,6 +29,10 @@ class SandboxNotRunning(Mem0Error):
     code, status, message = "sandbox_not_running", 409, "The sandbox is not running."
 
 
+class SandboxPaused(Mem0Error):
+    code, status, message = "sandbox_paused", 409, "The sandbox is paused; resume it first."
+
+
 def sandbox_limits(org) -> dict:
     """The engine limits of a sandbox of this organisation, from its effective plan limits."""
     limits = effective_limits(org)
@@ -146,7 +150,7 @@ def sandbox_fork(*, principal, sandbox: Sandbox, request=None) -> Sandbox:
     its limits are the parent's (those asked for on create, else the plan's)."""
     require_scope(principal, "sandboxes:write")
     org = principal.org
-    require_running(sandbox)
+    require_live(sandbox)
     quotas.sandbox_slot_reserve(org=org)
     limits = sandbox_limits(org)
     for name, value in (sandbox.limits or {}).items():  # the parent's own limits, never above today's plan
@@ -173,7 +177,16 @@ def require_scope(principal, scope: str) -> None:
 
 
 def require_running(sandbox: Sandbox) -> None:
+    """For what needs the sandbox's processes to run (code, commands)."""
+    if sandbox.state == Sandbox.State.PAUSED:
+        raise SandboxPaused(f"Sandbox {sandbox.pk} is paused; resume it first.", details={"state": sandbox.state})
     if sandbox.state != Sandbox.State.RUNNING:
+        raise SandboxNotRunning(f"Sandbox {sandbox.pk} is {sandbox.state}.", details={"state": sandbox.state})
+
+
+def require_live(sandbox: Sandbox) -> None:
+    """For what a paused sandbox allows too (files, snapshots, forks)."""
+    if sandbox.state not in (Sandbox.State.RUNNING, Sandbox.State.PAUSED):
         raise SandboxNotRunning(f"Sandbox {sandbox.pk} is {sandbox.state}.", details={"state": sandbox.state})
 
 
@@ -264,7 +277,7 @@ def sandbox_kill(*, principal, sandbox: Sandbox, request=None, reason: str = "ki
 
 
 def file_list(*, sandbox: Sandbox, path: str) -> list[dict]:
-    require_running(sandbox)
+    require_live(sandbox)
     return dispatch.call(sandbox.agent_id, "files_list", owner=sandbox.organization_id, sandbox_id=sandbox.pk,
                          path=clean_workspace_path(path, allow_root=True))
 
@@ -274,7 +287,7 @@ def file_read(*, sandbox: Sandbox, path: str) -> bytes:
 
     The agent is asked for no more than the cap (it never reads more than the cap plus one byte, whatever
     the file grows to meanwhile), and the size of what came back is checked again here."""
-    require_running(sandbox)
+    require_live(sandbox)
     cap = settings.MEM0_MAX_FILE_BYTES
     too_large = PayloadTooLarge(f"Files may be at most {cap} bytes.", details={"limit": cap})
     try:
@@ -290,10 +303,10 @@ def file_read(*, sandbox: Sandbox, path: str) -> bytes:
 
 
 def file_write(*, sandbox: Sandbox, path: str, data: bytes) -> None:
-    require_running(sandbox)
+    require_live(sandbox)
     dispatch.call(sandbox.agent_id, "file_write", owner=sandbox.organization_id, sandbox_id=sandbox.pk, path=clean_workspace_path(path), data=data)
 
 
 def file_delete(*, sandbox: Sandbox, path: str) -> None:
-    require_running(sandbox)
+    require_live(sandbox)
     dispatch.call(sandbox.agent_id, "file_delete", owner=sandbox.organization_id, sandbox_id=sandbox.pk, path=clean_workspace_path(path))

@@ -13,7 +13,7 @@ from accounts.audit import audit_record
 from billing import quotas
 from sandboxes import dispatch, storage
 from sandboxes.models import Execution, Sandbox, Snapshot, SnapshotTag
-from sandboxes.services import require_running, sandbox_create
+from sandboxes.services import require_live, sandbox_create
 
 CODE_HISTORY_RUNS = 200
 
@@ -31,7 +31,7 @@ def snapshot_create(*, principal, sandbox: Sandbox, name: str = "", request=None
     the organisation would keep referenced with this snapshot; over the limit, nothing is recorded (its
     new chunks are garbage for the next GC) and the answer is quota_exceeded."""
     org = principal.org
-    require_running(sandbox)
+    require_live(sandbox)
     quotas.storage_admit(org=org)
     scope = storage.scope_for(org)
     reply = dispatch.call(sandbox.agent_id, "snapshot", owner=sandbox.organization_id, sandbox_id=sandbox.pk, scope=scope, timeout=300)

@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from . import cgroups
 from .factory import SandboxFactory
 from .files import Workspace
+from .pause_ops import PauseOps
 from .pool import WarmPool
 from .protocol import HEARTBEAT_INTERVAL, AgentInfo, EngineError, Limits, OpReply, OpRequest
 from .runtimes import Runtime, builtin_runtimes
@@ -62,7 +63,7 @@ OPS_PER_OWNER = 4
 UNCAPPED_OPS = frozenset({"kill"})  # quick, and how an owner frees what it holds: never refused
 
 
-class Agent(WorkspaceOps):
+class Agent(WorkspaceOps, PauseOps):
     def __init__(
         self,
         bus: Bus,
@@ -399,6 +400,7 @@ class Agent(WorkspaceOps):
             raise EngineError("invalid_request", "owner must be a non-empty string")
         sb = self._get(sandbox_id)
         with sb.lock:
+            self._refuse_if_paused(sb)
             if sb.run is not None:
                 raise EngineError(
                     "sandbox_busy",
@@ -427,7 +429,13 @@ class Agent(WorkspaceOps):
                 raise EngineError("invalid_request", "sandbox is running code; fork between runs")
             if not parent.runtime.can_fork:
                 return self._fork_fresh(parent, new_sandbox_id, env, lim)
-            child = self.factory.fork(parent, lim)
+            # A paused parent runs for the clone (its interpreter makes it) and is paused again.
+            was_paused = parent.cgroup.resume()
+            try:
+                child = self.factory.fork(parent, lim)
+            finally:
+                if was_paused:
+                    parent.cgroup.pause()
         return self._hand_over(child, new_sandbox_id, env, lim)
 
     def _fork_fresh(self, parent: Sandbox, new_id: str, env: dict, lim: Limits) -> dict:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -132,6 +133,11 @@ class Cgroup:
         self.name = name
         self.dirs = {c: f"{b}/{name}" for c, b in plan.bases.items()}
         self._baseline: dict[str, int] = {}
+        # Freezing is shared: short holds (a fork's copy, a snapshot, a kill) nest inside a pause,
+        # and the cgroup thaws only when the last hold ends and no pause is on.
+        self._freeze_lock = threading.Lock()
+        self._holds = 0
+        self.paused = False
 
     def _path(self, ctrl: str, file: str) -> str | None:
         d = self.dirs.get("unified" if self.plan.mode == "v2" else ctrl)
@@ -225,25 +231,61 @@ class Cgroup:
         text = self._try_read(ctrl, "cgroup.procs") or ""
         return [int(x) for x in text.split()]
 
+    @property
+    def can_freeze(self) -> bool:
+        return "freezer" in self.dirs or (self.plan.mode == "v2" and "unified" in self.dirs)
+
     def freeze(self) -> None:
+        """Stop every task until the matching ``thaw`` (holds nest; see ``pause``)."""
+        with self._freeze_lock:
+            self._holds += 1
+            if self._holds == 1 and not self.paused:
+                self._set_frozen(True)
+
+    def thaw(self) -> None:
+        with self._freeze_lock:
+            self._holds = max(0, self._holds - 1)
+            if self._holds == 0 and not self.paused:
+                self._set_frozen(False)
+
+    def pause(self) -> bool:
+        """Freeze until ``resume``, whatever holds come and go meanwhile; False if already paused."""
+        with self._freeze_lock:
+            if self.paused:
+                return False
+            if self._holds == 0:
+                self._set_frozen(True)
+            self.paused = True
+            return True
+
+    def resume(self) -> bool:
+        with self._freeze_lock:
+            if not self.paused:
+                return False
+            self.paused = False
+            if self._holds == 0:
+                self._set_frozen(False)
+            return True
+
+    def frozen(self) -> bool:
+        """What the kernel says (not what was asked)."""
         if self.plan.mode == "v2":
-            self._try_write("freezer", "cgroup.freeze", "1")
-            for _ in range(2000):  # freezing is asynchronous: wait until every task stopped
+            return "frozen 1" in (self._try_read("freezer", "cgroup.events") or "")
+        return (self._try_read("freezer", "freezer.state") or "").strip() == "FROZEN"
+
+    def _set_frozen(self, frozen: bool) -> None:
+        if self.plan.mode == "v2":
+            self._try_write("freezer", "cgroup.freeze", "1" if frozen else "0")
+            for _ in range(2000 if frozen else 0):  # freezing is asynchronous: wait until every task stopped
                 if "frozen 1" in (self._try_read("freezer", "cgroup.events") or "frozen 1"):
                     break
                 time.sleep(0.0005)
         elif "freezer" in self.dirs:
-            self._try_write("freezer", "freezer.state", "FROZEN")
-            for _ in range(2000):
+            self._try_write("freezer", "freezer.state", "FROZEN" if frozen else "THAWED")
+            for _ in range(2000 if frozen else 0):
                 if (self._try_read("freezer", "freezer.state") or "").strip() != "FREEZING":
                     break
                 time.sleep(0.0005)
-
-    def thaw(self) -> None:
-        if self.plan.mode == "v2":
-            self._try_write("freezer", "cgroup.freeze", "0")
-        elif "freezer" in self.dirs:
-            self._try_write("freezer", "freezer.state", "THAWED")
 
     def kill_all(self, exclude: set[int] = frozenset(), *, fast: bool = False) -> None:
         """SIGKILL every process in the cgroup (except ``exclude``), frozen first so none can fork away.
@@ -266,6 +308,8 @@ class Cgroup:
                 return
             except OSError:
                 pass
+        with self._freeze_lock:
+            self.paused = False  # a frozen task may not die until thawed: the kill ends a pause
         self.freeze()
         try:
             for _ in range(3):

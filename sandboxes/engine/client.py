@@ -114,6 +114,12 @@ class EngineClient:
         """``{"killed": bool, "cpu_ms": lifetime CPU or None}`` (see ``Agent.op_kill``)."""
         return self._call(agent_id, "kill", timeout, sandbox_id=sandbox_id)
 
+    def pause(self, agent_id: str, *, sandbox_id: str, timeout: float = 10) -> dict:
+        return self._call(agent_id, "pause", timeout, sandbox_id=sandbox_id)
+
+    def resume(self, agent_id: str, *, sandbox_id: str, timeout: float = 10) -> dict:
+        return self._call(agent_id, "resume", timeout, sandbox_id=sandbox_id)
+
     def files_list(
         self, agent_id: str, *, sandbox_id: str, path: str = "", timeout: float = 10
     ) -> list[dict]:

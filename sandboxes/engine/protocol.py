@@ -31,6 +31,7 @@ ERROR_CODES = frozenset(
         "payload_too_large",
         "conflict",
         "sandbox_busy",
+        "sandbox_paused",
         "rate_limited",
         "internal_error",
     }
