@@ -84,3 +84,29 @@ def _close_connection_pools(django_db_setup):
     for conn in connections.all(initialized_only=True):
         if hasattr(conn, "close_pool"):
             conn.close_pool()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """A skipped test is not a passed one: say so loudly, with each reason (no root, no PostgreSQL, no
+    Redis...). With MEM0_FAIL_ON_SKIP=1 (CI sets it) any skip fails the session."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    reasons: dict[str, int] = {}
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    terminalreporter.write_sep("!", f"{len(skipped)} TESTS WERE SKIPPED, NOT PASSED", red=True, bold=True)
+    for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"  {count:>4}  {reason}", red=True)
+    terminalreporter.write_line("  Run `make test` as root with DATABASE_URL and REDIS_URL set to run them all.")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import os
+
+    skipped = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = skipped.stats.get("skipped", []) if skipped else []
+    if os.environ.get("MEM0_FAIL_ON_SKIP") == "1" and skipped and exitstatus == 0:
+        session.exitstatus = 1
