@@ -40,6 +40,19 @@ def run_periodic_tasks(stop: threading.Event) -> None:
                     log.exception("periodic_task_failed task=%s", entry["task"])
 
 
+def kept_demo_key(org) -> str | None:
+    """The key an earlier `make run` wrote to var/demo-api-key, while it still works for the demo organisation:
+    one demo key across restarts, not a new one each start."""
+    from accounts.authentication import KeyAuthFailed, principal_for_key
+
+    try:
+        raw = demo_key_path().read_text().strip()
+        principal = principal_for_key(raw)
+    except (OSError, KeyAuthFailed):
+        return None
+    return raw if principal.org.pk == org.pk else None
+
+
 class Command(BaseCommand):
     help = "Run the embedded Mem0 stack on one machine and print a demo organisation's key."
 
@@ -48,17 +61,17 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
 
     def show_key(self, raw: str) -> None:
-        """The demo key goes to a terminal only: a redirected stdout (a log file, often world-readable) gets
-        the path of a file only its owner can read (0600) instead."""
-        if self.stdout.isatty():
-            self.stdout.write("Demo organisation 'demo'; its API key:")
-            self.stdout.write(raw)
-            return
+        """The demo key is kept in a file only its owner can read (0600), reused by the next start; it is
+        printed to a terminal only (a redirected stdout, a log file, is often world-readable: it gets the path)."""
         path = demo_key_path()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.fchmod(fd, 0o600)  # a file left by an earlier run keeps its old mode through O_CREAT
         with os.fdopen(fd, "w") as fh:
             fh.write(raw + "\n")
+        if self.stdout.isatty():
+            self.stdout.write(f"Demo organisation 'demo'; its API key (kept in {path}):")
+            self.stdout.write(raw)
+            return
         self.stdout.write(f"Demo organisation 'demo'; its API key is in {path} (mode 0600).")
 
     def handle(self, host, port, **options):
@@ -71,7 +84,7 @@ class Command(BaseCommand):
             org, _, raw = services.tenant_signup(username="demo", email="demo@example.com", password=None,
                                                  org_name="Demo", org_slug="demo", plan="pro")
         else:
-            _, raw = services.apikey_create(org=org, name="make run")
+            raw = kept_demo_key(org) or services.apikey_create(org=org, name="make run")[1]
         # The embedded agent's threads share the GIL with the web threads; a 0.5 ms switch interval (the
         # default is 5 ms) lets a run's reply through without waiting out another thread's slice.
         sys.setswitchinterval(0.0005)
