@@ -6,21 +6,28 @@ held on the host). Paused time does not count towards the idle timeout (a resume
 window) and uses no CPU quota; the lifetime (`expires_at`) runs on, so a forgotten pause still ends. Files,
 snapshots and forks work on a paused sandbox; runs answer 409 `sandbox_paused`.
 
-A pause lives in the agent's memory: if the agent is lost the sandbox is `lost` like any other, and what
-is kept is its workspace as of its last snapshot (restore it with `POST /api/v1/snapshots/{id}/restore`).
+A pause lives in its agent's memory, so a pause also saves the workspace: a snapshot named "pause" is taken
+once the pause is answered. If the agent is lost, the agents' sweep brings a paused sandbox back on another
+agent, under the same id and still paused, from its last snapshot, with `memory: "lost"` (its processes and
+their memory are gone; a resume starts a fresh interpreter on the restored workspace). A paused sandbox with
+no snapshot (or whose restore fails) is `lost` like any other.
 """
 
+import logging
 from datetime import timedelta
 
 from django.utils import timezone
 
 from accounts.audit import audit_record
+from accounts.principal import Principal
 from billing import quotas
 from billing.selectors import effective_limits
 from mem0web.errors import InvalidRequest, Mem0Error
 from sandboxes import dispatch
 from sandboxes.models import Execution, Sandbox
-from sandboxes.services import require_live, require_scope
+from sandboxes.services import engine_limits, require_live, require_scope
+
+log = logging.getLogger("mem0.sandboxes")
 
 
 def sandbox_pause(*, principal, sandbox: Sandbox, request=None, reason: str = "requested") -> Sandbox:
@@ -43,9 +50,57 @@ def sandbox_pause(*, principal, sandbox: Sandbox, request=None, reason: str = "r
         audit_record(org=sandbox.organization, action="sandbox.pause", principal=principal, request=request,
                      target_type="sandbox", target_id=sandbox.pk, actor_label=None if principal else "idle sweep",
                      metadata={"reason": reason, "agent_ms": (reply or {}).get("ms")})
+        saver = principal or Principal(org=sandbox.organization, role="owner", scopes=frozenset())
+
+        def save_workspace():
+            _snapshot_paused(saver, sandbox)
+
+        if request is not None:
+            from mem0web.handlers import after_response
+
+            after_response(request, save_workspace)  # the pause is answered first
+        else:
+            save_workspace()
     else:
         sandbox.refresh_from_db()
     return sandbox
+
+
+def _snapshot_paused(principal, sandbox: Sandbox) -> None:
+    """The workspace as it is paused: what comes back if the agent is lost while it is paused."""
+    from sandboxes.snapshots import snapshot_create
+
+    try:
+        snapshot_create(principal=principal, sandbox=sandbox, name="pause")
+    except Mem0Error as exc:  # over the storage quota, resumed or killed meanwhile, agent gone
+        log.warning("pause_snapshot_failed sandbox=%s code=%s", sandbox.pk, exc.code)
+
+
+def sandbox_recover(sandbox: Sandbox) -> bool:
+    """A paused sandbox whose agent is lost: restore its last snapshot on a live agent under the same id and
+    pause it there, `memory: "lost"`. False (nothing changed) if it has no snapshot or no agent can take it."""
+    snapshot = sandbox.last_snapshot
+    if sandbox.state != Sandbox.State.PAUSED or snapshot is None or snapshot.deleted_at is not None:
+        return False
+    try:
+        agent_id = dispatch.pick_agent(sandbox.runtime, exclude={sandbox.agent_id})
+        dispatch.call(agent_id, "restore", owner=sandbox.organization_id, digest=snapshot.digest,
+                      scope=snapshot.store_scope, new_sandbox_id=sandbox.pk, runtime=sandbox.runtime,
+                      env=sandbox.env, limits=engine_limits(sandbox.limits), timeout=120)
+        dispatch.call(agent_id, "pause", owner=sandbox.organization_id, sandbox_id=sandbox.pk)
+    except Mem0Error as exc:
+        log.warning("paused_sandbox_not_recovered sandbox=%s code=%s", sandbox.pk, exc.code)
+        return False
+    lost_agent = sandbox.agent_id
+    if not Sandbox.objects.filter(pk=sandbox.pk, state=Sandbox.State.PAUSED, agent_id=lost_agent).update(
+            agent_id=agent_id, memory="lost"):
+        dispatch.call(agent_id, "kill", owner=sandbox.organization_id, sandbox_id=sandbox.pk)
+        return False
+    sandbox.agent_id, sandbox.memory = agent_id, "lost"
+    audit_record(org=sandbox.organization, action="sandbox.recover", target_type="sandbox", target_id=sandbox.pk,
+                 actor_label="agents sweep",
+                 metadata={"lost_agent": lost_agent, "agent": agent_id, "snapshot": snapshot.pk, "memory": "lost"})
+    return True
 
 
 def sandbox_resume(*, principal, sandbox: Sandbox, request=None) -> Sandbox:

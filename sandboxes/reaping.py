@@ -12,7 +12,7 @@ from billing.selectors import effective_limits
 from sandboxes import dispatch, executions
 from sandboxes.idempotency import RETENTION
 from sandboxes.models import Agent, Execution, IdempotencyRecord, Sandbox
-from sandboxes.pausing import sandbox_pause
+from sandboxes.pausing import sandbox_pause, sandbox_recover
 from sandboxes.services import sandbox_kill, sandbox_mark_ended, sandbox_meter_cpu
 
 log = logging.getLogger("mem0.reaping")
@@ -90,9 +90,13 @@ def agents_sweep() -> dict:
             "last_heartbeat": datetime.fromtimestamp(a.last_heartbeat, tz=UTC)})
     Agent.objects.exclude(id__in=[a.id for a in seen]).update(alive=False)
     lost = 0
+    recovered = 0
     for sandbox in Sandbox.objects.filter(state__in=Sandbox.LIVE_STATES).exclude(agent_id__in=alive).select_related(
-            "organization"):
+            "organization", "last_snapshot"):
         with _each("mark_lost", sandbox.pk):
+            if sandbox_recover(sandbox):  # paused, with a snapshot: back on another agent, memory lost
+                recovered += 1
+                continue
             lost += sandbox_mark_ended(sandbox, state=Sandbox.State.LOST, reason="agent_lost")
     finished = 0
     stale = Execution.objects.filter(status__in=Execution.OPEN_STATUSES,
@@ -105,4 +109,5 @@ def agents_sweep() -> dict:
             finished += execution.status != before
     if lost:
         log.warning("agents_lost sandboxes=%d alive_agents=%d", lost, len(alive))
-    return {"agents": len(seen), "alive": len(alive), "lost_sandboxes": lost, "finished_executions": finished}
+    return {"agents": len(seen), "alive": len(alive), "lost_sandboxes": lost, "recovered_sandboxes": recovered,
+            "finished_executions": finished}

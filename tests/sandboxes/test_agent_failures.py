@@ -117,3 +117,33 @@ def test_one_unrecordable_result_does_not_stall_the_sweep(api_pa, engine):
         assert bad.status == Execution.Status.RUNNING  # left for an operator, logged, not fatal
     finally:
         api_pa.delete(f"/api/v1/sandboxes/{sb['id']}")
+
+
+def test_a_paused_sandbox_whose_agent_dies_comes_back_from_its_pause_snapshot(api_pa, engine, tmp_path):
+    doomed = start_agent("a-doomed-p", tmp_path / "doomed-p")
+    try:
+        wait_alive({"a-doomed-p"})
+        sb = _create_on(api_pa, "a-doomed-p")
+        sid = sb["id"]
+        api_pa.post(f"/api/v1/sandboxes/{sid}/executions",
+                    {"code": "in_memory = 1\nopen('/workspace/kept.txt', 'w').write('saved at pause')"}, format="json")
+        assert api_pa.post(f"/api/v1/sandboxes/{sid}/pause").json()["state"] == "paused"
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            reaping.agents_sweep()
+            if api_pa.get(f"/api/v1/sandboxes/{sid}").json()["agent"] != "a-doomed-p":
+                break
+            time.sleep(0.5)
+        back = api_pa.get(f"/api/v1/sandboxes/{sid}").json()
+        assert back["state"] == "paused" and back["agent"] in ("a0", "a1") and back["memory"] == "lost"
+        assert api_pa.post(f"/api/v1/sandboxes/{sid}/resume").json()["state"] == "running"
+        out = api_pa.post(f"/api/v1/sandboxes/{sid}/executions",
+                          {"code": "print(open('/workspace/kept.txt').read())\nprint('in_memory' in globals())"},
+                          format="json").json()
+        assert out["stdout"] == "saved at pause\nFalse\n"  # the workspace came back, the memory did not
+    finally:
+        stop_agent(doomed)
+        forget_agent("a-doomed-p")
+        api_pa.delete(f"/api/v1/sandboxes/{sb['id']}")
