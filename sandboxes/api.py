@@ -14,12 +14,14 @@ from rest_framework.views import APIView
 from mem0web.errors import InvalidRequest, PayloadTooLarge
 from mem0web.handlers import after_response
 from mem0web.pagination import Cursor
-from sandboxes import dispatch, executions, pausing, selectors, services
+from sandboxes import dispatch, executions, pausing, ports, selectors, services
 from sandboxes.idempotency import idempotent
 from sandboxes.runtimes import runtime_catalog
 from sandboxes.serializers import (
     ExecutionCreateSerializer,
     ExecutionSerializer,
+    PortExposedSerializer,
+    PortExposeSerializer,
     SandboxCreateSerializer,
     SandboxSerializer,
     SandboxUpdateSerializer,
@@ -116,6 +118,31 @@ class SandboxResumeView(APIView):
         """Thaw a paused sandbox (idempotent); its idle window starts again."""
         sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
         return Response(sandbox_json(pausing.sandbox_resume(principal=request.auth, sandbox=sandbox, request=request)))
+
+
+class SandboxPortsView(APIView):
+    scope = "sandboxes"
+
+    @extend_schema(request=PortExposeSerializer, responses={201: PortExposedSerializer})
+    def post(self, request, sandbox_id: str):
+        """Expose a port a server in the sandbox listens on: it is reachable at
+        `/api/v1/sandboxes/{id}/ports/{port}/…` with a key of this organisation or the signed URL."""
+        data = PortExposeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
+        return Response(ports.port_expose(principal=request.auth, sandbox=sandbox, request=request,
+                                          **data.validated_data), status=201)
+
+
+class SandboxPortView(APIView):
+    scope = "sandboxes"
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, sandbox_id: str, port: int):
+        """Stop exposing the port."""
+        sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
+        ports.port_unexpose(principal=request.auth, sandbox=sandbox, port=port, request=request)
+        return Response(status=204)
 
 
 class SandboxForkView(APIView):

@@ -63,6 +63,7 @@ class Sandbox(models.Model):
     last_active_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)
     paused_at = models.DateTimeField(null=True, blank=True, help_text="Set while paused (cgroup frozen).")
+    exposed_ports = models.JSONField(default=list, blank=True, help_text="Ports reachable through the web tier.")
     stopped_at = models.DateTimeField(null=True, blank=True)
 
     objects = TenantQuerySet.as_manager()

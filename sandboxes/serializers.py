@@ -24,6 +24,18 @@ class FiniteFloatField(serializers.FloatField):
         return value
 
 
+class StrictIntegerField(serializers.IntegerField):
+    """A whole number that must arrive as a JSON number (80 or 80.0, as JSON Schema's "integer" has it):
+    DRF's IntegerField also takes "80" and true."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, float) and data.is_integer():
+            data = int(data)
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class StrictCharField(serializers.CharField):
     """Text that must arrive as a JSON string: DRF's CharField turns 5 or true into "5" / "True"."""
 
@@ -42,8 +54,8 @@ class SandboxSerializer(serializers.ModelSerializer):
     class Meta:
         model = Sandbox
         fields = ["id", "runtime", "state", "parent_id", "source_snapshot_id", "memory", "env", "metadata", "agent",
-                  "limits", "stop_reason", "created_at", "last_active_at", "expires_at", "paused_at",
-                  "stopped_at"]
+                  "limits", "exposed_ports", "stop_reason", "created_at", "last_active_at", "expires_at",
+                  "paused_at", "stopped_at"]
 
     def get_memory(self, obj) -> str | None:
         return obj.memory or None
@@ -113,6 +125,19 @@ class SandboxCreateSerializer(serializers.Serializer):
     timeout_s = FiniteFloatField(required=False, min_value=1)
 
 
+class PortExposeSerializer(serializers.Serializer):
+    port = StrictIntegerField(min_value=1, max_value=65535)
+    expires_s = StrictIntegerField(required=False, min_value=60, max_value=7 * 86_400,
+                                         help_text="Lifetime of the signed URL (default 3600).")
+
+
+class PortExposedSerializer(serializers.Serializer):
+    port = serializers.IntegerField()
+    url = serializers.CharField(help_text="Reachable with an API key of the organisation.")
+    signed_url = serializers.CharField(help_text="Reachable by anyone holding it, until it expires.")
+    signed_url_expires_at = serializers.DateTimeField()
+
+
 class SandboxUpdateSerializer(serializers.Serializer):
     timeout_s = FiniteFloatField(required=False, min_value=1, help_text="The sandbox ends this many seconds from now (within the "
                                                           "plan's maximum lifetime).")
@@ -178,7 +203,8 @@ def sandbox_json(s: Sandbox) -> dict:
     on the hot paths (tests/sandboxes/test_representation.py keeps the two equal)."""
     return {"id": s.id, "runtime": _str(s.runtime), "state": _str(s.state), "parent_id": s.parent_id,
             "source_snapshot_id": s.source_snapshot_id, "memory": s.memory or None, "env": s.env,
-            "metadata": s.metadata, "agent": _str(s.agent_id), "limits": s.limits, "stop_reason": _str(s.stop_reason),
+            "metadata": s.metadata, "agent": _str(s.agent_id), "limits": s.limits, "exposed_ports": s.exposed_ports,
+            "stop_reason": _str(s.stop_reason),
             "created_at": _iso(s.created_at), "last_active_at": _iso(s.last_active_at),
             "expires_at": _iso(s.expires_at), "paused_at": _iso(s.paused_at), "stopped_at": _iso(s.stopped_at)}
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from sandboxes import api, snapshot_api
+from sandboxes import api, port_proxy, snapshot_api
 
 api_urlpatterns = [
     path("sandboxes", api.SandboxListView.as_view(), name="api-sandboxes"),
@@ -8,6 +8,11 @@ api_urlpatterns = [
     path("sandboxes/<str:sandbox_id>/fork", api.SandboxForkView.as_view(), name="api-sandbox-fork"),
     path("sandboxes/<str:sandbox_id>/pause", api.SandboxPauseView.as_view(), name="api-sandbox-pause"),
     path("sandboxes/<str:sandbox_id>/resume", api.SandboxResumeView.as_view(), name="api-sandbox-resume"),
+    path("sandboxes/<str:sandbox_id>/ports", api.SandboxPortsView.as_view(), name="api-sandbox-ports"),
+    path("sandboxes/<str:sandbox_id>/ports/<int:port>", api.SandboxPortView.as_view(), name="api-sandbox-port"),
+    path("sandboxes/<str:sandbox_id>/ports/<int:port>/", port_proxy.port_proxy, name="api-sandbox-port-proxy"),
+    path("sandboxes/<str:sandbox_id>/ports/<int:port>/<path:rest>", port_proxy.port_proxy,
+         name="api-sandbox-port-proxy-path"),
     path("sandboxes/<str:sandbox_id>/executions", api.ExecutionCreateView.as_view(), name="api-executions"),
     path("sandboxes/<str:sandbox_id>/files", api.SandboxFilesView.as_view(), name="api-files"),
     path("sandboxes/<str:sandbox_id>/files/<path:path>", api.SandboxFileView.as_view(), name="api-file"),

@@ -39,6 +39,7 @@ from .factory import SandboxFactory
 from .files import Workspace
 from .pause_ops import PauseOps
 from .pool import WarmPool
+from .ports import PortOps, PortRelay
 from .protocol import HEARTBEAT_INTERVAL, AgentInfo, EngineError, Limits, OpReply, OpRequest
 from .runtimes import Runtime, builtin_runtimes
 from .sandbox import Run, Sandbox
@@ -63,7 +64,7 @@ OPS_PER_OWNER = 4
 UNCAPPED_OPS = frozenset({"kill"})  # quick, and how an owner frees what it holds: never refused
 
 
-class Agent(WorkspaceOps, PauseOps):
+class Agent(WorkspaceOps, PauseOps, PortOps):
     def __init__(
         self,
         bus: Bus,
@@ -122,6 +123,8 @@ class Agent(WorkspaceOps, PauseOps):
             executor=self.executor,
         )
         self.factory.start()
+        self.ports = PortRelay(self.state_dir, self._get)
+        self.ports.start()
         for name, rt in self.runtimes.items():
             pool = WarmPool(
                 name,
@@ -165,6 +168,7 @@ class Agent(WorkspaceOps, PauseOps):
         while self.factory.live and time.monotonic() < deadline:  # deaths seen, resources released
             time.sleep(0.01)
         self.supervisor.stop()
+        self.ports.stop()
         self.cleaner.shutdown(wait=True)
         self.factory.stop()
         for base in self.cg_plan.bases.values():
@@ -209,6 +213,7 @@ class Agent(WorkspaceOps, PauseOps):
             self._remember_cpu(sb)
         if sb.sandbox_id and self.sandboxes.get(sb.sandbox_id) is sb:
             self.sandboxes.pop(sb.sandbox_id, None)
+            self.ports.unexpose(sb.sandbox_id)
         for pool in self.pools.values():
             pool.discard(sb)
         try:
@@ -479,6 +484,7 @@ class Agent(WorkspaceOps, PauseOps):
         """Kill the sandbox; ``cpu_ms`` is its lifetime CPU (also for one that already ended by itself,
         while the agent remembers it; ``None`` if it does not), which the Django side meters once."""
         sb = self.sandboxes.pop(sandbox_id, None)
+        self.ports.unexpose(sandbox_id)
         if sb is not None:
             self.supervisor.kill(sb)  # SIGKILL: no CPU is used after this reading
             return {"killed": True, "cpu_ms": self._remember_cpu(sb)}

@@ -120,6 +120,13 @@ class EngineClient:
     def resume(self, agent_id: str, *, sandbox_id: str, timeout: float = 10) -> dict:
         return self._call(agent_id, "resume", timeout, sandbox_id=sandbox_id)
 
+    def port_expose(self, agent_id: str, *, sandbox_id: str, port: int, timeout: float = 10) -> dict:
+        """``{"relay": address}``: where the web tier connects to reach exposed ports (``ports.py``)."""
+        return self._call(agent_id, "port_expose", timeout, sandbox_id=sandbox_id, port=port)
+
+    def port_unexpose(self, agent_id: str, *, sandbox_id: str, port: int, timeout: float = 10) -> dict:
+        return self._call(agent_id, "port_unexpose", timeout, sandbox_id=sandbox_id, port=port)
+
     def files_list(
         self, agent_id: str, *, sandbox_id: str, path: str = "", timeout: float = 10
     ) -> list[dict]:

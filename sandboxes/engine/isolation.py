@@ -27,8 +27,9 @@ clones straight into new user, PID, mount, network, IPC and UTS namespaces):
                              on the read-only template root
   R     pivot_root           old root detached: no host path is reachable any more
   R     set_hostname         UTS namespace
-  R     (network)            the new network namespace has only ``lo``, left down: no egress,
-                             no loopback to anybody
+  R     loopback_up          the new network namespace has only ``lo`` (up, for the sandbox's own
+                             processes, and for the agent's relay of exposed ports, ``ports.py``):
+                             no egress, no route to anybody else
 Then ``R`` releases the interpreter ``K`` and stays as PID 1 (exec'ing the compiled reaper of
 ``reaper.py`` when there is one): it reports every exit to the agent and keeps the PID namespace
 alive for forks (see fork notes in ``kernel.py``).
@@ -249,6 +250,7 @@ def run_init_steps(root: str, workspace: str, tmp_bytes: int) -> None:
     _step("bind_workspace", bind_workspace, root, workspace)
     _step("pivot_root", enter_root, root)
     _step("set_hostname", linux.sethostname, HOSTNAME)
+    _step("loopback_up", linux.loopback_up)
     _step("no_new_privs", linux.prctl, linux.PR_SET_NO_NEW_PRIVS, 1)
 
 

@@ -314,6 +314,7 @@ class Kernel:
             os._exit(0)
         # Now in the fork's cgroup: a cgroup namespace rooted there, as a spawned sandbox has.
         linux.unshare(linux.CLONE_NEWCGROUP)
+        linux.loopback_up()  # the fork's own network namespace, as a spawned sandbox's
         isolation.drop_all_capabilities()
         linux.prctl(linux.PR_SET_DUMPABLE, 0)
         self._forking = True
