@@ -34,7 +34,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
-from . import cgroups
+from . import cgroups, go_toolchain
 from .factory import SandboxFactory
 from .files import Workspace
 from .pool import WarmPool
@@ -77,6 +77,7 @@ class Agent(WorkspaceOps):
         templates: list[str] | None = None,
         blockstore=None,
         blockstore_dir: str | None = None,
+        go_cache_dir: str = go_toolchain.DEFAULT_CACHE_DIR,
     ):
         self.bus = bus
         self.agent_id = agent_id
@@ -101,6 +102,7 @@ class Agent(WorkspaceOps):
         self.supervisor = Supervisor(bus, self._on_dead)
         self._blockstore = blockstore  # a configured BlockStore (S3 tier...), or a local one made lazily
         self.blockstore_dir = blockstore_dir or os.path.join(self.state_dir, "blocks")
+        self.go_cache_dir = go_cache_dir
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -113,12 +115,14 @@ class Agent(WorkspaceOps):
         if stale:
             log.warning("event=stale_sandboxes_killed agent=%s count=%d", self.agent_id, stale)
         self.supervisor.start()
+        toolchains = self._prepare_toolchains()
         self.factory = SandboxFactory(
             runtimes=self.runtimes,
             state_dir=self.state_dir,
             cg_plan=self.cg_plan,
             supervisor=self.supervisor,
             executor=self.executor,
+            toolchains=toolchains,
         )
         self.factory.start()
         for name, rt in self.runtimes.items():
@@ -147,6 +151,25 @@ class Agent(WorkspaceOps):
             ",".join(self.cg_plan.controls),
         )
         return self
+
+    def _prepare_toolchains(self) -> dict[str, dict]:
+        """Host directories of compiled runtimes' toolchains, their shared build cache built first
+        (``go_toolchain``). A runtime whose toolchain is missing or fails is not served (not advertised)."""
+        out: dict[str, dict] = {}
+        for name, rt in list(self.runtimes.items()):
+            if rt.language != "go":
+                continue
+            toolchain = go_toolchain.find_toolchain()
+            try:
+                if toolchain is None:
+                    raise RuntimeError("no go command on the system PATH (Debian package golang)")
+                go_toolchain.prepare_cache(toolchain, self.go_cache_dir)
+            except Exception as exc:
+                log.error("event=runtime_unavailable runtime=%s detail=%r", name, str(exc)[:500])
+                del self.runtimes[name]
+                continue
+            out[name] = go_toolchain.root_dirs(toolchain, self.go_cache_dir)
+        return out
 
     def stop(self) -> None:
         self.stop_event.set()
