@@ -88,7 +88,9 @@ class GoKernel(Kernel):
             goroot = _goroot()
             with open(f"{goroot}/VERSION") as f:
                 version = f.readline().strip()
-            GoKernel.toolchain_id = f"{version} {goroot} {go_toolchain.PROGRAM_FLAGS} {go_toolchain.BUILD_ENV}"
+            GoKernel.toolchain_id = (
+                f"{version} {goroot} {go_toolchain.PROGRAM_FLAGS} {go_toolchain.BUILD_ENV}"
+            )
         return hashlib.sha256(f"{self.toolchain_id}\0{source}".encode()).hexdigest()[:32]
 
 
@@ -100,7 +102,10 @@ def _build(source: str, binary: str) -> tuple[bool, str]:
     """``go build`` of ``source`` into ``binary``: (built, compiler messages for the user)."""
     os.makedirs(BUILD, exist_ok=True)
     os.makedirs(PROGRAMS, exist_ok=True)
-    for name, text in (("go.mod", f"module sandbox\n\ngo {_language_version()}\n"), (go_source.FILENAME, source)):
+    for name, text in (
+        ("go.mod", f"module sandbox\n\ngo {_language_version()}\n"),
+        (go_source.FILENAME, source),
+    ):
         path = f"{BUILD}/{name}"
         with open(path, "w") as f:
             f.write(text)

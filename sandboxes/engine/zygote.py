@@ -224,7 +224,9 @@ class ZygoteError(RuntimeError):
 class ZygoteProcess:
     """Agent-side handle: starts the zygote and sends it requests (thread-safe)."""
 
-    def __init__(self, runtime: Runtime, state_dir: str, reaper: str | None = None, toolchain: dict | None = None):
+    def __init__(
+        self, runtime: Runtime, state_dir: str, reaper: str | None = None, toolchain: dict | None = None
+    ):
         self.runtime = runtime
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # The launcher (host interpreter) builds the zygote's root and execs the zygote inside
