@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -38,8 +39,9 @@ PROGRAMS_KEPT = 8
 PROGRAMS_BYTES = 24 << 20  # /tmp is small (64 MiB) and shared with the user's files
 MESSAGES_BYTES = 64 << 10  # compiler output shown (the rest is counted, not kept)
 FUTURE_MTIME = 4102444800  # 2100-01-01: Go never writes a module index of these files (see go_toolchain)
-OUT_OF_MEMORY = b"fatal error: out of memory"  # the Go runtime's words when an allocation fails
-TAIL_BYTES = 4096
+# The Go runtime's words when an allocation fails (its goroutine dump follows: seen anywhere in stderr).
+OUT_OF_MEMORY = re.compile(rb"fatal error: (?:runtime: )?out of memory")
+CARRY_BYTES = 64
 
 
 class GoKernel(Kernel):
@@ -187,24 +189,38 @@ def _execute(binary: str) -> tuple[int, int]:
         proc = subprocess.Popen(["main"], executable=binary, stdin=0, stdout=1, stderr=err_w)
     finally:
         os.close(err_w)
-    tail = b""
+    watch = _StderrWatch()
     try:
-        tail = _forward_stderr(proc, err_r)
+        _forward_stderr(proc, err_r, watch)
         code = proc.wait()
     finally:
         _reap(proc)
     flags = 0
-    if code == 2 and OUT_OF_MEMORY in tail:
+    if code == 2 and watch.out_of_memory:
         flags |= status.FLAG_MEMORY_ERROR
     if code < 0:
         return 128 - code, flags
     return status.clamp_exit_code(code), flags
 
 
-def _forward_stderr(proc: subprocess.Popen, err_r: int) -> bytes:
-    """Copy the program's stderr to the sandbox's until the program exits; returns its last bytes.
-    Processes the program leaves running keep writing there through a thread, as their stdout does."""
-    tail = b""
+class _StderrWatch:
+    """Whether the program's stderr said the Go runtime ran out of memory (a label only: the program
+    writes what it likes there)."""
+
+    def __init__(self) -> None:
+        self.out_of_memory = False
+        self.carry = b""
+
+    def feed(self, data: bytes) -> None:
+        _write_all(2, data)
+        if not self.out_of_memory:
+            self.out_of_memory = OUT_OF_MEMORY.search(self.carry + data) is not None
+            self.carry = data[-CARRY_BYTES:]
+
+
+def _forward_stderr(proc: subprocess.Popen, err_r: int, watch: _StderrWatch) -> None:
+    """Copy the program's stderr to the sandbox's until the program exits. Processes the program
+    leaves running keep writing there through a thread, as their stdout does."""
     pidfd = os.pidfd_open(proc.pid)
     try:
         with selectors.DefaultSelector() as sel:
@@ -221,8 +237,7 @@ def _forward_stderr(proc: subprocess.Popen, err_r: int) -> bytes:
                         open_pipe = False
                         sel.unregister(err_r)
                         break
-                    _write_all(2, data)
-                    tail = (tail + data)[-TAIL_BYTES:]
+                    watch.feed(data)
             if open_pipe:  # the program exited: what it wrote is in the pipe already
                 fcntl.fcntl(err_r, fcntl.F_SETFL, os.O_NONBLOCK)
                 while True:
@@ -235,13 +250,11 @@ def _forward_stderr(proc: subprocess.Popen, err_r: int) -> bytes:
                         break
                     if not data:
                         break
-                    _write_all(2, data)
-                    tail = (tail + data)[-TAIL_BYTES:]
+                    watch.feed(data)
     finally:
         os.close(pidfd)
         if err_r >= 0:
             os.close(err_r)
-    return tail
 
 
 def _forward_forever(fd: int) -> None:
