@@ -96,6 +96,7 @@ def test_os_threads_are_bounded_by_the_pids_limit(engine):
     )
     res = engine.run(sid, code, timeout_s=30)
     assert res.exit.limit == "pids" and "not reached" not in res.stdout, (res.exit, res.stderr[-500:])
+    assert "failed to create new OS thread" in res.stderr  # the program's threads, not the compiler's
     assert engine.ok(sid, HELLO, timeout_s=60) == "42\n"
 
 
@@ -103,6 +104,8 @@ INSPECT = r"""
 status, _ := os.ReadFile("/proc/self/status")
 mounts, _ := os.ReadFile("/proc/self/mountinfo")
 cmdline, _ := os.ReadFile("/proc/1/cmdline")
+cgroup, _ := os.ReadFile("/proc/self/cgroup")
+_, meminfoErr := os.Stat("/proc/meminfo")
 caps := map[string]string{}
 for _, line := range strings.Split(string(status), "\n") {
 	if strings.HasPrefix(line, "Cap") {
@@ -121,6 +124,7 @@ if len(entries) > 0 {
 }
 report := map[string]any{
 	"caps": caps, "mounts": string(mounts), "init": string(cmdline), "env": os.Environ(),
+	"cgroup": string(cgroup), "meminfo": fmt.Sprint(meminfoErr),
 	"uid": os.Getuid(), "dial": fmt.Sprint(dialErr), "lo": fmt.Sprint(loErr), "cached": len(entries),
 	"write": fmt.Sprint(writeErr), "touch": fmt.Sprint(touchErr), "remove": fmt.Sprint(removeErr),
 }
@@ -142,8 +146,11 @@ def test_isolation_holds_for_go_programs(engine):
     # no host path: not the agent's state, the checkout, nor the cache's host directory
     agent = engine.agent
     seen = report["mounts"] + report["init"] + " ".join(report["env"])
-    for host_path in (agent.state_dir, agent.go_cache_dir, "/work", "/var/cache"):
+    for host_path in (agent.state_dir, agent.go_cache_dir, "/work", "/var/cache", ".venv"):
         assert host_path not in seen, host_path
+    sources = {line.split(" - ")[1].split()[1] for line in report["mounts"].splitlines()}
+    assert not [s for s in sources if s.startswith("/dev")], sources  # no host device either
+    assert report["cgroup"].strip().endswith(":/") and "no such file" in report["meminfo"]
 
 
 PROGRAMS = """
