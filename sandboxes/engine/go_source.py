@@ -211,7 +211,11 @@ def main_package(code: str) -> str:
     for start, end in imports:
         parts.append(_line_directive(tokens[start]) + _text(code, tokens, start, end))
     if added:
-        parts.append("import (\n" + "".join(f'\t"{path}"\n' for path in sorted(STANDARD_PACKAGES[n] for n in added)) + ")\n")
+        parts.append(
+            "import (\n"
+            + "".join(f'\t"{path}"\n' for path in sorted(STANDARD_PACKAGES[n] for n in added))
+            + ")\n"
+        )
     for start, end in others:
         parts.append(_line_directive(tokens[start]) + _text(code, tokens, start, end))
     parts.append("func main() {\n")

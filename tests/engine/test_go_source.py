@@ -69,6 +69,6 @@ def test_a_name_the_snippet_declares_or_imports_is_never_imported_for_it():
 
 
 def test_comments_and_strings_do_not_look_like_declarations():
-    code = 's := `\nfunc fake() {}\n`\n/*\ntype X int\n*/\nprintln(s)'
+    code = "s := `\nfunc fake() {}\n`\n/*\ntype X int\n*/\nprintln(s)"
     body = _main_body(main_package(code))
     assert "func fake() {}" in body and "type X int" in body
