@@ -531,7 +531,8 @@ def start_embedded_agent(
     """Run an agent as threads of this process (zygotes are child processes); ``.stop()`` ends it.
 
     ``options``: pool_min, pool_max, templates (runtime names to serve), blockstore (a configured
-    ``BlockStore``, e.g. with the S3 tier) or blockstore_dir (default ``{state_dir}/blocks``).
+    ``BlockStore``, e.g. with the S3 tier) or blockstore_dir (default ``{state_dir}/blocks``),
+    go_cache_dir (the Go runtime's shared build cache, default ``go_toolchain.DEFAULT_CACHE_DIR``).
     """
     return Agent(bus, agent_id=agent_id, state_dir=state_dir, capacity=capacity, **options).start()
 
@@ -551,6 +552,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--blockstore-dir", default=None, help="snapshot chunk store (default STATE_DIR/blocks)"
     )
+    parser.add_argument(
+        "--go-cache-dir",
+        default=go_toolchain.DEFAULT_CACHE_DIR,
+        help="shared read-only build cache of Go sandboxes (the standard library, built at start)",
+    )
     args = parser.parse_args(argv)
     # Op, I/O-hub and refill threads share the GIL: a 0.5 ms switch interval (default 5 ms)
     # keeps a refill thread's Python work from delaying a run's output by milliseconds.
@@ -566,6 +572,7 @@ def main(argv: list[str] | None = None) -> None:
         pool_min=args.pool_min,
         pool_max=args.pool_max,
         blockstore_dir=args.blockstore_dir,
+        go_cache_dir=args.go_cache_dir,
     ).start()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
