@@ -23,6 +23,7 @@ import fcntl
 import hashlib
 import os
 import re
+import resource
 import selectors
 import signal
 import subprocess
@@ -42,12 +43,32 @@ FUTURE_MTIME = 4102444800  # 2100-01-01: Go never writes a module index of these
 # The Go runtime's words when an allocation fails (its goroutine dump follows: seen anywhere in stderr).
 OUT_OF_MEMORY = re.compile(rb"fatal error: (?:runtime: )?out of memory")
 CARRY_BYTES = 64
+# A build that died for want of memory (RLIMIT_DATA): a memory limit, not the code's compile error. The
+# go command links libc: its threads' stacks come from pthread_create, which fails with EAGAIN.
+# At a line's start: the compiler's messages start with a position, so a string literal quoted in one
+# cannot pass for these.
+BUILD_OUT_OF_MEMORY = re.compile(
+    r"^(?:fatal error: (?:runtime: )?out of memory|runtime/cgo: pthread_create failed: Resource temporarily)",
+    re.M,
+)
+# glibc gives each thread of the go command a stack of RLIMIT_STACK (8 MiB by default), and RLIMIT_DATA
+# counts it: 2 MiB, and the build's GOMAXPROCS bounded (else it follows the host's CPUs, not the
+# sandbox's share), let a small program build within 64 MiB (it failed at 96 MiB before). Go programs
+# themselves (no cgo) make their threads' stacks in Go; other programs may raise it to the hard limit.
+THREAD_STACK_BYTES = 2 << 20
+BUILD_PROCS = 2
 
 
 class GoKernel(Kernel):
     """``Kernel`` with Go runs; every other op (configure, resume) is the same."""
 
     toolchain_id = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+        if soft == resource.RLIM_INFINITY or soft > THREAD_STACK_BYTES:
+            resource.setrlimit(resource.RLIMIT_STACK, (THREAD_STACK_BYTES, hard))
 
     def run(self, msg: dict) -> tuple[int, int]:
         """Build and run one program; (exit code, status-page flags)."""
@@ -81,6 +102,8 @@ class GoKernel(Kernel):
             ok, messages = _build(source, binary)
             if not ok:
                 sys.stderr.write(messages)
+                if BUILD_OUT_OF_MEMORY.search(messages):
+                    return 1, status.FLAG_MEMORY_ERROR
                 return 1, status.FLAG_COMPILE_ERROR
             _prune_programs(keep=binary)
         return _execute(binary)
@@ -114,6 +137,7 @@ def _build(source: str, binary: str) -> tuple[bool, str]:
         os.utime(path, (FUTURE_MTIME, FUTURE_MTIME))
     partial = f"{binary}.partial"
     env = go_toolchain.build_env(_goroot(), WORK, go_toolchain.GOCACHE_PATH)
+    env["GOMAXPROCS"] = str(min(os.cpu_count() or 1, BUILD_PROCS))
     proc = subprocess.Popen(
         [go_toolchain.GO_BINARY, "build", *go_toolchain.PROGRAM_FLAGS, "-o", partial, "."],
         cwd=BUILD,

@@ -88,6 +88,17 @@ def test_memory_bomb_hits_the_memory_limit(engine):
     assert engine.ok(sid, HELLO, timeout_s=60) == "42\n"
 
 
+def test_a_build_short_of_memory_is_a_memory_limit_not_a_compile_error(engine):
+    sid = engine.create("go", limits=Limits(memory_bytes=32 << 20))
+    res = engine.run(sid, HELLO, timeout_s=60)
+    assert (res.exit.status, res.exit.limit) == ("failed", "memory"), (res.exit, res.stderr[-500:])
+
+
+def test_a_small_program_builds_within_64_mib(engine):
+    sid = engine.create("go", limits=Limits(memory_bytes=64 << 20))
+    assert engine.ok(sid, HELLO, timeout_s=60) == "42\n"
+
+
 def test_os_threads_are_bounded_by_the_pids_limit(engine):
     sid = engine.create("go", limits=Limits(pids=32))
     code = (
