@@ -163,7 +163,8 @@ class Agent(WorkspaceOps):
             try:
                 if toolchain is None:
                     raise RuntimeError("no go command on the system PATH (Debian package golang)")
-                go_toolchain.prepare_cache(toolchain, self.go_cache_dir)
+                log.info("event=go_cache_prepare dir=%s version=%s", self.go_cache_dir, toolchain.version)
+                go_toolchain.prepare_cache(toolchain, self.go_cache_dir)  # ~0.5 s warm; minutes the first time
             except Exception as exc:
                 log.error("event=runtime_unavailable runtime=%s detail=%r", name, str(exc)[:500])
                 del self.runtimes[name]

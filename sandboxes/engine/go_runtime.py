@@ -1,7 +1,8 @@
 """The control loop of a Go sandbox (inside it): each run builds the code as a main package and runs it.
 
-A Go sandbox is made like a Python one (the same zygote, isolation, limits, metering, pool and
-channels); only ``run`` differs. Per run, in the sandbox's own processes (so the compiler has exactly
+A Go sandbox is made like a Python one (a zygote of its own with nothing preloaded, the same
+isolation, limits, metering, warm pool and channels): this small Python control loop is its
+"interpreter", and only ``run`` differs. Per run, in the sandbox's own processes (so the compiler has exactly
 the sandbox's isolation, and its time and CPU count toward the run's timeout and metering):
   1. ``go_source.main_package``: the code, wrapped into ``package main`` when it is a snippet;
   2. the program cache: a binary built from the same source by the same toolchain is run again without
