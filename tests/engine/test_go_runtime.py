@@ -68,6 +68,23 @@ def test_output_streams_and_stdout_stderr_both_arrive(engine):
     assert res.stdout == "out\n/home/sandbox <nil>\n" and res.stderr == "err\n", res
 
 
+def test_output_is_streamed_as_the_program_writes_it(engine):
+    sid = engine.create("go")
+    res = engine.run(
+        sid, "for i := 0; i < 3; i++ {\n\tfmt.Println(i)\n\ttime.Sleep(300 * time.Millisecond)\n}", 60
+    )
+    chunks = [e.data for e in res.events if getattr(e, "stream", None) == "stdout"]
+    assert chunks == ["0\n", "1\n", "2\n"], chunks  # one event per write, not one at the end
+
+
+def test_output_past_the_cap_ends_the_run(engine):
+    sid = engine.create("go", limits=Limits(output_bytes=64 << 10))
+    res = engine.run(sid, 'for {\n\tfmt.Println("spam spam spam")\n}', timeout_s=60)
+    assert (res.exit.status, res.exit.limit) == ("killed", "output"), res.exit
+    assert len(res.stdout.encode()) + len(res.stderr.encode()) <= 64 << 10
+    assert engine.ok(sid, HELLO, timeout_s=60) == "42\n"
+
+
 def test_infinite_loop_times_out_and_the_sandbox_lives_on(engine):
     sid = engine.create("go")
     engine.ok(sid, HELLO, timeout_s=60)  # compiled before: the timeout below is the loop's
