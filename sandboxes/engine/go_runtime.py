@@ -39,7 +39,7 @@ PROGRAMS = f"{WORK}/programs"  # built binaries by source digest
 BUILD = f"{WORK}/build"
 PROGRAMS_KEPT = 8
 PROGRAMS_BYTES = 24 << 20  # /tmp is small (64 MiB) and shared with the user's files
-MESSAGES_BYTES = 64 << 10  # compiler output shown (the rest is counted, not kept)
+MESSAGES_BYTES = 64 << 10  # compiler output shown (the rest is read and dropped)
 FUTURE_MTIME = 4102444800  # 2100-01-01: Go never writes a module index of these files (see go_toolchain)
 # The Go runtime's words when an allocation fails (its goroutine dump follows: seen anywhere in stderr).
 OUT_OF_MEMORY = re.compile(rb"fatal error: (?:runtime: )?out of memory")
@@ -75,18 +75,19 @@ class GoKernel(Kernel):
         """Build and run one program; (exit code, status-page flags)."""
         code = msg.get("code", "")
         exit_code, flags = 0, 0
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # discard a stale pending SIGINT
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
-            exit_code, flags = self._build_and_run(code)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # discard a stale pending SIGINT
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            try:
+                exit_code, flags = self._build_and_run(code)
+            finally:  # a SIGINT landing here is caught below, as one during the run
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         except KeyboardInterrupt:
-            exit_code = 130  # timeout or output cap: the agent killed the build or the program
-        except OSError as exc:
+            exit_code, flags = 130, 0  # timeout, output cap: the agent killed the build or the program
+        except OSError as exc:  # e.g. no pid left to start the build (the pids limit)
             print(f"mem0: {exc}", file=sys.stderr)
-            exit_code = 1
-        finally:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            exit_code, flags = 1, 0
         self._flush_and_drain()
         return exit_code, flags
 
@@ -166,9 +167,10 @@ def _language_version() -> str:
 
 
 def _read_bounded(stream, limit: int) -> bytes:
+    """The first ``limit`` bytes of ``stream``, read to its end (the writer never blocks on a full pipe)."""
     kept = bytearray()
     while True:
-        chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+        chunk = stream.read1(65536)
         if not chunk:
             return bytes(kept)
         if len(kept) < limit:
