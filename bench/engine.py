@@ -223,6 +223,37 @@ class Bench:
             lambda p50, p99: p50 <= 5,
         )
 
+    def go_runs(self, n: int) -> None:
+        """Go: a first compile+run in a new sandbox, the same program again, a new program each time;
+        against a cold ``go run`` on this host (a fresh go command, its build cache warm)."""
+        if "go" not in self.c.stats(self.agent_id)["runtimes"]:
+            print("  (go runtime not served: Debian package golang missing) skipped")
+            return
+        first, again, fresh = [], [], []
+        for i in range(n):
+            self.wait_pool("go", n=1, timeout=30)
+            t = time.perf_counter()
+            sid = self.create("go")
+            self.run_wait(sid, GO_HELLO, 60)
+            first.append((time.perf_counter() - t) * 1000)
+            for samples, code in ((again, GO_HELLO), (fresh, GO_HELLO.replace("6 * 7", f"6 * {i + 8}"))):
+                t = time.perf_counter()
+                ex = self.run_wait(sid, code, 60)
+                samples.append((time.perf_counter() - t) * 1000)
+                assert ex.status == "succeeded", ex
+            self.kill(sid)
+        record("go: create -> hello world compiled and run", self.transport, first, "ms")
+        record("go: a new program (compile+link+run)", self.transport, fresh, "ms")
+        cold = go_run_baseline(n)
+        record(
+            "go: hello world again (compile+run)",
+            self.transport,
+            again,
+            "ms",
+            f"<={cold / 2:.0f} (0.5x)",
+            lambda p50, p99: p50 <= cold / 2,
+        )
+
     def idle_memory(self, n: int) -> None:
         sids = [self.create() for _ in range(n)]
         for sid in sids:
@@ -254,6 +285,26 @@ class Bench:
         record("idle sandboxes that fit in available memory", self.transport, avail / per, "sandboxes")
         for sid in sids:
             self.kill(sid)
+
+
+GO_HELLO = 'package main\nimport "fmt"\nfunc main() { fmt.Println(6 * 7) }'
+GO_BASELINE: list[float] = []
+
+
+def go_run_baseline(n: int) -> float:
+    """p50 (ms) of ``go run hello.go`` on the host, a new go command each time (its build cache warmed
+    by one untimed run first); measured once and recorded as a row."""
+    if not GO_BASELINE:
+        with tempfile.TemporaryDirectory() as d:
+            with open(f"{d}/hello.go", "w") as f:
+                f.write(GO_HELLO)
+            subprocess.run(["go", "run", "hello.go"], cwd=d, capture_output=True, check=True)
+            for _ in range(n):
+                t = time.perf_counter()
+                subprocess.run(["go", "run", "hello.go"], cwd=d, capture_output=True, check=True)
+                GO_BASELINE.append((time.perf_counter() - t) * 1000)
+        record("baseline: go run hello.go cold (host, warm cache)", "-", GO_BASELINE, "ms")
+    return pct(GO_BASELINE, 50)
 
 
 def baselines(n: int) -> None:
@@ -330,6 +381,7 @@ def run_suite(bench: Bench, quick: bool, full: bool) -> None:
     bench.kill_latency(int(100 * k))
     bench.pause_resume(int(100 * k))
     bench.ml_numpy(int(40 * k))
+    bench.go_runs(int(20 * k))
     if full:
         sizes = [("1 MB", 1 << 20), ("100 MB", 100 << 20)] + ([] if quick else [("1 GB", 1 << 30)])
         bench.fork(sizes, 5 if quick else 15)

@@ -75,7 +75,8 @@ def event_from_json(data: dict) -> OutputEvent | ExitEvent:
 
 @dataclass
 class Execution:
-    """One run of code in a sandbox. `status` is queued, running, succeeded, failed, timeout, killed, agent_lost."""
+    """One run of code in a sandbox. `status` is queued, running, succeeded, failed, timeout, killed, agent_lost,
+    compile_error (compiled runtimes: the code did not compile; the compiler's messages are in `stderr`)."""
 
     id: str
     sandbox_id: str | None = None
@@ -94,7 +95,7 @@ class Execution:
     finished_at: datetime | None = None
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
-    FINISHED = frozenset({"succeeded", "failed", "timeout", "killed", "agent_lost"})
+    FINISHED = frozenset({"succeeded", "failed", "timeout", "killed", "agent_lost", "compile_error"})
 
     @property
     def ok(self) -> bool:

@@ -84,6 +84,7 @@ class Execution(models.Model):
         TIMEOUT = "timeout"
         KILLED = "killed"
         AGENT_LOST = "agent_lost"
+        COMPILE_ERROR = "compile_error"  # compiled runtimes (Go): the code did not compile
 
     OPEN_STATUSES = (Status.QUEUED, Status.RUNNING)
 
@@ -91,7 +92,7 @@ class Execution(models.Model):
     organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
     sandbox = models.ForeignKey(Sandbox, on_delete=models.CASCADE, related_name="executions")
     code = models.TextField()
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     exit_code = models.IntegerField(null=True, blank=True)
     stdout = models.TextField(blank=True)
     stderr = models.TextField(blank=True)

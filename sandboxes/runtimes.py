@@ -14,6 +14,7 @@ class RuntimeInfo:
 RUNTIMES = {
     "python": RuntimeInfo("python", "python", "CPython 3.11 with the standard library warm", True),
     "python-ml": RuntimeInfo("python-ml", "python", "CPython 3.11 with numpy and pandas already imported", True),
+    "go": RuntimeInfo("go", "go", "Go (Debian's golang): each run compiles and runs a main package", False),
 }
 
 

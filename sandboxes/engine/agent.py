@@ -34,7 +34,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
-from . import cgroups
+from . import cgroups, go_toolchain
 from .factory import SandboxFactory
 from .files import Workspace
 from .pause_ops import PauseOps
@@ -79,6 +79,7 @@ class Agent(WorkspaceOps, PauseOps, PortOps):
         templates: list[str] | None = None,
         blockstore=None,
         blockstore_dir: str | None = None,
+        go_cache_dir: str = go_toolchain.DEFAULT_CACHE_DIR,
     ):
         self.bus = bus
         self.agent_id = agent_id
@@ -103,6 +104,7 @@ class Agent(WorkspaceOps, PauseOps, PortOps):
         self.supervisor = Supervisor(bus, self._on_dead)
         self._blockstore = blockstore  # a configured BlockStore (S3 tier...), or a local one made lazily
         self.blockstore_dir = blockstore_dir or os.path.join(self.state_dir, "blocks")
+        self.go_cache_dir = go_cache_dir
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -115,12 +117,14 @@ class Agent(WorkspaceOps, PauseOps, PortOps):
         if stale:
             log.warning("event=stale_sandboxes_killed agent=%s count=%d", self.agent_id, stale)
         self.supervisor.start()
+        toolchains = self._prepare_toolchains()
         self.factory = SandboxFactory(
             runtimes=self.runtimes,
             state_dir=self.state_dir,
             cg_plan=self.cg_plan,
             supervisor=self.supervisor,
             executor=self.executor,
+            toolchains=toolchains,
         )
         self.factory.start()
         self.ports = PortRelay(self.state_dir, self._get)
@@ -151,6 +155,26 @@ class Agent(WorkspaceOps, PauseOps, PortOps):
             ",".join(self.cg_plan.controls),
         )
         return self
+
+    def _prepare_toolchains(self) -> dict[str, dict]:
+        """Host directories of compiled runtimes' toolchains, their shared build cache built first
+        (``go_toolchain``). A runtime whose toolchain is missing or fails is not served (not advertised)."""
+        out: dict[str, dict] = {}
+        for name, rt in list(self.runtimes.items()):
+            if rt.language != "go":
+                continue
+            toolchain = go_toolchain.find_toolchain()
+            try:
+                if toolchain is None:
+                    raise RuntimeError("no go command on the system PATH (Debian package golang)")
+                log.info("event=go_cache_prepare dir=%s version=%s", self.go_cache_dir, toolchain.version)
+                go_toolchain.prepare_cache(toolchain, self.go_cache_dir)  # ~0.5 s warm; minutes the first time
+            except Exception as exc:
+                log.error("event=runtime_unavailable runtime=%s detail=%r", name, str(exc)[:500])
+                del self.runtimes[name]
+                continue
+            out[name] = go_toolchain.root_dirs(toolchain, self.go_cache_dir)
+        return out
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -522,7 +546,8 @@ def start_embedded_agent(
     """Run an agent as threads of this process (zygotes are child processes); ``.stop()`` ends it.
 
     ``options``: pool_min, pool_max, templates (runtime names to serve), blockstore (a configured
-    ``BlockStore``, e.g. with the S3 tier) or blockstore_dir (default ``{state_dir}/blocks``).
+    ``BlockStore``, e.g. with the S3 tier) or blockstore_dir (default ``{state_dir}/blocks``),
+    go_cache_dir (the Go runtime's shared build cache, default ``go_toolchain.DEFAULT_CACHE_DIR``).
     """
     return Agent(bus, agent_id=agent_id, state_dir=state_dir, capacity=capacity, **options).start()
 
@@ -542,6 +567,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--blockstore-dir", default=None, help="snapshot chunk store (default STATE_DIR/blocks)"
     )
+    parser.add_argument(
+        "--go-cache-dir",
+        default=go_toolchain.DEFAULT_CACHE_DIR,
+        help="shared read-only build cache of Go sandboxes (the standard library, built at start)",
+    )
     args = parser.parse_args(argv)
     # Op, I/O-hub and refill threads share the GIL: a 0.5 ms switch interval (default 5 ms)
     # keeps a refill thread's Python work from delaying a run's output by milliseconds.
@@ -557,6 +587,7 @@ def main(argv: list[str] | None = None) -> None:
         pool_min=args.pool_min,
         pool_max=args.pool_max,
         blockstore_dir=args.blockstore_dir,
+        go_cache_dir=args.go_cache_dir,
     ).start()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

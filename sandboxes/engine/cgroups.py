@@ -350,7 +350,11 @@ def remove_dead_agents(plan: CgroupPlan, agent_id: str) -> int:
             if not name.startswith(prefix) or not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
                 continue
             stale = CgroupPlan(plan.mode, {ctrl: f"{parent}/{name}"}, plan.controls)
-            for child in os.listdir(f"{parent}/{name}"):
+            try:
+                children = os.listdir(f"{parent}/{name}")
+            except FileNotFoundError:  # another agent with this id, starting too, removed it first
+                continue
+            for child in children:
                 if os.path.isdir(f"{parent}/{name}/{child}"):
                     Cgroup(stale, child).destroy()
                     removed += 1

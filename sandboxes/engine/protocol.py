@@ -37,7 +37,7 @@ ERROR_CODES = frozenset(
     }
 )
 
-RUN_STATUSES = ("succeeded", "failed", "timeout", "killed")
+RUN_STATUSES = ("succeeded", "failed", "timeout", "killed", "compile_error")
 LIMITS_HIT = ("timeout", "memory", "output", "pids", "disk")
 
 
@@ -104,7 +104,7 @@ class OutputEvent:
 @dataclass
 class ExitEvent:
     seq: int
-    status: str  # succeeded | failed | timeout | killed
+    status: str  # succeeded | failed | timeout | killed | compile_error
     exit_code: int | None
     limit: str | None  # None | timeout | memory | output | pids | disk
     wall_ms: float

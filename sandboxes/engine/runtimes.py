@@ -1,8 +1,9 @@
 """Runtime templates: what a sandbox of each runtime preloads, binds read-only and can do.
 
 A ``Runtime`` with a zygote is served by a warm interpreter that forks sandboxes (``can_fork``:
-memory is carried on fork). Runtimes without a zygote (Node.js, Go, later) start a fresh process
-per sandbox and fork = fresh process + workspace copy, reported as ``memory: "fresh"``.
+memory is carried on fork). Runtimes that cannot fork (``can_fork`` false: Go, whose sandboxes run
+the Python control loop of ``go_runtime.GoKernel`` and build each run's program) fork as a fresh
+sandbox + workspace copy, reported as ``memory: "fresh"``.
 """
 
 from __future__ import annotations
@@ -76,4 +77,7 @@ def builtin_runtimes() -> dict[str, Runtime]:
             packages=ML_PACKAGES,
             warmup="import numpy, pandas\nnumpy.arange(3).sum()\npandas.Series([1]).sum()\nprint(end='')",
         ),
+        # Go: each run compiles and runs a main package (``go_runtime``); no state but files, so a
+        # fork is a fresh sandbox with a copy of the workspace. Served when the toolchain is installed.
+        "go": Runtime("go", "go", can_fork=False, warmup=""),
     }

@@ -15,6 +15,7 @@ All run state is mutated in the hub thread only (op threads hand work over with
 How a run ends (``ExitEvent``):
   status      limit      when
   succeeded   -          the snippet finished (or SystemExit(0))
+  compile_error -        the code did not compile (Go; the interpreter's label, no limit hit)
   failed      -/pids/disk an exception, SystemExit(n != 0), os._exit(n != 0), a fatal signal;
                          ``pids``/``disk`` if the pids cgroup refused a fork / the workspace is full
   timeout     timeout    wall clock passed: every other process of the sandbox is killed and the
@@ -165,7 +166,10 @@ class Supervisor:
         run = sb.run
         if run is not None and run.seq <= seq:
             run.memory_error = bool(flags & status.FLAG_MEMORY_ERROR)
-            self._finish_run(sb, "succeeded" if exit_code == 0 else "failed", exit_code, alive=True)
+            outcome = "succeeded" if exit_code == 0 else "failed"
+            if exit_code and flags & status.FLAG_COMPILE_ERROR:
+                outcome = "compile_error"
+            self._finish_run(sb, outcome, exit_code, alive=True)
         sb.mark_done(seq)
 
     def _violation(self, sb: Sandbox, what: str) -> None:
@@ -363,6 +367,8 @@ class Supervisor:
             limit = "memory"  # the interpreter's RLIMIT_DATA (status.FLAG_MEMORY_ERROR: a label only)
         elif limit is None and status == "failed" and _workspace_full(sb):
             limit = "disk"
+        if status == "compile_error" and limit is not None:
+            status = "failed"  # the compiler hit a limit: the code itself may be fine
         if run.killed or run.violation or (sb.kill_requested and limit is None):
             status = "killed"
         elif limit == "timeout":
