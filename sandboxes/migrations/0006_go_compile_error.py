@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('sandboxes', '0003_snapshot_store_scope'),
+        ('sandboxes', '0005_sandbox_exposed_ports'),
     ]
 
     operations = [
