@@ -35,6 +35,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 from . import cgroups
+from .commands import CommandOps
 from .factory import SandboxFactory
 from .files import Workspace
 from .pool import WarmPool
@@ -62,7 +63,7 @@ OPS_PER_OWNER = 4
 UNCAPPED_OPS = frozenset({"kill"})  # quick, and how an owner frees what it holds: never refused
 
 
-class Agent(WorkspaceOps):
+class Agent(WorkspaceOps, CommandOps):
     def __init__(
         self,
         bus: Bus,

@@ -41,7 +41,7 @@ import stat
 import sys
 from typing import TYPE_CHECKING
 
-from . import linux
+from . import linux, userland
 
 if TYPE_CHECKING:
     from .runtimes import Runtime
@@ -222,6 +222,7 @@ def build(root: str, modules: dict[str, list[str]], state_dir: str) -> Layout:
         host = shutil.which(tool, path="/usr/bin:/bin")
         if host:
             lay.copy(os.path.realpath(host), f"/usr/bin/{tool}")
+    userland.install(lay)  # busybox for what the copied tools lack (``userland.py``)
     # The engine, for the zygote only: sandboxes bind /usr, not /opt.
     engine = os.path.dirname(os.path.abspath(__file__))
     lay.overlay(engine, f"{ENGINE_DIR}/sandboxes/engine")
