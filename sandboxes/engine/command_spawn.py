@@ -36,7 +36,7 @@ DEFAULT_CWD = "/home/sandbox"
 def _valid(argv, env, cwd) -> bool:
     if not isinstance(argv, list) or not 0 < len(argv) <= MAX_ARGV:
         return False
-    if not all(isinstance(a, str) and "\x00" not in a for a in argv) or not argv[0]:
+    if not all(isinstance(a, str) and "\x00" not in a for a in argv):
         return False
     if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         return False

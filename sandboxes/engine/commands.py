@@ -363,8 +363,8 @@ def _process_group(host_pid: int) -> int:
 def _check_argv(argv) -> list[str]:
     if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
         raise EngineError("invalid_request", "argv must be a non-empty list of strings")
-    if not argv[0] or any("\x00" in a for a in argv):
-        raise EngineError("invalid_request", "argv must not contain NUL bytes or start with an empty string")
+    if any("\x00" in a for a in argv):
+        raise EngineError("invalid_request", "argv must not contain NUL bytes")
     if sum(len(a.encode()) + 1 for a in argv) > MAX_ARGV_BYTES:
         raise EngineError("payload_too_large", f"argv is over {MAX_ARGV_BYTES} bytes")
     return argv
