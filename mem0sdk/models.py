@@ -234,6 +234,14 @@ class Sandbox:
         self._update(self._sandboxes().get(self.id))
         return self
 
+    @property
+    def commands(self):
+        """Shell commands and processes in this sandbox (``mem0sdk.commands.SandboxCommands``)."""
+        from mem0sdk.commands import SandboxCommands
+
+        self._sandboxes()  # bound to a client, or a clear error
+        return SandboxCommands(self._client, self.id)
+
     def run(self, code: str, timeout_s: float | None = None) -> Execution:
         """Run code and wait for it to finish; variables persist between runs (like a notebook kernel)."""
         return self._sandboxes().run(self.id, code, timeout_s=timeout_s)
@@ -270,6 +278,11 @@ class AsyncSandbox(Sandbox):
     async def refresh(self) -> AsyncSandbox:
         self._update(await self._sandboxes().get(self.id))
         return self
+
+    @property
+    def commands(self):
+        """Not on the async client yet: use `Mem0(...).sandboxes.get(id).commands`."""
+        raise NotImplementedError("sandbox commands are available on the synchronous client (Mem0) only")
 
     async def run(self, code: str, timeout_s: float | None = None) -> Execution:
         return await self._sandboxes().run(self.id, code, timeout_s=timeout_s)
