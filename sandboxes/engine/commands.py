@@ -37,6 +37,7 @@ from __future__ import annotations
 import codecs
 import errno
 import fcntl
+import itertools
 import logging
 import os
 import signal
@@ -125,7 +126,7 @@ class CommandTable:
         self.hub = supervisor.hub
         self.lock = threading.Lock()  # guards the dicts for readers on op threads
         self.by_id: dict[str, Command] = {}
-        self.by_pid: dict[tuple[int, int], Command] = {}  # (id of the lineage, pid inside) -> command
+        self.by_pid: dict[tuple[int, int], Command] = {}  # (lineage key, pid inside) -> command
         self.unclaimed: OrderedDict[tuple[int, int], int] = OrderedDict()
 
     # -- any thread
@@ -158,7 +159,7 @@ class CommandTable:
             if not cmd.done:
                 self._finish(cmd, lost=True)
             return
-        key = (id(sb.lineage), inside_pid)
+        key = (_lineage_key(sb.lineage), inside_pid)
         cmd.inside_pid = inside_pid
         for host_pid in sb.cgroup.pids():
             if host_pid in (sb.host_pid, sb.lineage.init_pid) or idle.inside_pid(host_pid) != inside_pid:
@@ -180,7 +181,7 @@ class CommandTable:
 
     def on_exit(self, lineage, inside_pid: int, wait_status: int) -> None:
         """The init reaped ``inside_pid`` (a process that is no sandbox's interpreter)."""
-        key = (id(lineage), inside_pid)
+        key = (_lineage_key(lineage), inside_pid)
         with self.lock:
             cmd = self.by_pid.pop(key, None)
         if cmd is None or cmd.done:
@@ -321,9 +322,20 @@ class CommandTable:
             cmd.pidfd = -1
         with self.lock:
             self.by_id.pop(cmd.execution_id, None)
-            key = (id(sb.lineage), cmd.inside_pid)
+            key = (_lineage_key(sb.lineage), cmd.inside_pid)
             if self.by_pid.get(key) is cmd:
                 del self.by_pid[key]
+
+
+_lineage_keys = itertools.count(1)
+
+
+def _lineage_key(lineage) -> int:
+    """A number for a PID namespace's lineage that is never reused (``id()`` is, once it is collected)."""
+    key = getattr(lineage, "command_key", 0)
+    if not key:
+        key = lineage.command_key = next(_lineage_keys)
+    return key
 
 
 def signal_group(cmd: Command, sig: int) -> None:
