@@ -281,8 +281,11 @@ class AsyncSandbox(Sandbox):
 
     @property
     def commands(self):
-        """Not on the async client yet: use `Mem0(...).sandboxes.get(id).commands`."""
-        raise NotImplementedError("sandbox commands are available on the synchronous client (Mem0) only")
+        """Shell commands and processes in this sandbox (``mem0sdk.async_commands.AsyncSandboxCommands``)."""
+        from mem0sdk.async_commands import AsyncSandboxCommands
+
+        self._sandboxes()
+        return AsyncSandboxCommands(self._client, self.id)
 
     async def run(self, code: str, timeout_s: float | None = None) -> Execution:
         return await self._sandboxes().run(self.id, code, timeout_s=timeout_s)

@@ -61,3 +61,20 @@ def cli_env(mem0_server, monkeypatch):
     monkeypatch.setenv("MEM0_API_KEY", mem0_server.api_key)
     monkeypatch.setenv("MEM0_BASE_URL", mem0_server.base_url)
     return mem0_server
+
+
+async def test_async_client_runs_commands_and_handles(aclient):
+    sb = await aclient.sandboxes.create()
+    try:
+        result = await sb.commands.run("echo hi; exit 4")
+        assert (result.stdout, result.exit_code) == ("hi\n", 4)
+        chunks = []
+
+        async def collect(data):
+            chunks.append(data)
+
+        handle = await sb.commands.run("cat", background=True, on_stdout=collect)
+        await handle.send_stdin("echoed\n", close=True)
+        assert (await handle.wait()).exit_code == 0 and "".join(chunks) == "echoed\n"
+    finally:
+        await sb.kill()
