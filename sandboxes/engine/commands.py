@@ -273,7 +273,9 @@ class CommandTable:
             cmd.limit = "output"
             self.kill(cmd, signal.SIGKILL)
 
-    def _finish(self, cmd: Command, *, lost: bool = False) -> None:
+    def _finish(self, cmd: Command, *, lost: bool = False, not_started: bool = False) -> None:
+        """Publish the command's exit record once. ``lost``: its end was not observed (the sandbox
+        died, or the init never reported it): ``killed``. ``not_started``: the clone failed: ``failed``."""
         if cmd.done:
             return
         cmd.done = True
@@ -289,7 +291,9 @@ class CommandTable:
             limit = "memory"
         elif limit is None and cg.pids_max_hits() > cmd.counters["pids"]:
             limit = "pids"
-        if limit == "timeout":
+        if not_started:
+            state = "failed"
+        elif limit == "timeout":
             state = "timeout"
         elif limit in ("output", "memory") or lost or (
             exit_code is not None and exit_code < 0 and (cmd.signalled or sb.kill_requested or not sb.alive)
@@ -487,21 +491,25 @@ class CommandOps:
             table.add(cmd, out_r, err_r)
             try:
                 seq = sb.send({"op": "command", "argv": argv, "env": env, "cwd": cwd}, [in_r, out_w, err_w])
+                sb.wait_done(seq, START_WAIT_S)
+            except BaseException:
+                self.supervisor.hub.call(lambda: table._finish(cmd, lost=True))
+                raise
             finally:
                 for fd in (in_r, out_w, err_w):
                     os.close(fd)
-            try:
-                sb.wait_done(seq, START_WAIT_S)
-            except EngineError:
-                self.supervisor.hub.call(lambda: table._finish(cmd, lost=True))
-                raise
             page_seq, pid, _ = status.read(sb.page)
         if page_seq != seq or pid <= 0:
             reason = os.strerror(-pid) if page_seq == seq and pid < 0 else "the interpreter did not start it"
             if page_seq == seq and pid == -errno.EAGAIN:
                 cmd.limit = "pids"
-            self.supervisor._emit(cmd, OutputEvent(cmd.next_seq(), "stderr", f"mem0: cannot start: {reason}\n"))
-            self.supervisor.hub.call(lambda: table._finish(cmd, lost=True))
+            message = f"mem0: cannot start: {reason}\n"
+
+            def not_started() -> None:
+                table.sup._emit(cmd, OutputEvent(cmd.next_seq(), "stderr", message))
+                table._finish(cmd, not_started=True)
+
+            self.supervisor.hub.call(not_started)
             return {"execution_id": execution_id, "pid": None}
         cmd.inside_pid = pid  # what list shows at once; ``attach`` decides whether the agent believes it
         self.supervisor.hub.call(lambda: table.attach(cmd, pid))

@@ -209,3 +209,22 @@ def test_many_short_commands_leave_nothing_behind(engine):
         assert command(engine, sid, ["echo", str(i)]).stdout == f"{i}\n"
     time.sleep(0.1)
     assert engine.client.command_list(engine.agent_id, sandbox_id=sid) == []
+
+
+def test_a_command_the_pids_limit_refuses_fails_with_the_reason(engine):
+    sid = engine.create(limits=Limits(pids=6))
+    sleepers = []
+    for _ in range(6):
+        eid = start(engine, sid, ["sleep", "30"], background=True, timeout_s=30)
+        sleepers.append(eid)
+        if engine.client.output(eid, block_ms=0):  # this one could not start: the limit is reached
+            break
+    res = command(engine, sid, ["true"])
+    assert (res.exit.status, res.exit.limit, res.exit.exit_code) == ("failed", "pids", None)
+    assert "cannot start" in res.stderr
+    for eid in sleepers:
+        try:
+            engine.client.command_signal(engine.agent_id, sandbox_id=sid, execution_id=eid, signal="SIGKILL")
+        except EngineError:
+            pass
+    assert engine.ok(sid, "print('alive')") == "alive\n"
