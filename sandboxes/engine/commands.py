@@ -279,11 +279,16 @@ class CommandTable:
         if cmd.done:
             return
         cmd.done = True
+        sb = cmd.sandbox
+        with self.lock:  # before the exit record goes out: whoever sees it sees the command gone
+            self.by_id.pop(cmd.execution_id, None)
+            key = (_lineage_key(sb.lineage), cmd.inside_pid)
+            if self.by_pid.get(key) is cmd:
+                del self.by_pid[key]
         for stream, dec in cmd.decoders.items():
             tail = dec.decode(b"", final=True)
             if tail:
                 self.sup._emit(cmd, OutputEvent(cmd.next_seq(), stream, tail))
-        sb = cmd.sandbox
         cg = sb.cgroup
         exit_code = None if cmd.exit_status is None else os.waitstatus_to_exitcode(cmd.exit_status)
         limit = cmd.limit
@@ -324,11 +329,6 @@ class CommandTable:
         if cmd.pidfd >= 0:
             os.close(cmd.pidfd)
             cmd.pidfd = -1
-        with self.lock:
-            self.by_id.pop(cmd.execution_id, None)
-            key = (_lineage_key(sb.lineage), cmd.inside_pid)
-            if self.by_pid.get(key) is cmd:
-                del self.by_pid[key]
 
 
 _lineage_keys = itertools.count(1)
