@@ -31,6 +31,10 @@ from . import linux
 MAX_ARGV = 4096
 MAX_FD = 1 << 16
 DEFAULT_CWD = "/home/sandbox"
+LAUNCHER = "/usr/bin/busybox"  # ``userland.py``; without it, the clone path below
+RESET_SIGNALS = frozenset(
+    {signal.SIGPIPE, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
+)
 
 
 def _valid(argv, env, cwd) -> bool:
@@ -51,6 +55,8 @@ def spawn(msg: dict, fds: list[int]) -> int:
         if len(fds) != 3 or not _valid(argv, env, cwd):
             return -errno.EINVAL
         environ = {**os.environ, **env}
+        if os.access(LAUNCHER, os.X_OK):
+            return _launch(argv, environ, cwd, fds)
         try:
             pid = linux.clone_process(linux.CLONE_PARENT)
         except OSError as exc:
@@ -64,6 +70,95 @@ def spawn(msg: dict, fds: list[int]) -> int:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def _resolve(program: str, path: str) -> str | None:
+    """``program`` as execvp would find it (a name with a slash is used as it is)."""
+    if "/" in program:
+        return program
+    for directory in path.split(":"):
+        candidate = os.path.join(directory or ".", program)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _launch(argv: list[str], environ: dict, cwd: str, fds: list[int]) -> int:
+    """The fast path (~0.9 ms of CPU against ~4.6 ms for cloning the interpreter, measured in a sandbox
+    on the 2-vCPU host): ``posix_spawn`` (vfork: no copy of the interpreter's page tables, no
+    copy-on-write faults after it) of ``busybox setsid PROGRAM...`` as a process-group leader, so that
+    busybox's setsid() fails and it forks: its parent exits at once (this interpreter reaps it) and its
+    child calls setsid() and execs the program, an orphan whose parent is then the sandbox's init. The
+    program is resolved here, to an absolute path, so busybox runs it and not an applet of that name
+    (its argv[0] is that path). The pid: the launcher's child is the next pid allocated in this PID
+    namespace; it is checked when still alive (its session is its own, its parent the launcher or the
+    init, its stdout the command's pipe)."""
+    program = _resolve(argv[0], environ.get("PATH", ""))
+    if program is None:
+        return -errno.ENOENT
+    stdin_fd, out_fd, err_fd = fds
+    pipe_ino = os.fstat(out_fd).st_ino
+    actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)]
+    actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds(exclude={0, 1, 2})]
+    here = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        # posix_spawn has no chdir before Python 3.13: the interpreter's for the instant of the spawn.
+        os.chdir(cwd if cwd.startswith("/") else os.path.join(DEFAULT_CWD, cwd))
+        launcher = os.posix_spawn(
+            LAUNCHER, ["setsid", program, *argv[1:]], environ, file_actions=actions, setpgroup=0,
+            setsigmask=(), setsigdef=RESET_SIGNALS,
+        )
+    except OSError as exc:
+        return -(exc.errno or errno.EAGAIN)
+    finally:
+        os.fchdir(here)
+        os.close(here)
+    status = 0
+    while True:
+        try:
+            status = os.waitpid(launcher, 0)[1]
+            break
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            break  # user code reaped it first
+    if status != 0:
+        return -errno.EAGAIN  # busybox exits 1 when its fork failed (the pids limit): nothing was started
+    return _launched_pid(launcher, pipe_ino)
+
+
+def _inheritable_fds(exclude: set[int]) -> list[int]:
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd in exclude:
+            continue
+        try:
+            if os.get_inheritable(fd):
+                found.append(fd)
+        except OSError:
+            pass  # the directory's own descriptor, closed by now
+    return found
+
+
+def _launched_pid(launcher: int, pipe_ino: int) -> int:
+    guess = launcher + 1
+    try:
+        with open(f"/proc/{guess}/stat", "rb") as f:
+            fields = f.read(512).rsplit(b")", 1)[1].split()
+        ppid, sid = int(fields[1]), int(fields[3])
+        if sid == guess and ppid in (launcher, 1) and os.readlink(f"/proc/{guess}/fd/1") == f"pipe:[{pipe_ino}]":
+            return guess
+    except (OSError, ValueError, IndexError):
+        return guess  # already gone: its exit report names it
+    for name in os.listdir("/proc"):  # another process took the next pid: find the command by its pipe
+        if name.isdigit():
+            try:
+                if os.readlink(f"/proc/{name}/fd/1") == f"pipe:[{pipe_ino}]" and os.getsid(int(name)) == int(name):
+                    return int(name)
+            except OSError:
+                continue
+    return guess
 
 
 def _exec(argv: list[str], environ: dict, cwd: str, fds: list[int]) -> None:

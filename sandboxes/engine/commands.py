@@ -92,6 +92,7 @@ class Command:
     limit: str | None = None
     signalled: bool = False  # a signal was sent on request (a death by signal is then "killed")
     killed_at: float | None = None
+    not_started_code: int | None = None  # 127/126 when the program was not found / not runnable
     done: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)  # stdin writes and closes
     decoders: dict = field(
@@ -291,6 +292,8 @@ class CommandTable:
                 self.sup._emit(cmd, OutputEvent(cmd.next_seq(), stream, tail))
         cg = sb.cgroup
         exit_code = None if cmd.exit_status is None else os.waitstatus_to_exitcode(cmd.exit_status)
+        if not_started:
+            exit_code = cmd.not_started_code
         limit = cmd.limit
         if limit is None and cg.oom_kills() > cmd.counters["oom"]:
             limit = "memory"
@@ -503,7 +506,9 @@ class CommandOps:
             reason = os.strerror(-pid) if page_seq == seq and pid < 0 else "the interpreter did not start it"
             if page_seq == seq and pid == -errno.EAGAIN:
                 cmd.limit = "pids"
-            message = f"mem0: cannot start: {reason}\n"
+            # As a shell says it: 127 not found, 126 found but not runnable (a label: nothing ran).
+            cmd.not_started_code = {-errno.ENOENT: 127, -errno.EACCES: 126, -errno.ENOEXEC: 126}.get(pid)
+            message = f"mem0: cannot start {argv[0][:200]}: {reason}\n"
 
             def not_started() -> None:
                 table.sup._emit(cmd, OutputEvent(cmd.next_seq(), "stderr", message))
