@@ -2,22 +2,28 @@
 
 Why the interpreter starts it: ``K`` already holds exactly the sandbox's isolation (its user, PID,
 mount, network, IPC, UTS and cgroup namespaces, its cgroups, the seccomp filter, no capability,
-no_new_privs, the sandbox's rlimits and environment, uid 1000). A process it clones inherits all of
+no_new_privs, the sandbox's rlimits and environment, uid 1000). A process it starts inherits all of
 it by construction; nothing is joined or re-applied, so nothing can be forgotten. Entering from the
 host side instead (setns into six namespaces, cgroup move, capability drop, seccomp load in the
 right order, from a multi-threaded agent) would be a second isolation recipe to keep in step.
 
-The command is cloned with ``CLONE_PARENT``: its parent is the sandbox's init (PID 1, which user
-code cannot signal, trace or read), so the init reaps it and reports its wait status to the agent
-(``reaper.py``). Its exit status is therefore observed by trusted code, never said by user code.
+The command's parent is the sandbox's init (PID 1, which user code cannot signal, trace or read), so
+the init reaps it and reports its wait status to the agent (``reaper.py``): its exit status is observed
+by trusted code, never said by user code. Two ways to get there:
+  * ``_launch`` (when the root has busybox, ``userland.py``): ``posix_spawn`` of ``busybox setsid
+    PROGRAM`` as a process-group leader; busybox forks, its parent exits, its child (an orphan, so the
+    init's) calls setsid() and execs the program. vfork-based: the interpreter is not copied.
+  * ``clone(CLONE_PARENT)`` of the interpreter, whose child execs the program: the same result for
+    ~5x the CPU (the interpreter's page tables are copied and both sides take copy-on-write faults).
 The only value ``K`` hands back is the command's pid in the sandbox's PID namespace (or ``-errno``
-when the clone failed), through the status page; the agent checks that pid against the sandbox's
-own cgroup before it uses it (``commands.py``).
+when it could not be started), through the status page; the agent checks that pid against the
+sandbox's own cgroup before it uses it (``commands.py``).
 
-In the child, before ``execve``: a session of its own (so the agent can end the command's whole
-process group on a timeout), the agent's pipes as stdin/stdout/stderr and nothing else open, the
-signal mask and SIGPIPE/SIGINT back to their defaults (the interpreter blocks SIGINT between runs
-and ignores SIGPIPE; both would survive exec), then the working directory and the program.
+What the program starts with: a session and process group of its own (so the agent can end the
+command's whole group on a timeout), the agent's pipes as stdin/stdout/stderr and no other descriptor
+of the interpreter, an empty signal mask and default dispositions for the signals the interpreter
+blocks or ignores (SIGINT is blocked between runs, SIGPIPE ignored; both would survive exec), the
+working directory asked for (default the workspace). SIGXFSZ stays ignored, as for the interpreter.
 """
 
 from __future__ import annotations
