@@ -70,6 +70,8 @@ def spawn(msg: dict, fds: list[int]) -> int:
         if pid == 0:
             _exec(argv, environ, cwd, fds)
         return pid
+    except Exception:  # e.g. user code left a NUL in os.environ: the command fails, the interpreter stays
+        return -errno.EINVAL
     finally:
         for fd in fds:
             try:

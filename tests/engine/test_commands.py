@@ -232,3 +232,11 @@ def test_a_command_the_pids_limit_refuses_fails_with_the_reason(engine):
         except EngineError:
             pass
     assert engine.ok(sid, "print('alive')") == "alive\n"
+
+
+def test_a_bad_environment_in_the_interpreter_fails_the_command_not_the_sandbox(engine):
+    sid = engine.create()
+    engine.ok(sid, "import os\nos.environ.__dict__['_data'][b'BAD'] = b'a\\x00b'")
+    res = command(engine, sid, ["true"])
+    assert res.exit.status == "failed" and "cannot start" in res.stderr
+    assert engine.ok(sid, "print('alive')") == "alive\n"
