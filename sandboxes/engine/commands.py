@@ -25,8 +25,8 @@ Ending: a command ends when the init reports its exit (what it wrote is then in 
 drained first); a deadline (``timeout``) or the output cap kills its process group (the command
 runs in a session of its own; processes that leave the group by calling ``setsid`` are not
 followed, as a terminal's job control would not follow them); the sandbox's death ends every
-command it has (``killed``). A run's timeout kills every process but the interpreter, commands
-included (``Sandbox.interrupt``).
+command it has (``killed``). A run's timeout or output cap kills the processes the run left, not
+the commands' groups (``Sandbox.interrupt``).
 
 Per sandbox at most ``MAX_COMMANDS`` live commands; more is ``sandbox_busy``. A command cannot
 start while a run is active (the interpreter starts it between ops): ``sandbox_busy`` as well.
@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from . import idle, status
 from .iohub import PRIORITY_OUTPUT
 from .protocol import EngineError, ExitEvent, OutputEvent
-from .sandbox import Sandbox
+from .sandbox import Sandbox, process_group
 
 log = logging.getLogger("mem0.engine.commands")
 
@@ -170,6 +170,7 @@ class CommandTable:
             except OSError:
                 break
             cmd.host_pid = host_pid
+            sb.command_groups.add(host_pid)
             self.unclaimed.pop(key, None)  # alive now: any earlier report named an older process
             break
         with self.lock:
@@ -332,6 +333,7 @@ class CommandTable:
         if cmd.pidfd >= 0:
             os.close(cmd.pidfd)
             cmd.pidfd = -1
+        sb.command_groups.discard(cmd.host_pid)
 
 
 _lineage_keys = itertools.count(1)
@@ -360,20 +362,11 @@ def signal_group(cmd: Command, sig: int) -> None:
     for host_pid in sb.cgroup.pids():
         if host_pid in (sb.host_pid, sb.lineage.init_pid, cmd.host_pid):
             continue
-        if _process_group(host_pid) == cmd.host_pid:
+        if process_group(host_pid) == cmd.host_pid:
             try:
                 os.kill(host_pid, sig)
             except OSError:
                 pass
-
-
-def _process_group(host_pid: int) -> int:
-    try:
-        with open(f"/proc/{host_pid}/stat", "rb") as f:
-            text = f.read(1024)
-        return int(text[text.rindex(b")") + 2 :].split()[2])
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 # ---------------------------------------------------------------- ops (mixed into the Agent)

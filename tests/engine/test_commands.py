@@ -240,3 +240,17 @@ def test_a_bad_environment_in_the_interpreter_fails_the_command_not_the_sandbox(
     res = command(engine, sid, ["true"])
     assert res.exit.status == "failed" and "cannot start" in res.stderr
     assert engine.ok(sid, "print('alive')") == "alive\n"
+
+
+def test_a_runs_timeout_leaves_background_commands_running(engine):
+    sid = engine.create()
+    eid = start(engine, sid, "sleep 30 & wait; echo never", background=True, timeout_s=30)
+    res = engine.run(sid, "import subprocess, time\nsubprocess.Popen(['sleep', '30'])\ntime.sleep(30)", timeout_s=0.5)
+    assert res.exit.status == "timeout"
+    listed = engine.client.command_list(engine.agent_id, sandbox_id=sid)
+    assert [c["execution_id"] for c in listed] == [eid]  # the command and its child outlived the run
+    sleeping = engine.ok(sid, "import os\nprint(sum(1 for p in os.listdir('/proc') if p.isdigit()"
+                              " and open(f'/proc/{p}/cmdline','rb').read().startswith(b'sleep\\0')))")
+    assert sleeping == "1\n"  # the command's sleep; the run's was killed
+    engine.client.command_signal(engine.agent_id, sandbox_id=sid, execution_id=eid, signal="SIGKILL")
+    assert collect(engine, eid).exit.status == "killed"
