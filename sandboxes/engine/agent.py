@@ -35,7 +35,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 from . import cgroups
-from .commands import CommandOps
+from .command_ops import CommandOps
 from .factory import SandboxFactory
 from .files import Workspace
 from .pool import WarmPool
