@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml
 # line. Installed once (apt, as root); a package already installed costs a dpkg query.
 APT_PACKAGES :=
 APT_PACKAGES += golang
+APT_PACKAGES += busybox-static
 
 sysdeps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

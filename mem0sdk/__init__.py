@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 from mem0sdk.async_client import AsyncMem0  # noqa: E402
 from mem0sdk.client import Mem0  # noqa: E402
+from mem0sdk.commands import CommandHandle, CommandResult, SandboxCommands  # noqa: E402
 from mem0sdk.errors import (  # noqa: E402
     AgentError,
     AgentLostError,
@@ -47,6 +48,8 @@ __all__ = [
     "AsyncMem0",
     "AsyncSandbox",
     "AuthenticationError",
+    "CommandHandle",
+    "CommandResult",
     "ConflictError",
     "Execution",
     "ExitEvent",
@@ -65,6 +68,7 @@ __all__ = [
     "RateLimitedError",
     "Runtime",
     "Sandbox",
+    "SandboxCommands",
     "SandboxNotRunningError",
     "SandboxPausedError",
     "Snapshot",

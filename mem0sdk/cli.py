@@ -2,6 +2,7 @@
 
     mem0 run FILE [--runtime python] [--keep] [--timeout S]   run a file in a new sandbox, streaming its output
     mem0 exec ID CODE|-                                       run code (or stdin) in an existing sandbox
+    mem0 exec ID --cmd 'SHELL COMMAND' [--cwd DIR]            run a shell command in an existing sandbox
     mem0 sandboxes ls [--state S] [--runtime R] [--json]      list sandboxes
     mem0 sandboxes rm ID...                                   kill sandboxes
     mem0 snapshots ls [--json]                                list snapshots
@@ -70,8 +71,36 @@ def cmd_run(client: Mem0, args: argparse.Namespace) -> int:
 
 
 def cmd_exec(client: Mem0, args: argparse.Namespace) -> int:
+    if args.cmd is not None:
+        if args.code is not None:
+            print("mem0 exec: give CODE or --cmd, not both", file=sys.stderr)
+            return 2
+        return command_to_terminal(client, args)
+    if args.code is None:
+        print("mem0 exec: CODE (or -) or --cmd is required", file=sys.stderr)
+        return 2
     code = sys.stdin.read() if args.code == "-" else args.code
     return stream_to_terminal(client.sandboxes.stream(args.sandbox_id, code, timeout_s=args.timeout))
+
+
+def command_to_terminal(client: Mem0, args: argparse.Namespace) -> int:
+    """`exec --cmd`: run a shell command, its stdout/stderr to ours as they come; its exit status."""
+    from mem0sdk.commands import SandboxCommands
+
+    def write(stream):
+        def out(data: str) -> None:
+            stream.write(data)
+            stream.flush()
+
+        return out
+
+    result = SandboxCommands(client, args.sandbox_id).run(
+        args.cmd, on_stdout=write(sys.stdout), on_stderr=write(sys.stderr), cwd=args.cwd, timeout_s=args.timeout
+    )
+    if result.status not in ("succeeded", "failed") or result.limit:
+        limit = f" (limit: {result.limit})" if result.limit else ""
+        print(f"mem0: command {result.id} ended {result.status}{limit}", file=sys.stderr)
+    return exit_status(result)
 
 
 def _when(value) -> str:
@@ -158,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     exec_ = commands.add_parser("exec", parents=[connection], help="run code in an existing sandbox")
     exec_.add_argument("sandbox_id", metavar="ID")
-    exec_.add_argument("code", metavar="CODE", help="the code, or - to read it from stdin")
+    exec_.add_argument("code", metavar="CODE", nargs="?", help="the code, or - to read it from stdin")
+    exec_.add_argument("--cmd", default=None, help="a shell command to run instead of code (sh -c)")
+    exec_.add_argument("--cwd", default=None, help="--cmd's working directory (default /workspace)")
     exec_.add_argument("--timeout", type=float, default=None)
     exec_.set_defaults(handler=cmd_exec)
 

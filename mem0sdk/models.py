@@ -237,6 +237,14 @@ class Sandbox:
         self._update(self._sandboxes().get(self.id))
         return self
 
+    @property
+    def commands(self):
+        """Shell commands and processes in this sandbox (``mem0sdk.commands.SandboxCommands``)."""
+        from mem0sdk.commands import SandboxCommands
+
+        self._sandboxes()  # bound to a client, or a clear error
+        return SandboxCommands(self._client, self.id)
+
     def run(self, code: str, timeout_s: float | None = None) -> Execution:
         """Run code and wait for it to finish; variables persist between runs (like a notebook kernel)."""
         return self._sandboxes().run(self.id, code, timeout_s=timeout_s)
@@ -287,6 +295,14 @@ class AsyncSandbox(Sandbox):
     async def refresh(self) -> AsyncSandbox:
         self._update(await self._sandboxes().get(self.id))
         return self
+
+    @property
+    def commands(self):
+        """Shell commands and processes in this sandbox (``mem0sdk.async_commands.AsyncSandboxCommands``)."""
+        from mem0sdk.async_commands import AsyncSandboxCommands
+
+        self._sandboxes()
+        return AsyncSandboxCommands(self._client, self.id)
 
     async def run(self, code: str, timeout_s: float | None = None) -> Execution:
         return await self._sandboxes().run(self.id, code, timeout_s=timeout_s)

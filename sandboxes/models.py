@@ -104,6 +104,12 @@ class Execution(models.Model):
     timeout_s = models.FloatField(default=30)
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # A command (sandboxes/commands.py) is an execution too: same stream, result, quotas and metering.
+    kind = models.CharField(max_length=8, default="run", db_default="run", help_text="run (code in the interpreter) or command.")
+    cmd = models.JSONField(null=True, blank=True, help_text="A command's argv.")
+    cwd = models.CharField(max_length=1024, blank=True, default="", db_default="")
+    background = models.BooleanField(default=False, db_default=False)
+    pid = models.IntegerField(null=True, blank=True, help_text="A command's pid inside its sandbox.")
 
     objects = TenantQuerySet.as_manager()
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from sandboxes import api, port_proxy, snapshot_api
+from sandboxes import api, commands_api, port_proxy, snapshot_api
 
 api_urlpatterns = [
     path("sandboxes", api.SandboxListView.as_view(), name="api-sandboxes"),
@@ -19,6 +19,15 @@ api_urlpatterns = [
     path("executions/<str:execution_id>", api.ExecutionDetailView.as_view(), name="api-execution"),
     path("executions/<str:execution_id>/events", api.ExecutionEventsView.as_view(), name="api-execution-events"),
     path("runtimes", api.RuntimesView.as_view(), name="api-runtimes"),
+    path("sandboxes/<str:sandbox_id>/commands", commands_api.SandboxCommandsView.as_view(), name="api-commands"),
+    path("sandboxes/<str:sandbox_id>/commands/<str:command_id>", commands_api.SandboxCommandView.as_view(),
+         name="api-command"),
+    path("sandboxes/<str:sandbox_id>/commands/<str:command_id>/stdin", commands_api.CommandStdinView.as_view(),
+         name="api-command-stdin"),
+    path("sandboxes/<str:sandbox_id>/commands/<str:command_id>/signal", commands_api.CommandSignalView.as_view(),
+         name="api-command-signal"),
+    path("sandboxes/<str:sandbox_id>/commands/<str:command_id>/events", commands_api.CommandEventsView.as_view(),
+         name="api-command-events"),
     path("sandboxes/<str:sandbox_id>/snapshots", snapshot_api.SandboxSnapshotsView.as_view(), name="api-sandbox-snapshots"),
     path("snapshots", snapshot_api.SnapshotListView.as_view(), name="api-snapshots"),
     path("snapshots/<str:snapshot_id>", snapshot_api.SnapshotDetailView.as_view(), name="api-snapshot"),

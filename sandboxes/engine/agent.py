@@ -35,6 +35,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 from . import cgroups, go_toolchain
+from .command_ops import CommandOps
 from .factory import SandboxFactory
 from .files import Workspace
 from .pause_ops import PauseOps
@@ -55,7 +56,7 @@ MAX_ENV_BYTES = 64 << 10
 ENDED_CPU_KEPT = 10_000  # ended sandboxes whose lifetime CPU the agent still answers for (kill op)
 GIL_SWITCH_INTERVAL_S = 0.0005
 # Ops answered on the consumer thread itself (never block on a process or the disk).
-INLINE_OPS = frozenset({"run", "stats", "sandbox_ids"})
+INLINE_OPS = frozenset({"run", "stats", "sandbox_ids", "command_stdin", "command_signal", "command_list"})
 # Ops that go to the op workers (snapshot, restore, fork, files, kill, a create that must spawn)
 # can take seconds; one organisation may hold this many of the 16 at once, so it can never starve
 # the others. Over it the op is refused at once with ``rate_limited`` (the API's 429).
@@ -64,7 +65,7 @@ OPS_PER_OWNER = 4
 UNCAPPED_OPS = frozenset({"kill"})  # quick, and how an owner frees what it holds: never refused
 
 
-class Agent(WorkspaceOps, PauseOps, PortOps):
+class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
     def __init__(
         self,
         bus: Bus,

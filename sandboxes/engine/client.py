@@ -98,6 +98,52 @@ class EngineClient:
                     return event
                 seq = event.seq
 
+    def command_start(
+        self,
+        agent_id: str,
+        *,
+        sandbox_id: str,
+        execution_id: str,
+        argv: list[str],
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        stdin: str | None = None,
+        stdin_open: bool = False,
+        background: bool = False,
+        timeout_s: float | None = None,
+        timeout: float = 10,
+        read_ms: int = 0,
+        owner: str | None = None,
+    ) -> tuple[dict, list[OutputEvent | ExitEvent]]:
+        """Start a command in the sandbox (``commands.py``): (``{"execution_id", "pid"}``, the
+        events read within ``read_ms`` of the accept, from seq 1). Its output streams under
+        ``execution_id`` like a run's."""
+        args = {"sandbox_id": sandbox_id, "execution_id": execution_id, "argv": argv, "cwd": cwd, "env": env or {},
+                "stdin": stdin, "stdin_open": stdin_open, "background": background, "timeout_s": timeout_s}
+        request = OpRequest(op="command_start", args={**args, **({"owner": owner} if owner else {})},
+                            owner=self.owner)
+        if not read_ms:
+            return self.bus.call(agent_id, request, timeout).unwrap(), []
+        reply, events = self.bus.call_then_read(agent_id, request, timeout, execution_id, read_ms)
+        return reply.unwrap(), events
+
+    def command_stdin(
+        self, agent_id: str, *, sandbox_id: str, execution_id: str, data: str = "", close: bool = False,
+        timeout: float = 10,
+    ) -> dict:
+        return self._call(agent_id, "command_stdin", timeout, sandbox_id=sandbox_id, execution_id=execution_id,
+                          data=data, close=close)
+
+    def command_signal(
+        self, agent_id: str, *, sandbox_id: str, execution_id: str, signal: str = "SIGTERM", timeout: float = 10
+    ) -> dict:
+        return self._call(agent_id, "command_signal", timeout, sandbox_id=sandbox_id, execution_id=execution_id,
+                          signal=signal)
+
+    def command_list(self, agent_id: str, *, sandbox_id: str, timeout: float = 10) -> list[dict]:
+        """The sandbox's live commands on this agent (``Command.describe``)."""
+        return self._call(agent_id, "command_list", timeout, sandbox_id=sandbox_id)
+
     def fork(
         self, agent_id: str, *, sandbox_id: str, new_sandbox_id: str, limits: Limits, timeout: float = 10
     ) -> dict:

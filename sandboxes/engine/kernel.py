@@ -59,7 +59,7 @@ import termios
 import time
 import traceback
 
-from . import isolation, linux, seccomp, status, wire
+from . import command_spawn, isolation, linux, seccomp, status, wire
 from .reaper import exec_reaper, reap_forever
 
 CTL_FD = 3  # requests from the agent (read-only for the sandbox: write side shut down)
@@ -182,6 +182,8 @@ class Kernel:
                 self.configure(msg)
             elif op == "fork":
                 seq = self.fork(fds, seq)
+            elif op == "command":
+                code = command_spawn.spawn(msg, fds)  # the command's pid (see command_spawn)
             elif op == "resume":
                 os.chdir("/workspace")
             self.idle(seq, code, flags)

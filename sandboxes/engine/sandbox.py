@@ -120,6 +120,7 @@ class Sandbox:
         self.finished = False  # the supervisor has handed it to the agent for release
         self.snapshot_index = None
         self.created = time.time()
+        self.command_groups: set[int] = set()  # host pids leading live commands' groups (``commands.py``)
 
     @property
     def alive(self) -> bool:
@@ -172,10 +173,23 @@ class Sandbox:
 
     def interrupt(self) -> None:
         """End the current run but keep the interpreter's state: every other process of the
-        sandbox is killed (the whole tree the run may have started), the interpreter gets
-        SIGINT (KeyboardInterrupt in the user's code)."""
-        self.cgroup.kill_all(exclude={self.lineage.init_pid, self.host_pid})
+        sandbox is killed (the whole tree the run may have started) but the process groups of
+        its commands, the interpreter gets SIGINT (KeyboardInterrupt in the user's code)."""
+        keep = {self.lineage.init_pid, self.host_pid}
+        if self.command_groups:  # commands run beside the interpreter: a run's end is not theirs
+            keep |= {p for p in self.cgroup.pids() if process_group(p) in self.command_groups}
+        self.cgroup.kill_all(exclude=keep)
         try:
             os.kill(self.host_pid, signal.SIGINT)
         except ProcessLookupError:
             pass
+
+
+def process_group(host_pid: int) -> int:
+    """The process group of ``host_pid`` as the host numbers it (0 if it is gone or unreadable)."""
+    try:
+        with open(f"/proc/{host_pid}/stat", "rb") as f:
+            text = f.read(1024)
+        return int(text[text.rindex(b")") + 2 :].split()[2])
+    except (OSError, ValueError, IndexError):
+        return 0

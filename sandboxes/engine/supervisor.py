@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 
 from . import idle, linux, seccomp, status
+from .commands import CommandTable
 from .forkgate import ForkGate
 from .iohub import PRIORITY_CONTROL, PRIORITY_OUTPUT, PRIORITY_REAPER, IOHub
 from .kernel import FRAME_HEADER, FRAME_MARK, FRAME_PAYLOAD, IDLE_ID, STDERR_ID, STDOUT_ID
@@ -62,6 +63,7 @@ class Supervisor:
         self.pending_events: dict[str, list] = {}
         self.publish_failing_since: float | None = None
         self.publish_retry_at = 0.0
+        self.commands = CommandTable(self)  # commands beside the interpreters (``commands.py``)
 
     def start(self) -> None:
         self.hub.start()
@@ -325,6 +327,8 @@ class Supervisor:
                     sb.exit_status = int(parts[2])
                     if sb in self.dying:
                         self._finish_dead(sb)
+                else:
+                    self.commands.on_exit(lineage, int(parts[1]), int(parts[2]))
             elif parts and parts[0] == b"fail":
                 log.error("event=sandbox_init_failed detail=%s", line[:2000])
 
@@ -340,6 +344,7 @@ class Supervisor:
                 code = os.waitstatus_to_exitcode(sb.exit_status)
                 status = "succeeded" if code == 0 else "failed"
             self._finish_run(sb, status, code, alive=False)
+        self.commands.sandbox_dead(sb)
         self._unwatch_exit(sb)
         sb.ctl.close()  # the interpreter, if still there, reads EOF and exits
         if not sb.finished:
@@ -410,6 +415,7 @@ class Supervisor:
                 self.rechecks.pop(sb, None)
             else:
                 self._check_idle(sb)
+        self.commands.tick(now)
         for sb in list(self.dying):
             if sb.died_at is not None and now - sb.died_at > DEATH_REPORT_WAIT_S:
                 self._finish_dead(sb)

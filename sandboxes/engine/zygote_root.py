@@ -43,7 +43,7 @@ import stat
 import sys
 from typing import TYPE_CHECKING
 
-from . import linux
+from . import linux, userland
 
 if TYPE_CHECKING:
     from .runtimes import Runtime
@@ -230,6 +230,7 @@ def build(root: str, modules: dict[str, list[str]], state_dir: str) -> Layout:
         lay.overlay(host_dir, path)
     for path, target in toolchain.get("links", {}).items():
         lay.symlink(target, path)
+    userland.install(lay)  # busybox for what the copied tools lack (``userland.py``)
     # The engine, for the zygote only: sandboxes bind /usr, not /opt.
     engine = os.path.dirname(os.path.abspath(__file__))
     lay.overlay(engine, f"{ENGINE_DIR}/sandboxes/engine")
