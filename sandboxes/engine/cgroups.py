@@ -216,6 +216,16 @@ class Cgroup:
     def pids_max_hits(self) -> int:
         return self._counter("pids", "pids.events", "max")
 
+    def pids_at_max(self) -> bool:
+        """Whether the cgroup holds as many tasks as its pids limit allows (a fork bomb still running): a
+        fork refused by the limit is not always counted in pids.events, e.g. when a process limit of the
+        same size refused it first."""
+        current, limit = self._try_read("pids", "pids.current"), self._try_read("pids", "pids.max")
+        try:
+            return limit is not None and limit.strip() != "max" and int(current) >= int(limit)
+        except (TypeError, ValueError):
+            return False
+
     def begin_run(self) -> dict[str, int]:
         """Reset the peak-memory watermark and return counters to diff at the end of a run."""
         try:

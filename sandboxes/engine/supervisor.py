@@ -366,7 +366,7 @@ class Supervisor:
         limit = run.limit
         if limit is None and cg.oom_kills() > run.counters["oom"]:
             limit = "memory"
-        elif limit is None and cg.pids_max_hits() > run.counters["pids"]:
+        elif limit is None and (cg.pids_max_hits() > run.counters["pids"] or (status == "failed" and cg.pids_at_max())):
             limit = "pids"
         elif limit is None and status == "failed" and run.memory_error:
             limit = "memory"  # the interpreter's RLIMIT_DATA (status.FLAG_MEMORY_ERROR: a label only)

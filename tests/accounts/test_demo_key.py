@@ -1,4 +1,5 @@
-"""`manage.py rundemo` shows the demo key on a terminal only; otherwise it is in a file only its owner can read."""
+"""`manage.py rundemo` shows the demo key on a terminal only; it keeps it in a file only its owner can read (the
+next start reuses it)."""
 
 import io
 import os
@@ -25,9 +26,10 @@ def test_a_redirected_stdout_gets_a_path_and_the_key_goes_to_a_0600_file(setting
     assert stat.S_IMODE(os.stat(demo_key_path()).st_mode) == 0o600
 
 
-def test_a_terminal_gets_the_key_and_no_file_is_written(settings, tmp_path):
+def test_a_terminal_gets_the_key_and_it_is_kept_in_a_0600_file(settings, tmp_path):
     settings.VAR_DIR = tmp_path
     out = Terminal()
     Command(stdout=out).show_key(KEY)
     assert out.getvalue().splitlines()[-1] == KEY
-    assert not demo_key_path().exists()
+    assert demo_key_path().read_text().strip() == KEY
+    assert stat.S_IMODE(os.stat(demo_key_path()).st_mode) == 0o600
