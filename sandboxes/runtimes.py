@@ -14,6 +14,7 @@ class RuntimeInfo:
 RUNTIMES = {
     "python": RuntimeInfo("python", "python", "CPython 3.11 with the standard library warm", True),
     "python-ml": RuntimeInfo("python-ml", "python", "CPython 3.11 with numpy and pandas already imported", True),
+    "node": RuntimeInfo("node", "node", "Node.js 20: top-level let/const/function and await persist across runs", False),
 }
 
 

@@ -34,7 +34,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
-from . import cgroups
+from . import cgroups, node_runtime
 from .factory import SandboxFactory
 from .files import Workspace
 from .pool import WarmPool
@@ -113,12 +113,14 @@ class Agent(WorkspaceOps):
         if stale:
             log.warning("event=stale_sandboxes_killed agent=%s count=%d", self.agent_id, stale)
         self.supervisor.start()
+        toolchains = self._prepare_toolchains()
         self.factory = SandboxFactory(
             runtimes=self.runtimes,
             state_dir=self.state_dir,
             cg_plan=self.cg_plan,
             supervisor=self.supervisor,
             executor=self.executor,
+            toolchains=toolchains,
         )
         self.factory.start()
         for name, rt in self.runtimes.items():
@@ -147,6 +149,20 @@ class Agent(WorkspaceOps):
             ",".join(self.cg_plan.controls),
         )
         return self
+
+    def _prepare_toolchains(self) -> dict[str, dict]:
+        """Host directories of runtimes that bring a program of their own (Node.js: ``node_runtime``).
+        A runtime whose program is missing is not served (not advertised)."""
+        out: dict[str, dict] = {}
+        for name, rt in list(self.runtimes.items()):
+            if rt.language != "node":
+                continue
+            try:
+                out[name] = node_runtime.root_dirs(self.state_dir)
+            except Exception as exc:
+                log.error("event=runtime_unavailable runtime=%s detail=%r", name, str(exc)[:500])
+                del self.runtimes[name]
+        return out
 
     def stop(self) -> None:
         self.stop_event.set()

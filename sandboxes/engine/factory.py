@@ -58,8 +58,10 @@ class SandboxFactory:
         cg_plan: CgroupPlan,
         supervisor: Supervisor,
         executor,
+        toolchains: dict[str, dict] | None = None,
     ):
         self.runtimes = runtimes
+        self.toolchains = toolchains or {}  # runtime name -> its program files' host dirs (``node_runtime``)
         self.state_dir = state_dir
         self.cg_plan = cg_plan
         self.supervisor = supervisor
@@ -74,7 +76,7 @@ class SandboxFactory:
     def start(self) -> None:
         self.reaper = build_reaper(self.state_dir)
         for name, rt in self.runtimes.items():
-            self.zygotes[name] = ZygoteProcess(rt, self.state_dir, self.reaper)
+            self.zygotes[name] = ZygoteProcess(rt, self.state_dir, self.reaper, self.toolchains.get(name))
 
     def stop(self) -> None:
         self.stopping = True
@@ -89,7 +91,9 @@ class SandboxFactory:
             z = self.zygotes[runtime.name]
             if not z.alive() and not self.stopping:
                 log.error("event=zygote_died runtime=%s pid=%d", runtime.name, z.pid)
-                z = self.zygotes[runtime.name] = ZygoteProcess(runtime, self.state_dir, self.reaper)
+                z = self.zygotes[runtime.name] = ZygoteProcess(
+                    runtime, self.state_dir, self.reaper, self.toolchains.get(runtime.name)
+                )
             return z
 
     def _new_slot(self) -> str:

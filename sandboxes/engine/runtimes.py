@@ -1,8 +1,9 @@
 """Runtime templates: what a sandbox of each runtime preloads, binds read-only and can do.
 
 A ``Runtime`` with a zygote is served by a warm interpreter that forks sandboxes (``can_fork``:
-memory is carried on fork). Runtimes without a zygote (Node.js, Go, later) start a fresh process
-per sandbox and fork = fresh process + workspace copy, reported as ``memory: "fresh"``.
+memory is carried on fork). Runtimes that cannot fork (``can_fork`` false: Node.js, whose sandboxes
+run a node process beside the Python control loop of ``node_runtime.NodeKernel``) fork as a fresh
+sandbox + workspace copy, reported as ``memory: "fresh"``.
 """
 
 from __future__ import annotations
@@ -76,4 +77,8 @@ def builtin_runtimes() -> dict[str, Runtime]:
             packages=ML_PACKAGES,
             warmup="import numpy, pandas\nnumpy.arange(3).sum()\npandas.Series([1]).sum()\nprint(end='')",
         ),
+        # Node.js: a node process per sandbox, started in the pool (``node_runtime``); its heap cannot
+        # be forked, so a fork is a fresh sandbox with a copy of the workspace. The warm-up compiles
+        # the paths of a first run (evaluation, top-level await, console). Served when node is installed.
+        "node": Runtime("node", "node", can_fork=False, warmup="await null; console.log()"),
     }

@@ -54,6 +54,7 @@ class Run:
     out_bytes: int = 0
     violation: str | None = None  # set when the sandbox broke the protocol during the run
     memory_error: bool = False  # the interpreter said the run ended with a MemoryError
+    memory_lost: bool = False  # the interpreter said its runtime process was replaced (a label only)
     limit: str | None = None
     interrupted_at: float | None = None
     killed: bool = False

@@ -11,7 +11,9 @@ Layout, little-endian: u64 seq | i32 exit_code | u32 flags. The interpreter writ
 and flags before the sequence number; the agent reads seq, code, flags, seq and retries a torn
 read. ``FLAG_MEMORY_ERROR``: the run ended with a MemoryError (the interpreter's RLIMIT_DATA,
 which the host cannot see being hit); it only labels that run's ``limit: "memory"`` and changes
-nothing the host meters or enforces.
+nothing the host meters or enforces. ``FLAG_MEMORY_LOST``: the runtime's process was replaced during
+the run (Node.js: ``node_runtime.py``), so the state of earlier runs is gone; it only labels the
+run's ``memory_lost``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ SIZE = 4096
 _CODE = struct.Struct("<iI")
 _SEQ = struct.Struct("<Q")
 FLAG_MEMORY_ERROR = 1
+FLAG_MEMORY_LOST = 4
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 

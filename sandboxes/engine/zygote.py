@@ -38,6 +38,7 @@ import traceback
 from . import forkmounts, isolation, linux, seccomp, zygote_root
 from .kernel import Kernel
 from .layers import LayerStore
+from .node_runtime import NodeKernel
 from .reaper import exec_reaper, reap_forever
 from .runtimes import Runtime
 
@@ -193,7 +194,7 @@ class ZygoteServer:
                     POOL_RLIMITS["fsize"],
                     self.seccomp_program,
                 )
-                Kernel().serve(self.runtime.warmup)
+                kernel_class(self.runtime.language)().serve(self.runtime.warmup)
                 os._exit(0)
             os.close(go_r)
             isolation.run_init_steps(self.root, workspace, TMP_BYTES)
@@ -211,6 +212,11 @@ class ZygoteServer:
                 os._exit(70)
 
 
+def kernel_class(language: str) -> type[Kernel]:
+    """The in-sandbox control loop of a runtime's language."""
+    return {"node": NodeKernel}.get(language, Kernel)
+
+
 class ZygoteError(RuntimeError):
     pass
 
@@ -218,13 +224,15 @@ class ZygoteError(RuntimeError):
 class ZygoteProcess:
     """Agent-side handle: starts the zygote and sends it requests (thread-safe)."""
 
-    def __init__(self, runtime: Runtime, state_dir: str, reaper: str | None = None):
+    def __init__(
+        self, runtime: Runtime, state_dir: str, reaper: str | None = None, toolchain: dict | None = None
+    ):
         self.runtime = runtime
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # The launcher (host interpreter) builds the zygote's root and execs the zygote inside
         # it: its own argv, which names host paths, is gone with that exec (``zygote_root``).
         self.proc = subprocess.Popen(
-            zygote_root.launcher_argv(runtime, state_dir, theirs.fileno(), reaper),
+            zygote_root.launcher_argv(runtime, state_dir, theirs.fileno(), reaper, toolchain),
             env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
             pass_fds=[theirs.fileno()],
             cwd="/",

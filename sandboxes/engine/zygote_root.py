@@ -12,6 +12,8 @@ been started with names a host path, a host device or the agent's configuration.
        /usr/share/zoneinfo        the time zone database
        /usr/bin                   a few basic tools (sh, echo, sleep, cat...), copied
        /usr/sbin/ldconfig, /etc/ld.so.cache   for ctypes.util.find_library
+       /usr/lib/node, /usr/bin/node   Node.js runtimes only: the node binary and the driver
+                                  (``node_runtime.root_dirs``)
        /opt/mem0                  the engine package, for the zygote only (not in sandboxes)
        /dev                       null, zero, full, random, urandom as device nodes
      Host directories are stacked as read-only overlays whose layers are named by
@@ -222,6 +224,12 @@ def build(root: str, modules: dict[str, list[str]], state_dir: str) -> Layout:
         host = shutil.which(tool, path="/usr/bin:/bin")
         if host:
             lay.copy(os.path.realpath(host), f"/usr/bin/{tool}")
+    # A runtime's own program files (``node_runtime.root_dirs``), read-only under /usr.
+    toolchain = modules.get("toolchain") or {}
+    for host_dir, path in toolchain.get("binds", {}).items():
+        lay.overlay(host_dir, path)
+    for path, target in toolchain.get("links", {}).items():
+        lay.symlink(target, path)
     # The engine, for the zygote only: sandboxes bind /usr, not /opt.
     engine = os.path.dirname(os.path.abspath(__file__))
     lay.overlay(engine, f"{ENGINE_DIR}/sandboxes/engine")
@@ -306,12 +314,17 @@ def launch(
     os.execve(f"{PREFIX}/bin/python3", ["python3"], ZYGOTE_ENV)
 
 
-def launcher_argv(runtime: Runtime, state_dir: str, sock_fd: int, reaper: str | None) -> list[str]:
+def launcher_argv(
+    runtime: Runtime, state_dir: str, sock_fd: int, reaper: str | None, toolchain: dict | None = None
+) -> list[str]:
     """The launcher's command (host interpreter; gone at its exec). Package locations are
     resolved here, in the agent, so that the launcher can start without site (-S: a venv's
-    site processing cost 50-150 ms of each zygote start here)."""
+    site processing cost 50-150 ms of each zygote start here). ``toolchain``: host directories of
+    a runtime's own program files (``node_runtime.root_dirs``)."""
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     modules = {"site": _package_paths(runtime.packages), "engine": _package_paths(("pyseccomp",))}
+    if toolchain:
+        modules["toolchain"] = toolchain
     program = (
         f"import sys\nsys.path.insert(0, {repo!r})\nfrom sandboxes.engine.zygote_root import main\nmain()\n"
     )
