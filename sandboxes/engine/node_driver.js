@@ -16,6 +16,7 @@
 const fs = require('fs');
 const inspector = require('inspector');
 const net = require('net');
+const vm = require('vm');
 const { Writable } = require('stream');
 const { createRequire } = require('module');
 
@@ -137,6 +138,22 @@ function failRun(prefix, err) {
 process.on('uncaughtException', (err) => failRun('Uncaught ', err));
 process.on('unhandledRejection', (err) => failRun('Uncaught (in promise) ', err));
 
+// SIGINT (the kernel passes on a timeout, output cap or cancel): code running synchronously is stopped
+// by the watchdog of vm's breakOnSigint around the evaluation (its state is kept); a run waiting on a
+// promise is ended here and the promise left behind. A loop in a later continuation cannot be stopped:
+// the kernel replaces this process after its grace period.
+function interrupted() {
+  if (current === null) return;
+  stderr.write('Script execution was interrupted by `SIGINT`\n');
+  finish(130);
+}
+process.on('SIGINT', interrupted);
+
+const EVALUATE = Symbol.for('mem0.evaluate');
+let evaluateNow = null;
+Object.defineProperty(globalThis, EVALUATE, { value: () => evaluateNow(), enumerable: false });
+const evaluateScript = new vm.Script('globalThis[Symbol.for("mem0.evaluate")]()', { filename: 'mem0' });
+
 function evaluate(seq, code) {
   current = { seq };
   const params = {
@@ -146,30 +163,38 @@ function evaluate(seq, code) {
     objectGroup: 'run',
     silent: false,
   };
-  session.post('Runtime.evaluate', params, (err, res) => {
-    if (current === null || current.seq !== seq) return;
-    if (err) {
-      stderr.write(`mem0: ${err.message}\n`);
-      finish(1);
-      return;
-    }
-    const details = res.exceptionDetails;
-    if (!details) {
-      finish(0);
-      return;
-    }
-    const exc = res.result || details.exception || {};
-    if (exc.className === 'ExitRequest') {
-      // Thrown by process.exit inside the evaluated code: its code is a property of the object.
-      session.post('Runtime.callFunctionOn', {
-        objectId: exc.objectId, functionDeclaration: 'function () { return this.code }', returnByValue: true,
-      }, (e, r) => finish(e ? 1 : Number(r.result.value) | 0));
-      return;
-    }
-    const text = exc.description || details.text || 'Uncaught exception';
-    stderr.write(`Uncaught ${userStack(text)}\n`);
+  evaluateNow = () => session.post('Runtime.evaluate', params, (err, res) => settle(seq, err, res));
+  try {
+    evaluateScript.runInThisContext({ breakOnSigint: true });
+  } catch (err) {
+    if (err && err.code === 'ERR_SCRIPT_EXECUTION_INTERRUPTED') interrupted();
+    else failRun('Uncaught ', err);
+  }
+}
+
+function settle(seq, err, res) {
+  if (current === null || current.seq !== seq) return;
+  if (err) {
+    stderr.write(`mem0: ${err.message}\n`);
     finish(1);
-  });
+    return;
+  }
+  const details = res.exceptionDetails;
+  if (!details) {
+    finish(0);
+    return;
+  }
+  const exc = res.result || details.exception || {};
+  if (exc.className === 'ExitRequest') {
+    // Thrown by process.exit inside the evaluated code: its code is a property of the object.
+    session.post('Runtime.callFunctionOn', {
+      objectId: exc.objectId, functionDeclaration: 'function () { return this.code }', returnByValue: true,
+    }, (e, r) => finish(e ? 1 : Number(r.result.value) | 0));
+    return;
+  }
+  const text = exc.description || details.text || 'Uncaught exception';
+  stderr.write(`Uncaught ${userStack(text)}\n`);
+  finish(1);
 }
 
 function configure(msg) {

@@ -23,11 +23,19 @@ Run semantics:
     exception, rejection, syntax error (printed on stderr as node's REPL does); ``process.exit(n)``
     ends the run with n and keeps the state (as ``SystemExit`` in Python). Timers and servers a run
     leaves behind keep running; their output goes to the run in progress, if any.
-  * timeout, output cap, cancel: the agent kills every process of the sandbox but the kernel, node
-    included; the kernel starts a fresh node at once and the run ends with ``memory_lost`` (the
-    status flag ``FLAG_MEMORY_LOST``) and a notice on stderr. Files in /workspace are kept.
-  * node dies (a heap blowup, ``process.abort()``, a signal): the same; a heap blowup is labelled
-    ``limit: "memory"``.
+  * timeout, output cap, cancel: the agent kills every process of the sandbox but the kernel and
+    node (the runtime is ``resident``: ``Sandbox.interrupt``) and sends the kernel SIGINT, which it
+    passes on. Code running synchronously (``while (true) {}``) is stopped by vm's SIGINT watchdog
+    and a run waiting on a promise is abandoned: the state is kept, as Python's on KeyboardInterrupt.
+    A node that has not ended the run within ``NODE_INTERRUPT_GRACE_S`` (a loop in a promise's
+    continuation) is replaced: the kernel starts a fresh node at once and the run ends with
+    ``memory_lost`` (the status flag ``FLAG_MEMORY_LOST``) and a notice on stderr; files in
+    /workspace are kept.
+  * node dies (a heap blowup, ``process.abort()``, a signal): replaced the same way; a heap blowup
+    is labelled ``limit: "memory"``.
+Residual: a process that native code loaded into node (an addon the user brought) makes a child of
+the kernel with CLONE_PARENT is spared by interrupts as node is; it stays within the sandbox's
+cgroup limits and ends with the sandbox.
 Memory: the warm node starts before the plan is known, and V8 fixes its heap limit at start. So the
 plan's memory is enforced on node as on Python, by RLIMIT_DATA (set on node at hand-over): V8 meets
 it as a failed allocation, collects as a last resort, then stops with "JavaScript heap out of
@@ -41,10 +49,12 @@ import fcntl
 import hashlib
 import os
 import resource
+import select
 import shutil
 import signal
 import struct
 import sys
+import time
 
 from . import status, wire
 from .kernel import Kernel
@@ -60,6 +70,9 @@ REQUEST_FD, REPLY_FD = 3, 5  # in node (its fd 4 is the framed pipe, inherited)
 _REPLY = struct.Struct(">Ii")  # run number, exit code
 HEAP_SHARE = 0.75  # --max-old-space-size of a node started after hand-over, as a share of the memory
 MIN_HEAP_MB = 16
+# How long node has to stop a run after the SIGINT passed on; then it is replaced (memory lost). Well
+# inside the agent's grace (``supervisor.INTERRUPT_GRACE_S``) for the whole kernel.
+NODE_INTERRUPT_GRACE_S = 0.4
 # V8 and the Node runtime stop with SIGABRT when an allocation fails (also SIGTRAP/SIGILL from V8's
 # own checks); such a death with a peak RSS of at least half the memory is labelled "memory".
 OOM_SIGNALS = frozenset({signal.SIGABRT, signal.SIGTRAP, signal.SIGILL})
@@ -222,11 +235,16 @@ class NodeKernel(Kernel):
         while view:
             view = view[os.write(self.requests, view) :]
 
-    def _await_reply(self, seq: int) -> int | None:
+    def _await_reply(self, seq: int, timeout: float | None = None) -> int | None:
         """The exit code node gives for run ``seq`` (other replies are stale or forged: skipped), or
-        None if node went away."""
+        None if node went away (or gave none within ``timeout`` seconds)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         buf = b""
         while True:
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not select.select([self.replies], [], [], remaining)[0]:
+                    return None
             chunk = os.read(self.replies, _REPLY.size - len(buf))
             if not chunk:
                 return None
@@ -237,6 +255,16 @@ class NodeKernel(Kernel):
             buf = b""
             if got == seq:
                 return status.clamp_exit_code(code)
+
+    def _interrupt_node(self, seq: int) -> int | None:
+        try:
+            os.kill(self.node_pid, signal.SIGINT)
+        except ProcessLookupError:
+            return None
+        try:
+            return self._await_reply(seq, NODE_INTERRUPT_GRACE_S)
+        except OSError:
+            return None
 
     # -- ops
 
@@ -270,22 +298,27 @@ class NodeKernel(Kernel):
             flags |= self._replace_node("was not running")
         self.run_seq += 1
         exit_code: int | None = None
-        interrupted = False
+        sent = interrupted = False
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # discard a stale pending SIGINT
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             self._send({"op": "run", "seq": self.run_seq, "code": code})
+            sent = True
             exit_code = self._await_reply(self.run_seq)
         except KeyboardInterrupt:
-            interrupted = True  # timeout, output cap or cancel: the agent killed node already
+            interrupted = True  # timeout, output cap or cancel: the agent killed all but node and us
         except OSError:
             pass  # node is gone (EPIPE)
         finally:
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         if interrupted:
-            flags |= self._replace_node("was stopped with the run")
-            exit_code = 130
+            # Passed on to node, which stops the run and keeps its state; one that does not (a loop in
+            # a promise's continuation) or that had half a request (``sent`` false) is replaced.
+            exit_code = self._interrupt_node(self.run_seq) if sent else None
+            if exit_code is None:
+                flags |= self._replace_node("did not stop when the run was interrupted")
+                exit_code = 130
         elif exit_code is None:
             flags |= self._replace_node()
             exit_code = 1

@@ -55,6 +55,10 @@ class Runtime:
     # Copy-on-write fork of a live interpreter. False: fork = fresh sandbox + workspace copy,
     # reported as memory "fresh" (what Node.js and Go runtimes will do).
     can_fork: bool = True
+    # The kernel's children are the runtime's own long-lived process (node, ``node_runtime``): an
+    # interrupt (timeout, output cap, cancel) kills every other process of the sandbox but spares
+    # them, and the kernel passes the SIGINT on, so the state of earlier runs can survive it.
+    resident: bool = False
     # Run by each pooled interpreter before hand-over: it takes the copy-on-write faults of the
     # common first steps (print; numpy calls for python-ml) off the user's first run.
     warmup: str = "print(end='')"
@@ -80,5 +84,5 @@ def builtin_runtimes() -> dict[str, Runtime]:
         # Node.js: a node process per sandbox, started in the pool (``node_runtime``); its heap cannot
         # be forked, so a fork is a fresh sandbox with a copy of the workspace. The warm-up compiles
         # the paths of a first run (evaluation, top-level await, console). Served when node is installed.
-        "node": Runtime("node", "node", can_fork=False, warmup="await null; console.log()"),
+        "node": Runtime("node", "node", can_fork=False, resident=True, warmup="await null; console.log()"),
     }

@@ -174,9 +174,22 @@ class Sandbox:
     def interrupt(self) -> None:
         """End the current run but keep the interpreter's state: every other process of the
         sandbox is killed (the whole tree the run may have started), the interpreter gets
-        SIGINT (KeyboardInterrupt in the user's code)."""
-        self.cgroup.kill_all(exclude={self.lineage.init_pid, self.host_pid})
+        SIGINT (KeyboardInterrupt in the user's code). A runtime with a ``resident`` process (node)
+        keeps the interpreter's children too: the interpreter passes the SIGINT on to them."""
+        spare = {self.lineage.init_pid, self.host_pid}
+        if self.runtime.resident:
+            spare |= _children(self.host_pid)
+        self.cgroup.kill_all(exclude=spare)
         try:
             os.kill(self.host_pid, signal.SIGINT)
         except ProcessLookupError:
             pass
+
+
+def _children(pid: int) -> set[int]:
+    """Host pids of ``pid``'s children (its main thread's: the interpreter's are forked from there)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return {int(p) for p in f.read(4096).split()}
+    except (OSError, ValueError):
+        return set()

@@ -99,10 +99,29 @@ def test_process_exit_ends_the_run_with_its_code_and_keeps_the_state(engine):
     assert engine.ok(sid, "console.log(kept)") == "7\n"
 
 
-def test_infinite_loop_times_out_and_a_fresh_node_takes_over_with_the_workspace(engine, witness):
+def test_timeout_stops_the_run_kills_its_processes_and_keeps_the_state(engine, witness):
+    sid = node(engine)
+    engine.ok(
+        sid, "var kept = 1; const cp = require('child_process'); const bg = cp.spawn('sleep', ['1000'])"
+    )
+    res = engine.run(sid, "kept += 1; while (true) {}", timeout_s=1)
+    assert (res.exit.status, res.exit.limit, res.exit.exit_code) == ("timeout", "timeout", 130), res
+    assert res.exit.sandbox_alive and not res.exit.memory_lost
+    assert "interrupted by `SIGINT`" in res.stderr
+    out = engine.ok(
+        sid,
+        "console.log(kept, (() => { try { process.kill(bg.pid, 0); return 'alive' } catch (e) { return e.code } })())",
+    )
+    assert out == "2 ESRCH\n"  # the state is kept; what the run started is gone
+    res = engine.run(sid, "await new Promise(() => {})", timeout_s=1)  # never settles: abandoned
+    assert (res.exit.status, res.exit.limit, res.exit.memory_lost) == ("timeout", "timeout", False), res
+    assert engine.ok(sid, "console.log(kept)") == "2\n"
+
+
+def test_a_wedged_node_is_replaced_with_the_workspace_kept(engine, witness):
     sid = node(engine)
     engine.ok(sid, "var lost = 1; require('fs').writeFileSync('/workspace/kept.txt', 'on disk')")
-    res = engine.run(sid, "while (true) {}", timeout_s=1)
+    res = engine.run(sid, "await null; while (true) {}", timeout_s=1)  # a loop SIGINT cannot reach
     assert (res.exit.status, res.exit.limit) == ("timeout", "timeout")
     assert res.exit.sandbox_alive and res.exit.memory_lost
     assert "variables and functions of earlier runs are gone" in res.stderr
@@ -110,9 +129,6 @@ def test_infinite_loop_times_out_and_a_fresh_node_takes_over_with_the_workspace(
         sid, "console.log(typeof lost, require('fs').readFileSync('/workspace/kept.txt', 'utf8'))"
     )
     assert out == "undefined on disk\n"
-    res = engine.run(sid, "await new Promise(() => {})", timeout_s=1)  # never settles
-    assert (res.exit.status, res.exit.limit, res.exit.memory_lost) == ("timeout", "timeout", True)
-    assert engine.ok(sid, "console.log('alive')") == "alive\n"
 
 
 def test_heap_blowup_is_a_memory_limit_and_the_sandbox_lives_on(engine, witness):
@@ -213,7 +229,9 @@ try { process.dlopen({exports: {}}, '/usr/lib/x86_64-linux-gnu/libc.so.6'); cons
         timeout_s=20,
     )
     lines = out.splitlines()
-    assert lines[:3] == ["-1 1", "-1 1", "-1 1"], out  # unshare(CLONE_NEWUSER), ptrace, mount: EPERM (seccomp)
+    assert lines[:3] == ["-1 1", "-1 1", "-1 1"], (
+        out
+    )  # unshare(CLONE_NEWUSER), ptrace, mount: EPERM (seccomp)
     assert lines[3] == "1000", out  # a raw binding spawns only what the sandbox may, as the sandbox's uid
     assert lines[4] == "dlopen refused"  # libc is no Node addon; addons could do no more than the sandbox may
     assert engine.ok(sid, "console.log('still here')") == "still here\n"
