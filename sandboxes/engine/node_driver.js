@@ -54,21 +54,29 @@ function writeFrames(streamId, data) {
   }
 }
 
+// write() is synchronous and keeps no state between calls: a run stopped by SIGINT in the middle of a
+// console.log must not leave the stream waiting for a callback that never comes (Writable's _write would).
 class FramedStream extends Writable {
   constructor(streamId, fd) {
-    super({ decodeStrings: true });
+    super();
     this.streamId = streamId;
     this.fd = fd;
     this.isTTY = false;
   }
 
+  write(chunk, encoding, callback) {
+    if (typeof encoding === 'function') [callback, encoding] = [encoding, undefined];
+    const data = typeof chunk === 'string'
+      ? Buffer.from(chunk, encoding || 'utf8')
+      : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    writeFrames(this.streamId, data);
+    if (typeof callback === 'function') process.nextTick(callback);
+    return true;
+  }
+
   _write(chunk, _encoding, callback) {
-    try {
-      writeFrames(this.streamId, chunk);
-      callback();
-    } catch (err) {
-      callback(err);
-    }
+    writeFrames(this.streamId, chunk);
+    callback();
   }
 }
 

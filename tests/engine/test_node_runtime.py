@@ -118,6 +118,16 @@ def test_timeout_stops_the_run_kills_its_processes_and_keeps_the_state(engine, w
     assert engine.ok(sid, "console.log(kept)") == "2\n"
 
 
+def test_output_flood_hits_the_cap_and_node_writes_normally_afterwards(engine):
+    """Stopped in the middle of a console.log, the console must still work in the next run."""
+    sid = node(engine, limits=Limits(output_bytes=256 << 10))
+    engine.ok(sid, "var kept = 'state'")
+    res = engine.run(sid, "const line = 'x'.repeat(4000); while (true) console.log(line)")
+    assert (res.exit.status, res.exit.limit) == ("killed", "output")
+    assert len(res.stdout) <= 256 << 10
+    assert engine.ok(sid, "console.log(kept); console.error('err')") == "state\n"
+
+
 def test_a_wedged_node_is_replaced_with_the_workspace_kept(engine, witness):
     sid = node(engine)
     engine.ok(sid, "var lost = 1; require('fs').writeFileSync('/workspace/kept.txt', 'on disk')")
