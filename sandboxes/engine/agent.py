@@ -339,6 +339,8 @@ class Agent(WorkspaceOps):
         self.factory.resize_workspace(sb, limits.workspace_bytes)
         if sb.memory == "fresh":
             os.setpriority(os.PRIO_PROCESS, sb.host_pid, 0)  # pooled sandboxes idle at the zygote's nice
+            for tid in sb.resident_threads():  # node, started in the pool (nice is per thread)
+                os.setpriority(os.PRIO_PROCESS, tid, 0)
         sb.send(
             {
                 "op": "configure",

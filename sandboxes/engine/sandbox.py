@@ -171,6 +171,18 @@ class Sandbox:
             self.state = "dead"
             self.cond.notify_all()
 
+    def resident_threads(self) -> list[int]:
+        """Host thread ids of the runtime's resident processes (see ``Runtime.resident``)."""
+        if not self.runtime.resident:
+            return []
+        tids = []
+        for pid in _children(self.host_pid):
+            try:
+                tids += [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+            except (OSError, ValueError):
+                pass
+        return tids
+
     def interrupt(self) -> None:
         """End the current run but keep the interpreter's state: every other process of the
         sandbox is killed (the whole tree the run may have started), the interpreter gets

@@ -245,3 +245,9 @@ try { process.dlopen({exports: {}}, '/usr/lib/x86_64-linux-gnu/libc.so.6'); cons
     assert lines[3] == "1000", out  # a raw binding spawns only what the sandbox may, as the sandbox's uid
     assert lines[4] == "dlopen refused"  # libc is no Node addon; addons could do no more than the sandbox may
     assert engine.ok(sid, "console.log('still here')") == "still here\n"
+
+
+def test_node_leaves_the_pools_background_priority_at_hand_over(engine):
+    sid = node(engine)
+    nice = "require('fs').readdirSync('/proc/self/task').map(t => require('fs').readFileSync(`/proc/self/task/${t}/stat`, 'utf8').split(' ')[18])"
+    assert set(engine.ok(sid, f"console.log([...new Set({nice})].join())").split(",")) == {"0\n"}
