@@ -251,3 +251,17 @@ def test_node_leaves_the_pools_background_priority_at_hand_over(engine):
     sid = node(engine)
     nice = "require('fs').readdirSync('/proc/self/task').map(t => require('fs').readFileSync(`/proc/self/task/${t}/stat`, 'utf8').split(' ')[18])"
     assert set(engine.ok(sid, f"console.log([...new Set({nice})].join())").split(",")) == {"0\n"}
+
+
+def test_snapshot_of_a_node_sandbox_restores_into_a_fresh_node(engine):
+    c, a = engine.client, engine.agent_id
+    sid = node(engine)
+    engine.ok(sid, "var gone = 1; require('fs').writeFileSync('/workspace/app.js', 'module.exports = 6 * 7')")
+    snap = c.snapshot(a, sandbox_id=sid)
+    restored = f"{sid}-restored"
+    info = c.restore(
+        a, digest=snap["digest"], new_sandbox_id=restored, runtime="node", env={}, limits=Limits()
+    )
+    engine.created.append(restored)
+    assert info["runtime"] == "node"
+    assert engine.ok(restored, "console.log(require('./app.js'), typeof gone)") == "42 undefined\n"
