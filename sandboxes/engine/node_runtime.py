@@ -279,6 +279,8 @@ class NodeKernel(Kernel):
             resource.RLIMIT_FSIZE,
             resource.RLIMIT_DATA,
         ):
+            if not self.node_pid:  # gone already: the next run starts one, which inherits them
+                break
             try:
                 resource.prlimit(self.node_pid, res, resource.getrlimit(res))
             except (OSError, ValueError):

@@ -198,6 +198,10 @@ console.log(mounts.split('\n').filter(Boolean).every(l => /^(mem0|tmpfs|overlay|
     assert lines[2] == "bin,dev,etc,home,lib,lib64,proc,root,sbin,tmp,usr,workspace /usr/lib/node/node"
     assert lines[3] == "ENOENT,ENOENT,ENOENT,ENOENT,ENOENT,EACCES", out  # init's environ: not ours
     assert lines[4] == "true", out
+    python = engine.create()  # node is in node sandboxes only
+    assert engine.ok(
+        python, "import os\nprint(os.path.exists('/usr/lib/node'), os.path.exists('/usr/bin/node'))"
+    ) == ("False False\n")
     res = engine.run(
         sid,
         """
