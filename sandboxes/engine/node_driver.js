@@ -17,7 +17,7 @@ const fs = require('fs');
 const inspector = require('inspector');
 const net = require('net');
 const vm = require('vm');
-const { Writable } = require('stream');
+const { Readable, Writable } = require('stream');
 const { createRequire } = require('module');
 
 const REQUEST_FD = 3;
@@ -124,10 +124,23 @@ process.exit = (code) => {
   throw new ExitRequest(code === undefined ? process.exitCode || 0 : Number(code) | 0);
 };
 
+// A run given stdin reads it from process.stdin, then end of file; otherwise process.stdin is node's
+// own (fd 0: /dev/null).
+const nodeStdin = Object.getOwnPropertyDescriptor(process, 'stdin');
+
+function setStdin(text) {
+  if (typeof text !== 'string') return;
+  const stream = Readable.from([Buffer.from(text, 'utf8')]);
+  stream.fd = 0;
+  stream.isTTY = false;
+  Object.defineProperty(process, 'stdin', { configurable: true, enumerable: true, get: () => stream });
+}
+
 function finish(exitCode) {
   const run = current;
   if (run === null) return;
   current = null;
+  Object.defineProperty(process, 'stdin', nodeStdin);
   session.post('Runtime.releaseObjectGroup', { objectGroup: 'run' }, () => {});
   // Output already queued in this turn (resolved promises' logs) goes out before the end.
   setImmediate(() => reply(run.seq, exitCode));
@@ -162,8 +175,9 @@ let evaluateNow = null;
 Object.defineProperty(globalThis, EVALUATE, { value: () => evaluateNow(), enumerable: false });
 const evaluateScript = new vm.Script('globalThis[Symbol.for("mem0.evaluate")]()', { filename: 'mem0' });
 
-function evaluate(seq, code) {
+function evaluate(seq, code, stdin) {
   current = { seq };
+  setStdin(stdin);
   const params = {
     expression: code,
     replMode: true,
@@ -213,7 +227,7 @@ function configure(msg) {
 
 function handle(msg) {
   if (msg.op === 'run' && typeof msg.code === 'string' && Number.isInteger(msg.seq)) {
-    evaluate(msg.seq, msg.code);
+    evaluate(msg.seq, msg.code, msg.stdin);
   } else if (msg.op === 'configure') {
     configure(msg);
   }

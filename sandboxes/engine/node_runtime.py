@@ -22,7 +22,8 @@ Run semantics:
   * succeeded / failed(1): the code's completion (top-level ``await`` included) or an uncaught
     exception, rejection, syntax error (printed on stderr as node's REPL does); ``process.exit(n)``
     ends the run with n and keeps the state (as ``SystemExit`` in Python). Timers and servers a run
-    leaves behind keep running; their output goes to the run in progress, if any.
+    leaves behind keep running; their output goes to the run in progress, if any. A run request
+    that carries ``stdin`` (a string) gives the run a ``process.stdin`` that reads it, then EOF.
   * timeout, output cap, cancel: the agent kills every process of the sandbox but the kernel and
     node (the runtime is ``resident``: ``Sandbox.interrupt``) and sends the kernel SIGINT, which it
     passes on. Code running synchronously (``while (true) {}``) is stopped by vm's SIGINT watchdog
@@ -305,7 +306,15 @@ class NodeKernel(Kernel):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
-            self._send({"op": "run", "seq": self.run_seq, "code": code})
+            stdin = msg.get("stdin")
+            self._send(
+                {
+                    "op": "run",
+                    "seq": self.run_seq,
+                    "code": code,
+                    **({"stdin": stdin} if isinstance(stdin, str) else {}),
+                }
+            )
             sent = True
             exit_code = self._await_reply(self.run_seq)
         except KeyboardInterrupt:
