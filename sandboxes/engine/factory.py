@@ -61,7 +61,7 @@ class SandboxFactory:
         toolchains: dict[str, dict] | None = None,
     ):
         self.runtimes = runtimes
-        self.toolchains = toolchains or {}  # runtime name -> its program files' host dirs (``node_runtime``)
+        self.toolchains = toolchains or {}  # runtime name -> its toolchain's host dirs (``go_toolchain``)
         self.state_dir = state_dir
         self.cg_plan = cg_plan
         self.supervisor = supervisor

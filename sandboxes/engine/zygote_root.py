@@ -224,7 +224,7 @@ def build(root: str, modules: dict[str, list[str]], state_dir: str) -> Layout:
         host = shutil.which(tool, path="/usr/bin:/bin")
         if host:
             lay.copy(os.path.realpath(host), f"/usr/bin/{tool}")
-    # A runtime's own program files (``node_runtime.root_dirs``), read-only under /usr.
+    # A compiled runtime's toolchain (``go_toolchain.root_dirs``), read-only under /usr.
     toolchain = modules.get("toolchain") or {}
     for host_dir, path in toolchain.get("binds", {}).items():
         lay.overlay(host_dir, path)
@@ -319,8 +319,8 @@ def launcher_argv(
 ) -> list[str]:
     """The launcher's command (host interpreter; gone at its exec). Package locations are
     resolved here, in the agent, so that the launcher can start without site (-S: a venv's
-    site processing cost 50-150 ms of each zygote start here). ``toolchain``: host directories of
-    a runtime's own program files (``node_runtime.root_dirs``)."""
+    site processing cost 50-150 ms of each zygote start here). ``toolchain``: host directories of a
+    compiled runtime's toolchain (``go_toolchain.root_dirs``)."""
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     modules = {"site": _package_paths(runtime.packages), "engine": _package_paths(("pyseccomp",))}
     if toolchain:
