@@ -71,6 +71,10 @@ REQUEST_FD, REPLY_FD = 3, 5  # in node (its fd 4 is the framed pipe, inherited)
 _REPLY = struct.Struct(">Ii")  # run number, exit code
 HEAP_SHARE = 0.75  # --max-old-space-size of a node started after hand-over, as a share of the memory
 MIN_HEAP_MB = 16
+# V8's worker threads (node's default: 4). Each thread's 8 MiB stack counts against RLIMIT_DATA and
+# each thread against the pids limit: with 4, a node restarted in a sandbox of 32 MiB could not start
+# (its thread creation failed and it hung); a sandbox has one CPU core by default anyway.
+V8_POOL_SIZE = 1
 # How long node has to stop a run after the SIGINT passed on; then it is replaced (memory lost). Well
 # inside the agent's grace (``supervisor.INTERRUPT_GRACE_S``) for the whole kernel.
 NODE_INTERRUPT_GRACE_S = 0.4
@@ -164,7 +168,7 @@ class NodeKernel(Kernel):
     def _start_node(self) -> None:
         req_r, req_w = (_high_fd(fd) for fd in os.pipe())
         rep_r, rep_w = (_high_fd(fd) for fd in os.pipe())
-        argv = ["node"]
+        argv = ["node", f"--v8-pool-size={V8_POOL_SIZE}"]
         if self.memory_bytes:
             argv.append(f"--max-old-space-size={max(MIN_HEAP_MB, int(self.memory_bytes * HEAP_SHARE) >> 20)}")
         argv.append(DRIVER)

@@ -153,6 +153,14 @@ def test_heap_blowup_is_a_memory_limit_and_the_sandbox_lives_on(engine, witness)
     assert engine.ok(sid, "console.log('after')") == "after\n"
 
 
+def test_a_small_sandbox_restarts_node_after_a_heap_blowup(engine):
+    """32 MiB: node starts again within it (one V8 worker thread: thread stacks count as data)."""
+    sid = node(engine, limits=Limits(memory_bytes=32 << 20))
+    res = engine.run(sid, "const hog = []; while (true) hog.push(new Array(1e5).fill(1))", timeout_s=30)
+    assert (res.exit.limit, res.exit.memory_lost) == ("memory", True), res
+    assert engine.ok(sid, "console.log('up again')", timeout_s=30) == "up again\n"
+
+
 def test_fork_is_a_fresh_node_with_a_copy_of_the_workspace(engine):
     sid = node(engine, env={"ORIGIN": "parent"})
     engine.ok(sid, "var counter = 10; require('fs').writeFileSync('/workspace/shared.txt', 'before fork')")
