@@ -1,8 +1,8 @@
 # One image for web, worker and agent; docker-compose.yml picks the command.
 FROM python:3.11-slim-bookworm
 # golang: the Go runtime's toolchain (the agent builds its shared standard-library cache at start);
-# busybox-static: the shell userland of commands.
-RUN apt-get update && apt-get install -y --no-install-recommends libseccomp2 golang busybox-static && rm -rf /var/lib/apt/lists/*
+# busybox-static: the shell userland of commands; nodejs: the Node.js runtime.
+RUN apt-get update && apt-get install -y --no-install-recommends libseccomp2 golang busybox-static nodejs && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml ./
 COPY . .

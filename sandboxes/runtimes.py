@@ -15,6 +15,7 @@ RUNTIMES = {
     "python": RuntimeInfo("python", "python", "CPython 3.11 with the standard library warm", True),
     "python-ml": RuntimeInfo("python-ml", "python", "CPython 3.11 with numpy and pandas already imported", True),
     "go": RuntimeInfo("go", "go", "Go (Debian's golang): each run compiles and runs a main package", False),
+    "node": RuntimeInfo("node", "node", "Node.js 20: top-level let/const/function and await persist across runs", False),
 }
 
 

@@ -34,7 +34,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
-from . import cgroups, go_toolchain
+from . import cgroups, go_toolchain, node_runtime
 from .command_ops import CommandOps
 from .factory import SandboxFactory
 from .files import Workspace
@@ -158,23 +158,26 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
         return self
 
     def _prepare_toolchains(self) -> dict[str, dict]:
-        """Host directories of compiled runtimes' toolchains, their shared build cache built first
-        (``go_toolchain``). A runtime whose toolchain is missing or fails is not served (not advertised)."""
+        """Host directories of runtimes that bring programs of their own: Go's toolchain with its shared
+        build cache built first (``go_toolchain``), Node.js's program (``node_runtime``). A runtime whose
+        program is missing or fails is not served (not advertised)."""
         out: dict[str, dict] = {}
         for name, rt in list(self.runtimes.items()):
-            if rt.language != "go":
+            if rt.language not in ("go", "node"):
                 continue
-            toolchain = go_toolchain.find_toolchain()
             try:
+                if rt.language == "node":
+                    out[name] = node_runtime.root_dirs(self.state_dir)
+                    continue
+                toolchain = go_toolchain.find_toolchain()
                 if toolchain is None:
                     raise RuntimeError("no go command on the system PATH (Debian package golang)")
                 log.info("event=go_cache_prepare dir=%s version=%s", self.go_cache_dir, toolchain.version)
                 go_toolchain.prepare_cache(toolchain, self.go_cache_dir)  # ~0.5 s warm; minutes the first time
+                out[name] = go_toolchain.root_dirs(toolchain, self.go_cache_dir)
             except Exception as exc:
                 log.error("event=runtime_unavailable runtime=%s detail=%r", name, str(exc)[:500])
                 del self.runtimes[name]
-                continue
-            out[name] = go_toolchain.root_dirs(toolchain, self.go_cache_dir)
         return out
 
     def stop(self) -> None:
@@ -354,6 +357,8 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
         self.factory.resize_workspace(sb, limits.workspace_bytes)
         if sb.memory == "fresh":
             os.setpriority(os.PRIO_PROCESS, sb.host_pid, 0)  # pooled sandboxes idle at the zygote's nice
+            for tid in sb.resident_threads():  # node, started in the pool (nice is per thread)
+                os.setpriority(os.PRIO_PROCESS, tid, 0)
         sb.send(
             {
                 "op": "configure",

@@ -111,6 +111,8 @@ class ExitEvent:
     cpu_ms: float
     peak_memory_bytes: int
     sandbox_alive: bool
+    # The runtime's process was replaced during the run (Node.js): workspace kept, memory lost.
+    memory_lost: bool = False
 
     def to_dict(self) -> dict:
         return {"type": "exit", **asdict(self)}

@@ -2,7 +2,8 @@
 
 A ``Runtime`` with a zygote is served by a warm interpreter that forks sandboxes (``can_fork``:
 memory is carried on fork). Runtimes that cannot fork (``can_fork`` false: Go, whose sandboxes run
-the Python control loop of ``go_runtime.GoKernel`` and build each run's program) fork as a fresh
+the Python control loop of ``go_runtime.GoKernel`` and build each run's program; Node.js, whose
+sandboxes run a node process beside the Python control loop of ``node_runtime.NodeKernel``) fork as a fresh
 sandbox + workspace copy, reported as ``memory: "fresh"``.
 """
 
@@ -55,6 +56,10 @@ class Runtime:
     # Copy-on-write fork of a live interpreter. False: fork = fresh sandbox + workspace copy,
     # reported as memory "fresh" (what Node.js and Go runtimes will do).
     can_fork: bool = True
+    # The kernel's children are the runtime's own long-lived process (node, ``node_runtime``): an
+    # interrupt (timeout, output cap, cancel) kills every other process of the sandbox but spares
+    # them, and the kernel passes the SIGINT on, so the state of earlier runs can survive it.
+    resident: bool = False
     # Run by each pooled interpreter before hand-over: it takes the copy-on-write faults of the
     # common first steps (print; numpy calls for python-ml) off the user's first run.
     warmup: str = "print(end='')"
@@ -80,4 +85,8 @@ def builtin_runtimes() -> dict[str, Runtime]:
         # Go: each run compiles and runs a main package (``go_runtime``); no state but files, so a
         # fork is a fresh sandbox with a copy of the workspace. Served when the toolchain is installed.
         "go": Runtime("go", "go", can_fork=False, warmup=""),
+        # Node.js: a node process per sandbox, started in the pool (``node_runtime``); its heap cannot
+        # be forked, so a fork is a fresh sandbox with a copy of the workspace. The warm-up compiles
+        # the paths of a first run (evaluation, top-level await, console). Served when node is installed.
+        "node": Runtime("node", "node", can_fork=False, resident=True, warmup="await null; console.log()"),
     }

@@ -54,6 +54,7 @@ class Run:
     out_bytes: int = 0
     violation: str | None = None  # set when the sandbox broke the protocol during the run
     memory_error: bool = False  # the interpreter said the run ended with a MemoryError
+    memory_lost: bool = False  # the interpreter said its runtime process was replaced (a label only)
     limit: str | None = None
     interrupted_at: float | None = None
     killed: bool = False
@@ -171,11 +172,27 @@ class Sandbox:
             self.state = "dead"
             self.cond.notify_all()
 
+    def resident_threads(self) -> list[int]:
+        """Host thread ids of the runtime's resident processes (see ``Runtime.resident``)."""
+        if not self.runtime.resident:
+            return []
+        tids = []
+        for pid in _children(self.host_pid):
+            try:
+                tids += [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+            except (OSError, ValueError):
+                pass
+        return tids
+
     def interrupt(self) -> None:
         """End the current run but keep the interpreter's state: every other process of the
         sandbox is killed (the whole tree the run may have started) but the process groups of
-        its commands, the interpreter gets SIGINT (KeyboardInterrupt in the user's code)."""
+        its commands, the interpreter gets SIGINT (KeyboardInterrupt in the user's code). A runtime with
+        a ``resident`` process (node) keeps the interpreter's children too: the interpreter passes the
+        SIGINT on to them."""
         keep = {self.lineage.init_pid, self.host_pid}
+        if self.runtime.resident:
+            keep |= _children(self.host_pid)
         if self.command_groups:  # commands run beside the interpreter: a run's end is not theirs
             keep |= {p for p in self.cgroup.pids() if process_group(p) in self.command_groups}
         self.cgroup.kill_all(exclude=keep)
@@ -193,3 +210,12 @@ def process_group(host_pid: int) -> int:
         return int(text[text.rindex(b")") + 2 :].split()[2])
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def _children(pid: int) -> set[int]:
+    """Host pids of ``pid``'s children (its main thread's: the interpreter's are forked from there)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return {int(p) for p in f.read(4096).split()}
+    except (OSError, ValueError):
+        return set()

@@ -12,7 +12,9 @@ and flags before the sequence number; the agent reads seq, code, flags, seq and 
 read. ``FLAG_MEMORY_ERROR``: the run ended with a MemoryError (the interpreter's RLIMIT_DATA,
 which the host cannot see being hit); it only labels that run's ``limit: "memory"`` and changes
 nothing the host meters or enforces. ``FLAG_COMPILE_ERROR``: the run's code did not compile (Go); it
-only labels a failed run ``compile_error``.
+only labels a failed run ``compile_error``. ``FLAG_MEMORY_LOST``: the runtime's process was replaced during
+the run (Node.js: ``node_runtime.py``), so the state of earlier runs is gone; it only labels the
+run's ``memory_lost``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ _CODE = struct.Struct("<iI")
 _SEQ = struct.Struct("<Q")
 FLAG_MEMORY_ERROR = 1
 FLAG_COMPILE_ERROR = 2
+FLAG_MEMORY_LOST = 4
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 

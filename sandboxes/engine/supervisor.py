@@ -168,6 +168,7 @@ class Supervisor:
         run = sb.run
         if run is not None and run.seq <= seq:
             run.memory_error = bool(flags & status.FLAG_MEMORY_ERROR)
+            run.memory_lost = bool(flags & status.FLAG_MEMORY_LOST)
             outcome = "succeeded" if exit_code == 0 else "failed"
             if exit_code and flags & status.FLAG_COMPILE_ERROR:
                 outcome = "compile_error"
@@ -391,6 +392,7 @@ class Supervisor:
                 cpu_ms=round(cpu_ms, 3),
                 peak_memory_bytes=cg.peak_memory(),
                 sandbox_alive=alive and sb.alive,
+                memory_lost=run.memory_lost,
             ),
         )
         self._flush()

@@ -39,6 +39,7 @@ from . import forkmounts, isolation, linux, seccomp, zygote_root
 from .go_runtime import GoKernel
 from .kernel import Kernel
 from .layers import LayerStore
+from .node_runtime import NodeKernel
 from .reaper import exec_reaper, reap_forever
 from .runtimes import Runtime
 
@@ -214,7 +215,7 @@ class ZygoteServer:
 
 def kernel_class(language: str) -> type[Kernel]:
     """The in-sandbox control loop of a runtime's language."""
-    return GoKernel if language == "go" else Kernel
+    return {"go": GoKernel, "node": NodeKernel}.get(language, Kernel)
 
 
 class ZygoteError(RuntimeError):

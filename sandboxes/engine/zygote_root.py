@@ -14,6 +14,8 @@ been started with names a host path, a host device or the agent's configuration.
        /usr/sbin/ldconfig, /etc/ld.so.cache   for ctypes.util.find_library
        /usr/lib/go-1.XX, /usr/share/go-1.XX, /usr/lib/go-cache, /usr/bin/go   Go runtimes only: the
                                   toolchain and the shared build cache (``go_toolchain.py``)
+       /usr/lib/node, /usr/bin/node   Node.js runtimes only: the node binary and the driver
+                                  (``node_runtime.root_dirs``)
        /opt/mem0                  the engine package, for the zygote only (not in sandboxes)
        /dev                       null, zero, full, random, urandom as device nodes
      Host directories are stacked as read-only overlays whose layers are named by

@@ -63,7 +63,7 @@ def test_inputs_the_api_refuses_are_outside_the_schema(schema):
     )
     runtime = create["properties"]["runtime"]
     runtime = resolve(schema, runtime["allOf"][0] if "allOf" in runtime else runtime)
-    assert runtime["enum"] == ["go", "python", "python-ml"]
+    assert runtime["enum"] == ["go", "node", "python", "python-ml"]
     key = resolve(
         schema,
         schema["paths"]["/api/v1/keys"]["post"]["requestBody"]["content"]["application/json"]["schema"],

@@ -113,7 +113,7 @@ def test_files_roundtrip_and_traversal_refused(api_pa, sandbox):
 
 def test_runtimes_lists_what_agents_offer(api_pa, engine):
     names = {r["name"]: r["available"] for r in api_pa.get("/api/v1/runtimes").json()["runtimes"]}
-    assert names == {"python": True, "python-ml": True, "go": True}
+    assert names == {"python": True, "python-ml": True, "go": True, "node": True}
 
 
 def test_python_ml_has_numpy_ready(api_pa, engine):
