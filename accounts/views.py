@@ -77,7 +77,7 @@ def _signed_in(request, user, org, raw: str):
     login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
     request.session["org_id"] = org.pk
     request.session["new_key"] = raw
-    return redirect("console-keys")
+    return redirect("console-quickstart")
 
 
 @require_http_methods(["GET", "POST"])
@@ -130,8 +130,10 @@ def signout(request):
     return redirect("console-signin")
 
 
-@login_required
 def home(request):
+    """The dashboard; a visitor who is not signed in gets the landing page."""
+    if not request.user.is_authenticated:
+        return render(request, "console/landing.html")
     principal = _principal(request)
     if principal is None:
         return render(request, "accounts/no_org.html")

@@ -7,6 +7,8 @@ restored from it). The walk is breadth-first inside the organisation and stops a
 
 from collections import deque
 
+from django.db.models import Q
+
 from sandboxes.models import Sandbox, Snapshot
 
 MAX_NODES = 2000
@@ -53,3 +55,46 @@ def lineage(org, snapshot: Snapshot) -> dict:
     return {"root": snapshot.pk, "nodes": nodes,
             "edges": [{"from": a, "to": b, "kind": k} for a, b, k in sorted(edges) if a in seen and b in seen],
             "truncated": len(seen) >= MAX_NODES}
+
+
+ORG_PAGE_DEFAULT = 500
+
+
+def org_lineage(org, *, limit: int = ORG_PAGE_DEFAULT, before: Snapshot | None = None,
+                tag: str | None = None) -> dict:
+    """One page of the organisation's lineage, newest first: at most `limit` live snapshots (created before
+    `before`, with `tag` if given), the sandboxes they were taken of or restored into, and those sandboxes'
+    fork parents and children, at most `limit` sandboxes in all. Every query is bounded by `limit`, so a
+    long history is never loaded at once; `next` is the snapshot id to pass as `before` for the older page.
+    """
+    qs = Snapshot.objects.for_org(org).filter(deleted_at__isnull=True).prefetch_related("tag_set")
+    if tag:
+        qs = qs.filter(tag_set__name=tag)
+    if before is not None:
+        qs = qs.filter(Q(created_at__lt=before.created_at) | Q(created_at=before.created_at, id__lt=before.pk))
+    page = list(qs.order_by("-created_at", "-id")[: limit + 1])
+    more, snaps = len(page) > limit, page[:limit]
+    snap_ids = {s.pk for s in snaps}
+    fields = ("id", "runtime", "state", "created_at", "memory", "parent_id", "source_snapshot_id")
+    boxes = Sandbox.objects.for_org(org).only(*fields)
+    direct = {b.pk: b for b in boxes.filter(Q(pk__in={s.sandbox_id for s in snaps if s.sandbox_id})
+                                            | Q(source_snapshot_id__in=snap_ids))[:limit]}
+    room = limit - len(direct)
+    if room > 0 and direct:
+        parents = {b.parent_id for b in direct.values() if b.parent_id} - direct.keys()
+        related = boxes.filter(Q(pk__in=parents) | Q(parent_id__in=direct.keys())).exclude(pk__in=direct.keys())
+        direct.update({b.pk: b for b in related[:room]})
+    edges = []
+    for s in snaps:
+        if s.parent_id in snap_ids:
+            edges.append({"from": s.parent_id, "to": s.pk, "kind": "parent"})
+        if s.sandbox_id in direct:
+            edges.append({"from": s.sandbox_id, "to": s.pk, "kind": "snapshot"})
+    for b in direct.values():
+        if b.parent_id in direct:
+            edges.append({"from": b.parent_id, "to": b.pk, "kind": "fork"})
+        if b.source_snapshot_id in snap_ids:
+            edges.append({"from": b.source_snapshot_id, "to": b.pk, "kind": "restore"})
+    nodes = [_snapshot_node(s) for s in snaps] + [_sandbox_node(b) for b in direct.values()]
+    nodes.sort(key=lambda n: (n["created_at"], n["id"]))
+    return {"nodes": nodes, "edges": edges, "next": snaps[-1].pk if more and snaps else None}

@@ -13,7 +13,7 @@ from mem0web.filters import filter_value
 from mem0web.pagination import Cursor
 from sandboxes import selectors, snapshots
 from sandboxes.idempotency import idempotent
-from sandboxes.lineage import lineage
+from sandboxes.lineage import lineage, org_lineage
 from sandboxes.serializers import SandboxSerializer, SnapshotSerializer, sandbox_json
 
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
@@ -105,3 +105,27 @@ class SnapshotLineageView(APIView):
     def get(self, request, snapshot_id: str):
         snap = selectors.snapshot_by_id(request.auth.org, snapshot_id)
         return Response(lineage(request.auth.org, snap))
+
+
+ORG_LINEAGE_MAX = 2000
+
+
+class OrgLineageView(APIView):
+    """The organisation's lineage graph a page at a time (newest snapshots first); see lineage.org_lineage."""
+
+    scope = "snapshots"
+
+    @extend_schema(operation_id="lineage_page", responses={200: OpenApiTypes.OBJECT}, parameters=[
+        OpenApiParameter("limit", int, description=f"Snapshots per page, 1 to {ORG_LINEAGE_MAX} (default 500)."),
+        OpenApiParameter("before", str, description="The `next` of the previous page: older snapshots than it."),
+        OpenApiParameter("tag", str, description="Only snapshots with this tag.")])
+    def get(self, request):
+        text = request.query_params.get("limit", "500")
+        if not (text.isascii() and text.isdigit() and 1 <= int(text) <= ORG_LINEAGE_MAX):
+            raise InvalidRequest(f"limit must be an integer from 1 to {ORG_LINEAGE_MAX}.",
+                                 details={"parameter": "limit"})
+        before = request.query_params.get("before")
+        before_snap = selectors.snapshot_by_id(request.auth.org, filter_value("before", before)) if before else None
+        tag = request.query_params.get("tag")
+        return Response(org_lineage(request.auth.org, limit=int(text), before=before_snap,
+                                    tag=filter_value("tag", tag) if tag else None))

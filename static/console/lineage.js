@@ -1,0 +1,257 @@
+// The snapshot lineage graph: Cytoscape.js with the dagre layout over GET /api/v1/lineage (a page of the
+// organisation's newest snapshots at a time) or, with ?around=<snapshot id>, that snapshot's connected
+// graph (GET /api/v1/snapshots/{id}/lineage). Click a node for details; restore, tag and delete from there.
+import { api, describe, humanBytes } from "./api.js";
+
+const $ = (id) => document.getElementById(id);
+const PAGE = 500;
+const DAGRE_MAX_NODES = 2500; // above this, Cytoscape's own breadthfirst layout (dagre slows down)
+const cytoscape = window.cytoscape;
+cytoscape.use(window.cytoscapeDagre);
+
+const state = { next: null, tag: "", selected: null };
+
+const cy = cytoscape({
+  container: $("graph"),
+  wheelSensitivity: 0.3,
+  minZoom: 0.05,
+  maxZoom: 3,
+  textureOnViewport: true,
+  hideEdgesOnViewport: true,
+  style: [
+    { selector: "node", style: { label: "data(label)", "font-size": 10, "text-valign": "bottom", "text-margin-y": 3, width: 18, height: 18, color: "#344054" } },
+    { selector: "node[kind = 'snapshot']", style: { shape: "round-rectangle", "background-color": "#3b5bdb" } },
+    { selector: "node[kind = 'sandbox']", style: { shape: "ellipse", "background-color": "#adb5bd" } },
+    { selector: "node[state = 'running']", style: { "background-color": "#2b8a3e" } },
+    { selector: "node.match", style: { "border-width": 4, "border-color": "#f59f00" } },
+    { selector: "node:selected", style: { "border-width": 4, "border-color": "#e8590c" } },
+    { selector: "edge", style: { width: 1.5, "curve-style": "bezier", "target-arrow-shape": "triangle", "arrow-scale": 0.8, "line-color": "#ced4da", "target-arrow-color": "#ced4da" } },
+    { selector: "edge[kind = 'fork']", style: { "line-style": "dashed", "line-color": "#2b8a3e", "target-arrow-color": "#2b8a3e" } },
+    { selector: "edge[kind = 'restore']", style: { "line-color": "#e8590c", "target-arrow-color": "#e8590c" } },
+    { selector: "edge[kind = 'parent']", style: { "line-color": "#5c7cfa", "target-arrow-color": "#5c7cfa" } },
+  ],
+});
+
+function showAlert(message, kind = "error") {
+  const box = $("alert");
+  box.textContent = message;
+  box.className = `notice ${kind === "error" ? "error" : ""}`;
+  box.hidden = false;
+}
+
+function label(node) {
+  if (node.kind === "snapshot") return node.tags && node.tags.length ? `${node.id} [${node.tags.join(", ")}]` : node.id;
+  return node.id;
+}
+
+function addGraph(graph) {
+  const elements = [];
+  for (const node of graph.nodes) {
+    if (cy.getElementById(node.id).nonempty()) continue;
+    elements.push({ group: "nodes", data: { ...node, label: label(node), tagsText: (node.tags || []).join(" ") } });
+  }
+  for (const edge of graph.edges) {
+    const id = `${edge.kind}:${edge.from}>${edge.to}`;
+    if (cy.getElementById(id).nonempty()) continue;
+    elements.push({ group: "edges", data: { id, source: edge.from, target: edge.to, kind: edge.kind } });
+  }
+  cy.batch(() => cy.add(elements.filter((e) => e.group === "nodes")));
+  // an edge may point at a node of a page not loaded yet: add only those whose ends are here
+  cy.batch(() => cy.add(elements.filter((e) => e.group === "edges" && cy.getElementById(e.data.source).nonempty() && cy.getElementById(e.data.target).nonempty())));
+}
+
+function layout() {
+  const options = cy.nodes().length <= DAGRE_MAX_NODES
+    ? { name: "dagre", rankDir: "LR", nodeSep: 12, rankSep: 60, animate: false }
+    : { name: "breadthfirst", directed: true, animate: false };
+  cy.layout(options).run();
+  cy.fit(undefined, 30);
+}
+
+function summarise() {
+  const snaps = cy.nodes("[kind = 'snapshot']").length;
+  const boxes = cy.nodes("[kind = 'sandbox']").length;
+  $("summary").textContent = `${snaps} snapshots, ${boxes} sandboxes, ${cy.edges().length} edges loaded${state.next ? " (older snapshots not loaded yet)" : ""}.`;
+  $("older").disabled = !state.next;
+  const list = $("node-list");
+  list.replaceChildren();
+  for (const node of cy.nodes().slice(0, 300)) {
+    const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "link";
+    b.textContent = `${node.data("kind")} ${node.id()}`;
+    b.addEventListener("click", () => select(node.id()));
+    li.append(b);
+    list.append(li);
+  }
+}
+
+async function loadPage(before = null) {
+  const params = new URLSearchParams({ limit: String(PAGE) });
+  if (before) params.set("before", before);
+  const graph = await api("GET", `lineage?${params}`);
+  state.next = graph.next;
+  addGraph(graph);
+}
+
+async function loadAround(snapshotId) {
+  const graph = await api("GET", `snapshots/${encodeURIComponent(snapshotId)}/lineage`);
+  state.next = null;
+  addGraph(graph);
+}
+
+function field(dl, name, value) {
+  const dt = document.createElement("dt");
+  dt.textContent = name;
+  const dd = document.createElement("dd");
+  dd.textContent = value === null || value === undefined || value === "" ? "—" : String(value);
+  dl.append(dt, dd);
+}
+
+function actionButton(text, onClick, className = "secondary small") {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = className;
+  b.textContent = text;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function select(id) {
+  const node = cy.getElementById(id);
+  if (node.empty()) return;
+  cy.elements(":selected").unselect();
+  node.select();
+  cy.animate({ center: { eles: node }, zoom: Math.max(cy.zoom(), 0.8) }, { duration: 200 });
+  state.selected = id;
+  renderDetails(node.data());
+}
+
+function renderDetails(data) {
+  const panel = $("node-details");
+  panel.replaceChildren();
+  const h = document.createElement("h2");
+  h.textContent = data.kind === "snapshot" ? "Snapshot" : "Sandbox";
+  const dl = document.createElement("dl");
+  field(dl, "id", data.id);
+  field(dl, "created", new Date(data.created_at).toLocaleString());
+  if (data.kind === "snapshot") {
+    field(dl, "name", data.name);
+    field(dl, "tags", (data.tags || []).join(", "));
+    field(dl, "size", humanBytes(data.logical_bytes));
+    field(dl, "stored", humanBytes(data.stored_bytes));
+    field(dl, "tier", data.tier);
+  } else {
+    field(dl, "runtime", data.runtime);
+    field(dl, "state", data.state);
+    field(dl, "memory", data.memory);
+  }
+  panel.append(h, dl);
+  const actions = document.createElement("p");
+  actions.className = "toolbar";
+  if (data.kind === "snapshot") {
+    actions.append(actionButton("Restore", () => restore(data.id), "small"));
+    actions.append(actionButton("Delete", () => remove(data.id), "danger small"));
+    const form = document.createElement("form");
+    form.className = "toolbar";
+    const input = document.createElement("input");
+    input.placeholder = "new tag";
+    input.size = 10;
+    input.setAttribute("aria-label", "New tag");
+    input.pattern = "[A-Za-z0-9][A-Za-z0-9._\\-]{0,79}";
+    form.append(input, actionButton("Tag", () => {}, "secondary small"));
+    form.lastChild.type = "submit";
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (input.value) tag(data.id, input.value.trim());
+    });
+    panel.append(actions, form);
+  } else {
+    const a = document.createElement("a");
+    a.href = `/sandboxes/${encodeURIComponent(data.id)}`;
+    a.textContent = "Open the sandbox page";
+    actions.append(a);
+    panel.append(actions);
+  }
+}
+
+async function restore(id) {
+  try {
+    const sandbox = await api("POST", `snapshots/${encodeURIComponent(id)}/restore`, { json: {} });
+    addGraph({ nodes: [{ id: sandbox.id, kind: "sandbox", runtime: sandbox.runtime, state: sandbox.state, created_at: sandbox.created_at, memory: sandbox.memory }], edges: [{ from: id, to: sandbox.id, kind: "restore" }] });
+    layout();
+    summarise();
+    select(sandbox.id);
+    showAlert(`Restored ${id} into sandbox ${sandbox.id}.`, "info");
+  } catch (err) {
+    showAlert(`Could not restore ${id}: ${describe(err)}`);
+  }
+}
+
+async function tag(id, name) {
+  try {
+    const snap = await api("PUT", `snapshots/${encodeURIComponent(id)}/tags/${encodeURIComponent(name)}`);
+    const node = cy.getElementById(id);
+    node.data({ tags: snap.tags, tagsText: snap.tags.join(" "), label: label({ ...node.data(), tags: snap.tags }) });
+    renderDetails(node.data());
+  } catch (err) {
+    showAlert(`Could not tag ${id}: ${describe(err)}`);
+  }
+}
+
+async function remove(id) {
+  if (!window.confirm(`Delete snapshot ${id}? Sandboxes restored from it keep running.`)) return;
+  try {
+    await api("DELETE", `snapshots/${encodeURIComponent(id)}`);
+    cy.getElementById(id).remove();
+    $("node-details").replaceChildren();
+    summarise();
+    showAlert(`Snapshot ${id} deleted.`, "info");
+  } catch (err) {
+    showAlert(`Could not delete ${id}: ${describe(err)}`);
+  }
+}
+
+function search(event) {
+  event.preventDefault();
+  const wanted = $("tag").value.trim();
+  cy.nodes().removeClass("match");
+  if (!wanted) return;
+  const matches = cy.nodes("[kind = 'snapshot']").filter((n) => (n.data("tags") || []).includes(wanted));
+  matches.addClass("match");
+  if (matches.nonempty()) {
+    cy.fit(matches, 60);
+    $("summary").textContent = `${matches.length} snapshot${matches.length > 1 ? "s" : ""} tagged ${wanted}.`;
+    if (matches.length === 1) select(matches[0].id());
+  } else {
+    showAlert(`No loaded snapshot is tagged ${wanted}${state.next ? "; load older snapshots to search further" : ""}.`, "info");
+  }
+}
+
+cy.on("tap", "node", (event) => select(event.target.id()));
+$("search").addEventListener("submit", search);
+$("fit").addEventListener("click", () => cy.fit(undefined, 30));
+$("older").addEventListener("click", async () => {
+  try {
+    await loadPage(state.next);
+    layout();
+    summarise();
+  } catch (err) {
+    showAlert(`Could not load older snapshots: ${describe(err)}`);
+  }
+});
+
+const around = new URLSearchParams(location.search).get("around");
+try {
+  if (around) await loadAround(around);
+  else await loadPage();
+  layout();
+  summarise();
+  if (around) select(around);
+} catch (err) {
+  $("summary").textContent = "";
+  showAlert(`Could not load the lineage: ${describe(err)}`);
+}
+document.body.dataset.ready = "lineage";
+window.mem0Lineage = cy; // for the browser tests and the curious: the graph's nodes and edges
