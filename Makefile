@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 # Debian packages the runtimes, the shell userland and the browser tests need: each feature adds its own
 # line. Installed once (apt, as root); a package already installed costs a dpkg query.
 APT_PACKAGES :=
+APT_PACKAGES += chromium chromium-driver
 
 sysdeps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -6,7 +6,7 @@ from sandboxes.models import Execution, Sandbox
 from sandboxes.selectors import snapshots_for_org
 
 HISTORY_LIMIT = 50
-LIVE_STATES = (Sandbox.State.STARTING, Sandbox.State.RUNNING, Sandbox.State.PAUSED)
+LIVE_STATES = Sandbox.LIVE_STATES  # a paused state, when it comes, joins them there
 
 
 def executions_for_sandbox(org, sandbox: Sandbox) -> QuerySet[Execution]:

@@ -13,13 +13,12 @@ const state = { next: null, tag: "", selected: null };
 
 const cy = cytoscape({
   container: $("graph"),
-  wheelSensitivity: 0.3,
   minZoom: 0.05,
   maxZoom: 3,
   textureOnViewport: true,
   hideEdgesOnViewport: true,
   style: [
-    { selector: "node", style: { label: "data(label)", "font-size": 10, "text-valign": "bottom", "text-margin-y": 3, width: 18, height: 18, color: "#344054" } },
+    { selector: "node", style: { label: "data(label)", "font-size": 10, "min-zoomed-font-size": 7, "text-valign": "bottom", "text-margin-y": 3, width: 18, height: 18, color: "#344054" } },
     { selector: "node[kind = 'snapshot']", style: { shape: "round-rectangle", "background-color": "#3b5bdb" } },
     { selector: "node[kind = 'sandbox']", style: { shape: "ellipse", "background-color": "#adb5bd" } },
     { selector: "node[state = 'running']", style: { "background-color": "#2b8a3e" } },
@@ -39,9 +38,11 @@ function showAlert(message, kind = "error") {
   box.hidden = false;
 }
 
+// Labels stay short (the id's tail, tags first): the details panel has the rest.
 function label(node) {
-  if (node.kind === "snapshot") return node.tags && node.tags.length ? `${node.id} [${node.tags.join(", ")}]` : node.id;
-  return node.id;
+  const short = `${node.id.slice(0, 4)}…${node.id.slice(-5)}`;
+  if (node.kind === "snapshot" && node.tags && node.tags.length) return `${node.tags.join(", ")} · ${short}`;
+  return short;
 }
 
 function addGraph(graph) {

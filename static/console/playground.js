@@ -289,10 +289,11 @@ async function listSnapshots(selected) {
   const select = $("restore-from");
   if (!state.sandbox) return;
   try {
-    const page = await api("GET", `snapshots?sandbox_id=${encodeURIComponent(state.sandbox.id)}&limit=50`);
+    const page = await api("GET", "snapshots?limit=50"); // the organisation's latest: restore any of them
     select.replaceChildren();
     for (const s of page.results) {
-      const label = `${s.id}${s.name ? ` ${s.name}` : ""} · ${new Date(s.created_at).toLocaleTimeString()}`;
+      const mine = s.sandbox_id === state.sandbox.id ? " (this sandbox)" : "";
+      const label = `${s.id}${s.name ? ` ${s.name}` : ""}${mine} · ${new Date(s.created_at).toLocaleTimeString()}`;
       select.append(new Option(label, s.id, false, s.id === selected));
     }
     if (!page.results.length) select.append(new Option("no snapshots", ""));
@@ -453,4 +454,5 @@ document.addEventListener("keydown", (event) => {
 
 await loadRuntimes();
 await restoreSavedSandbox();
+window.mem0Playground = { editor, state }; // for the browser tests and the curious
 document.body.dataset.ready = "playground";
