@@ -64,7 +64,7 @@ def org_lineage(org, *, limit: int = ORG_PAGE_DEFAULT, before: Snapshot | None =
                 tag: str | None = None) -> dict:
     """One page of the organisation's lineage, newest first: at most `limit` live snapshots (created before
     `before`, with `tag` if given), the sandboxes they were taken of or restored into, and those sandboxes'
-    fork parents and children, at most `limit` sandboxes in all. Every query is bounded by `limit`, so a
+    fork parents and children, at most 2 × `limit` sandboxes in all. Every query is bounded by `limit`, so a
     long history is never loaded at once; `next` is the snapshot id to pass as `before` for the older page.
     """
     qs = Snapshot.objects.for_org(org).filter(deleted_at__isnull=True).prefetch_related("tag_set")
@@ -78,8 +78,8 @@ def org_lineage(org, *, limit: int = ORG_PAGE_DEFAULT, before: Snapshot | None =
     fields = ("id", "runtime", "state", "created_at", "memory", "parent_id", "source_snapshot_id")
     boxes = Sandbox.objects.for_org(org).only(*fields)
     direct = {b.pk: b for b in boxes.filter(Q(pk__in={s.sandbox_id for s in snaps if s.sandbox_id})
-                                            | Q(source_snapshot_id__in=snap_ids))[:limit]}
-    room = limit - len(direct)
+                                            | Q(source_snapshot_id__in=snap_ids))[: 2 * limit]}
+    room = 2 * limit - len(direct)
     if room > 0 and direct:
         parents = {b.parent_id for b in direct.values() if b.parent_id} - direct.keys()
         related = boxes.filter(Q(pk__in=parents) | Q(parent_id__in=direct.keys())).exclude(pk__in=direct.keys())
