@@ -110,22 +110,26 @@ class SnapshotLineageView(APIView):
 ORG_LINEAGE_MAX = 2000
 
 
+class LineageQuerySerializer(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=ORG_LINEAGE_MAX, required=False, default=500,
+                                     help_text="Snapshots per page (the page's sandboxes come with them).")
+    before = serializers.CharField(required=False, max_length=64,
+                                   help_text="The `next` of the previous page: snapshots older than it.")
+    tag = serializers.CharField(required=False, max_length=80, help_text="Only snapshots with this tag.")
+
+
 class OrgLineageView(APIView):
     """The organisation's lineage graph a page at a time (newest snapshots first); see lineage.org_lineage."""
 
     scope = "snapshots"
 
-    @extend_schema(operation_id="lineage_page", responses={200: OpenApiTypes.OBJECT}, parameters=[
-        OpenApiParameter("limit", int, description=f"Snapshots per page, 1 to {ORG_LINEAGE_MAX} (default 500)."),
-        OpenApiParameter("before", str, description="The `next` of the previous page: older snapshots than it."),
-        OpenApiParameter("tag", str, description="Only snapshots with this tag.")])
+    @extend_schema(operation_id="lineage_page", responses={200: OpenApiTypes.OBJECT},
+                   parameters=[LineageQuerySerializer])
     def get(self, request):
-        text = request.query_params.get("limit", "500")
-        if not (text.isascii() and text.isdigit() and 1 <= int(text) <= ORG_LINEAGE_MAX):
-            raise InvalidRequest(f"limit must be an integer from 1 to {ORG_LINEAGE_MAX}.",
-                                 details={"parameter": "limit"})
-        before = request.query_params.get("before")
+        query = LineageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        before = query.validated_data.get("before")
+        tag = query.validated_data.get("tag")
         before_snap = selectors.snapshot_by_id(request.auth.org, filter_value("before", before)) if before else None
-        tag = request.query_params.get("tag")
-        return Response(org_lineage(request.auth.org, limit=int(text), before=before_snap,
+        return Response(org_lineage(request.auth.org, limit=query.validated_data["limit"], before=before_snap,
                                     tag=filter_value("tag", tag) if tag else None))

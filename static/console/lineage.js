@@ -4,8 +4,8 @@
 import { api, describe, humanBytes } from "./api.js";
 
 const $ = (id) => document.getElementById(id);
-const PAGE = 500;
-const DAGRE_MAX_NODES = 2500; // above this, Cytoscape's own breadthfirst layout (dagre slows down)
+const PAGE = Math.min(2000, Math.max(1, Number(new URLSearchParams(location.search).get("limit")) || 500));
+const DAGRE_MAX_NODES = 300;
 const cytoscape = window.cytoscape;
 cytoscape.use(window.cytoscapeDagre);
 
@@ -16,15 +16,19 @@ const cy = cytoscape({
   minZoom: 0.05,
   maxZoom: 3,
   textureOnViewport: true,
+  pixelRatio: 1,
   hideEdgesOnViewport: true,
   style: [
     { selector: "node", style: { label: "data(label)", "font-size": 10, "min-zoomed-font-size": 7, "text-valign": "bottom", "text-margin-y": 3, width: 18, height: 18, color: "#344054" } },
     { selector: "node[kind = 'snapshot']", style: { shape: "round-rectangle", "background-color": "#3b5bdb" } },
     { selector: "node[kind = 'sandbox']", style: { shape: "ellipse", "background-color": "#adb5bd" } },
     { selector: "node[state = 'running']", style: { "background-color": "#2b8a3e" } },
+    { selector: "node.quiet", style: { label: "" } },
+    { selector: "node.quiet:selected, node.quiet.match", style: { label: "data(label)" } },
     { selector: "node.match", style: { "border-width": 4, "border-color": "#f59f00" } },
     { selector: "node:selected", style: { "border-width": 4, "border-color": "#e8590c" } },
-    { selector: "edge", style: { width: 1.5, "curve-style": "bezier", "target-arrow-shape": "triangle", "arrow-scale": 0.8, "line-color": "#ced4da", "target-arrow-color": "#ced4da" } },
+    { selector: "edge", style: { width: 1.5, "curve-style": "straight", "target-arrow-shape": "triangle", "arrow-scale": 0.8, "line-color": "#ced4da", "target-arrow-color": "#ced4da" } },
+    { selector: "edge.quiet", style: { "curve-style": "haystack", "target-arrow-shape": "none" } },
     { selector: "edge[kind = 'fork']", style: { "line-style": "dashed", "line-color": "#2b8a3e", "target-arrow-color": "#2b8a3e" } },
     { selector: "edge[kind = 'restore']", style: { "line-color": "#e8590c", "target-arrow-color": "#e8590c" } },
     { selector: "edge[kind = 'parent']", style: { "line-color": "#5c7cfa", "target-arrow-color": "#5c7cfa" } },
@@ -61,12 +65,57 @@ function addGraph(graph) {
   cy.batch(() => cy.add(elements.filter((e) => e.group === "edges" && cy.getElementById(e.data.source).nonempty() && cy.getElementById(e.data.target).nonempty())));
 }
 
+// Dagre for small graphs; above DAGRE_MAX_NODES a layered layout of our own (dagre took 7-20 s for 1,200
+// nodes on the bench machine, bench/console_lineage.py): every edge points from an older node to a newer
+// one, so one pass in creation order gives each node its rank (1 + its deepest predecessor's), and each
+// rank is ordered by its predecessors' mean row: O(n log n), a few ms for 2,000 nodes.
+function layeredPositions() {
+  const nodes = cy.nodes().sort((a, b) => (a.data("created_at") < b.data("created_at") ? -1 : 1));
+  const rank = new Map();
+  const ranks = [];
+  for (const node of nodes) {
+    let r = 0;
+    for (const source of node.incomers("node")) r = Math.max(r, (rank.get(source.id()) ?? -1) + 1);
+    rank.set(node.id(), r);
+    (ranks[r] ||= []).push(node);
+  }
+  const row = new Map();
+  const positions = {};
+  ranks.forEach((members, r) => {
+    const keyed = members.map((node, i) => {
+      const rows = node.incomers("node").map((p) => row.get(p.id())).filter((y) => y !== undefined);
+      return { node, key: rows.length ? rows.reduce((a, b) => a + b, 0) / rows.length : i };
+    });
+    keyed.sort((a, b) => a.key - b.key);
+    keyed.forEach(({ node }, i) => {
+      row.set(node.id(), i);
+      positions[node.id()] = { x: r * 140, y: i * 40 };
+    });
+  });
+  return positions;
+}
+
 function layout() {
-  const options = cy.nodes().length <= DAGRE_MAX_NODES
-    ? { name: "dagre", rankDir: "LR", nodeSep: 12, rankSep: 60, animate: false }
-    : { name: "breadthfirst", directed: true, animate: false };
-  cy.layout(options).run();
-  cy.fit(undefined, 30);
+  if (cy.nodes().length <= DAGRE_MAX_NODES) {
+    cy.layout({ name: "dagre", rankDir: "LR", nodeSep: 12, rankSep: 60, animate: false }).run();
+    cy.fit(undefined, 30);
+    return;
+  }
+  // Large graphs: positions set in one batch (a "preset" layout run fires events per node, ~2 s for 2,000
+  // nodes), labels only on selected and searched-for nodes, straight arrowless (haystack) edges — time flows left to right —, and the viewport fitted from the positions we
+  // know (cy.fit measures every element's bounds: another ~2 s).
+  const positions = layeredPositions();
+  cy.batch(() => {
+    cy.elements().addClass("quiet");
+    cy.nodes().positions((node) => positions[node.id()]);
+  });
+  const xs = Object.values(positions).map((p) => p.x);
+  const ys = Object.values(positions).map((p) => p.y);
+  const [minX, maxX, minY, maxY] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  const pad = 30;
+  const zoom = Math.max(cy.minZoom(), Math.min(1, (cy.width() - 2 * pad) / (maxX - minX + 20),
+    (cy.height() - 2 * pad) / (maxY - minY + 20)));
+  cy.viewport({ zoom, pan: { x: (cy.width() - (maxX + minX) * zoom) / 2, y: (cy.height() - (maxY + minY) * zoom) / 2 } });
 }
 
 function summarise() {
@@ -232,7 +281,7 @@ function search(event) {
 
 cy.on("tap", "node", (event) => select(event.target.id()));
 $("search").addEventListener("submit", search);
-$("fit").addEventListener("click", () => cy.fit(undefined, 30));
+$("fit").addEventListener("click", () => layout());
 $("older").addEventListener("click", async () => {
   try {
     await loadPage(state.next);
@@ -245,10 +294,15 @@ $("older").addEventListener("click", async () => {
 
 const around = new URLSearchParams(location.search).get("around");
 try {
+  const t0 = performance.now();
   if (around) await loadAround(around);
   else await loadPage();
+  const t1 = performance.now();
   layout();
   summarise();
+  await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+  // read by bench/console_lineage.py: the page's own figures, fetch (API + JSON) and layout + first frame
+  window.mem0LineageTiming = { fetch_ms: t1 - t0, layout_ms: performance.now() - t1, nodes: cy.nodes().length };
   if (around) select(around);
 } catch (err) {
   $("summary").textContent = "";
