@@ -2,6 +2,7 @@
 // organisation's newest snapshots at a time) or, with ?around=<snapshot id>, that snapshot's connected
 // graph (GET /api/v1/snapshots/{id}/lineage). Click a node for details; restore, tag and delete from there.
 import { api, describe, humanBytes } from "./api.js";
+import { openInPlayground } from "./open-playground.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE = Math.min(2000, Math.max(1, Number(new URLSearchParams(location.search).get("limit")) || 500));
@@ -222,6 +223,7 @@ function renderDetails(data) {
     a.href = `/sandboxes/${encodeURIComponent(data.id)}`;
     a.textContent = "Open the sandbox page";
     actions.append(a);
+    if (data.state === "running") actions.append(actionButton("Open in playground", () => openInPlayground(data.id, data.runtime), "small"));
     panel.append(actions);
   }
 }

@@ -225,6 +225,14 @@ def test_lineage_graph_shows_the_snapshot_fork_and_restore(server, driver, signe
     assert severe_console_errors(driver) == []
 
 
+def test_a_sandbox_opens_in_the_playground_from_its_page(server, driver, signed_up, ids):
+    driver.get(f"{server.base_url}/sandboxes/{ids['fork_child']}")
+    driver.find_element(By.CSS_SELECTOR, "[data-open-playground]").click()
+    wait(driver, lambda d: d.execute_script("return document.body.dataset.ready") == "playground")
+    assert current_sandbox(driver) == ids["fork_child"]
+    assert "from the parent" in run_code(driver, "print(secret)")
+
+
 def test_sandboxes_list_filters_and_sandbox_page_shows_history(server, driver, signed_up, ids):
     driver.get(f"{server.base_url}/sandboxes?state=running")
     rows = driver.find_elements(By.CSS_SELECTOR, "#sandboxes tr[data-sandbox]")
