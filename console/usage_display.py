@@ -76,7 +76,7 @@ def charts(usage: dict) -> list[dict]:
             bars.append({"month": m["period"]["start"][:7], "value": v, "text": human(name, v),
                          "height": height, "y": round(CHART_HEIGHT - height, 1), "x": i * 34})
         out.append({"name": name, "label": LABELS[name].replace(" this month", "").replace(" today", ""),
-                    "bars": bars, "width": len(bars) * 34, "height": CHART_HEIGHT,
+                    "bars": bars, "width": max(len(bars), 7) * 34, "height": CHART_HEIGHT,
                     "limit_y": round(CHART_HEIGHT - CHART_HEIGHT * limit / top, 1) if limit else None,
                     "limit_text": human(name, limit) if limit else None})
     return out

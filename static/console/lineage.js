@@ -10,7 +10,7 @@ const DAGRE_MAX_NODES = 300;
 const cytoscape = window.cytoscape;
 cytoscape.use(window.cytoscapeDagre);
 
-const state = { next: null, tag: "", selected: null };
+const state = { next: null, tag: "", selected: null, bounds: null };
 
 const cy = cytoscape({
   container: $("graph"),
@@ -112,12 +112,27 @@ function layout() {
   });
   const xs = Object.values(positions).map((p) => p.x);
   const ys = Object.values(positions).map((p) => p.y);
-  const [minX, maxX, minY, maxY] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  state.bounds = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  fitView();
+}
+
+function fitView() {
+  if (cy.nodes().length <= DAGRE_MAX_NODES || !state.bounds) {
+    cy.fit(undefined, 30);
+    return;
+  }
+  const [minX, maxX, minY, maxY] = state.bounds;
   const pad = 30;
   const zoom = Math.max(cy.minZoom(), Math.min(1, (cy.width() - 2 * pad) / (maxX - minX + 20),
     (cy.height() - 2 * pad) / (maxY - minY + 20)));
   cy.viewport({ zoom, pan: { x: (cy.width() - (maxX + minX) * zoom) / 2, y: (cy.height() - (maxY + minY) * zoom) / 2 } });
 }
+
+let refit = null;
+cy.on("resize", () => {
+  clearTimeout(refit);
+  refit = setTimeout(fitView, 100);
+});
 
 function summarise() {
   const snaps = cy.nodes("[kind = 'snapshot']").length;
@@ -283,7 +298,7 @@ function search(event) {
 
 cy.on("tap", "node", (event) => select(event.target.id()));
 $("search").addEventListener("submit", search);
-$("fit").addEventListener("click", () => layout());
+$("fit").addEventListener("click", fitView);
 $("older").addEventListener("click", async () => {
   try {
     await loadPage(state.next);

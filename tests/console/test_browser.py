@@ -91,6 +91,11 @@ def test_landing_page_tells_a_visitor_what_mem0_is(server, driver):
     assert not page_overflows(driver)
     screenshot_both_widths(driver, "landing")
     assert severe_console_errors(driver) == []
+    for page in ("signup", "login"):
+        driver.get(f"{server.base_url}/{page}")
+        assert not page_overflows(driver)
+        screenshot_both_widths(driver, page)
+        assert severe_console_errors(driver) == []
 
 
 def test_signup_lands_on_a_quickstart_with_the_new_key(signed_up, driver):
