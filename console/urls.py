@@ -1,6 +1,6 @@
 from django.urls import path
 
-from console import views
+from console import members, views
 
 console_urlpatterns = [
     path("playground", views.playground, name="console-playground"),
@@ -10,4 +10,6 @@ console_urlpatterns = [
     path("sandboxes/<str:sandbox_id>/kill", views.sandbox_kill, name="console-sandbox-kill"),
     path("snapshots", views.snapshots, name="console-snapshots"),
     path("quickstart", views.quickstart, name="console-quickstart"),
+    path("members", members.members, name="console-members"),
+    path("invite/<str:token>", members.invite, name="console-invite"),
 ]

@@ -23,7 +23,7 @@ def _principal_or_none(request):
     return principal_for_session(request.user, request.session.get("org_id"))
 
 
-def _org_page(view):
+def org_page(view):
     """A signed-in page of the user's organisation; without one, the dashboard explains."""
 
     @login_required
@@ -38,12 +38,12 @@ def _org_page(view):
     return wrapped
 
 
-@_org_page
+@org_page
 def playground(request, principal):
     return render(request, "console/playground.html", {"p": principal})
 
 
-@_org_page
+@org_page
 def sandboxes(request, principal):
     """The organisation's sandboxes, filtered by state, runtime and `metadata.KEY=value` like the API."""
     state = request.GET.get("state") or None
@@ -73,7 +73,7 @@ def _sandbox_or_404(principal, sandbox_id: str) -> Sandbox:
         raise Http404("No such sandbox.") from None
 
 
-@_org_page
+@org_page
 def sandbox_detail(request, principal, sandbox_id: str):
     sandbox = _sandbox_or_404(principal, sandbox_id)
     return render(request, "console/sandbox.html", {
@@ -85,7 +85,7 @@ def sandbox_detail(request, principal, sandbox_id: str):
     })
 
 
-@_org_page
+@org_page
 @require_POST
 def sandbox_kill(request, principal, sandbox_id: str):
     sandbox = _sandbox_or_404(principal, sandbox_id)
@@ -99,7 +99,7 @@ def sandbox_kill(request, principal, sandbox_id: str):
     return redirect("console-sandboxes")
 
 
-@_org_page
+@org_page
 @require_POST
 def sandboxes_kill_all(request, principal):
     """Kill every live sandbox of the organisation (the page asks to confirm first)."""
@@ -116,12 +116,12 @@ def sandboxes_kill_all(request, principal):
     return redirect("console-sandboxes")
 
 
-@_org_page
+@org_page
 def snapshots(request, principal):
     return render(request, "console/snapshots.html", {"p": principal})
 
 
-@_org_page
+@org_page
 def quickstart(request, principal):
     """After sign-up: the new key (shown once, taken from the session) in SDK, CLI and curl snippets."""
     return render(request, "console/quickstart.html", {

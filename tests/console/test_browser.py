@@ -270,7 +270,7 @@ def test_revoking_a_key_asks_first_then_revokes(server, driver, signed_up):
     assert severe_console_errors(driver) == []
 
 
-@pytest.mark.parametrize("path", ["/", "/playground", "/sandboxes", "/snapshots", "/keys", "/audit",
+@pytest.mark.parametrize("path", ["/", "/playground", "/sandboxes", "/snapshots", "/keys", "/audit", "/members",
                                   "/no-such-page"])
 def test_every_page_fits_both_widths_without_console_errors(server, driver, signed_up, path):
     driver.get(f"{server.base_url}{path}")
