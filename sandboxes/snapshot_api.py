@@ -98,13 +98,20 @@ class SnapshotTagView(APIView):
         return Response(SnapshotSerializer(selectors.snapshot_by_id(request.auth.org, snapshot_id)).data)
 
 
+class LineageDepthSerializer(serializers.Serializer):
+    depth = serializers.IntegerField(min_value=1, max_value=1000, required=False,
+                                     help_text="Levels to walk from the snapshot (all, up to 2,000 nodes, if absent).")
+
+
 class SnapshotLineageView(APIView):
     scope = "snapshots"
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, parameters=[LineageDepthSerializer])
     def get(self, request, snapshot_id: str):
+        query = LineageDepthSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         snap = selectors.snapshot_by_id(request.auth.org, snapshot_id)
-        return Response(lineage(request.auth.org, snap))
+        return Response(lineage(request.auth.org, snap, depth=query.validated_data.get("depth")))
 
 
 ORG_LINEAGE_MAX = 2000

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from django.utils import timezone
 
+from sandboxes.lineage import lineage
 from sandboxes.models import Execution, Sandbox, Snapshot, SnapshotTag
 from tests.conftest import client_for
 
@@ -171,3 +172,27 @@ def test_console_pages_load_no_script_from_another_origin(client, org_a):
     for path in ("/", "/playground", "/sandboxes", "/snapshots", "/keys"):
         html = client.get(path).content.decode()
         assert "src=\"http" not in html and "href=\"http" not in html.replace('href="http://testserver', "")
+
+
+def test_lineage_around_a_snapshot_walks_only_its_own_graph_level_by_level(org_a, org_b,
+                                                                          django_assert_max_num_queries):
+    org, _, key = org_a
+    box = make_sandbox(org)
+    first = make_snapshot(org, box, minutes_ago=9)
+    second = make_snapshot(org, box, minutes_ago=8, parent=first)
+    restored = make_sandbox(org, source_snapshot=second)
+    fork = make_sandbox(org, parent=restored)
+    other_chain = make_snapshot(org, make_sandbox(org), minutes_ago=7)
+    make_snapshot(org_b[0], make_sandbox(org_b[0]), minutes_ago=1)
+    api = client_for(key)
+    whole = api.get(f"/api/v1/snapshots/{first.pk}/lineage").json()
+    assert {n["id"] for n in whole["nodes"]} == {box.pk, first.pk, second.pk, restored.pk, fork.pk}
+    assert other_chain.pk not in {n["id"] for n in whole["nodes"]} and whole["truncated"] is False
+    assert {(e["from"], e["to"], e["kind"]) for e in whole["edges"]} == {
+        (first.pk, second.pk, "parent"), (box.pk, first.pk, "snapshot"), (box.pk, second.pk, "snapshot"),
+        (second.pk, restored.pk, "restore"), (restored.pk, fork.pk, "fork")}
+    near = api.get(f"/api/v1/snapshots/{first.pk}/lineage?depth=1").json()
+    assert {n["id"] for n in near["nodes"]} == {first.pk, second.pk, box.pk}
+    assert api.get(f"/api/v1/snapshots/{first.pk}/lineage?depth=0").status_code == 400
+    with django_assert_max_num_queries(2 + 4 * 2):  # the walk: two queries and a tag prefetch per level
+        lineage(org, Snapshot.objects.get(pk=first.pk), depth=2)
