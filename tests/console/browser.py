@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -37,8 +38,10 @@ def chromium():
 
 
 def wait(driver, condition, timeout: float = 60.0, message: str = ""):
-    """Wait for `condition(driver)` to be truthy (a correctness bound, not a speed assertion)."""
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition, message)
+    """Wait for `condition(driver)` to be truthy (a correctness bound, not a speed assertion). The page
+    re-renders lists (files, nodes) as answers arrive, so an element gone stale is looked up again."""
+    return WebDriverWait(driver, timeout, poll_frequency=0.05,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(condition, message)
 
 
 def severe_console_errors(driver) -> list[str]:

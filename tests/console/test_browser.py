@@ -106,6 +106,14 @@ def test_signup_lands_on_a_quickstart_with_the_new_key(signed_up, driver):
     assert severe_console_errors(driver) == []
 
 
+def test_the_dashboard_runs_the_demo_box(server, driver, signed_up):
+    driver.get(f"{server.base_url}/")
+    wait(driver, lambda d: d.execute_script("return document.body.dataset.ready") == "dashboard")
+    driver.find_element(By.CSS_SELECTOR, "#demo-run button").click()
+    wait(driver, lambda d: "Hello from 3." in by_id(d, "demo-output").text)
+    assert severe_console_errors(driver) == []
+
+
 def test_playground_streams_a_line_before_the_run_ends(server, driver, signed_up):
     open_playground(server, driver)
     set_code(driver, 'import time\nprint("first line", flush=True)\ntime.sleep(4)\nprint("last line")\n')
@@ -201,8 +209,8 @@ def test_workspace_files_upload_list_and_delete(server, driver, signed_up, tmp_p
     by_id(driver, "upload").send_keys(str(upload))
     wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#files tr[data-path='upload-me.csv']"))
     assert "a,b" in run_code(driver, "print(open('upload-me.csv').read())")
-    row = driver.find_element(By.CSS_SELECTOR, "#files tr[data-path='upload-me.csv']")
-    row.find_element(By.CSS_SELECTOR, "button.danger").click()
+    delete = "#files tr[data-path='upload-me.csv'] button.danger"
+    wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, delete).click() or True)
     driver.switch_to.alert.accept()
     wait(driver, lambda d: not d.find_elements(By.CSS_SELECTOR, "#files tr[data-path='upload-me.csv']"))
     assert severe_console_errors(driver) == []
@@ -274,7 +282,7 @@ def test_revoking_a_key_asks_first_then_revokes(server, driver, signed_up):
                                   "/no-such-page"])
 def test_every_page_fits_both_widths_without_console_errors(server, driver, signed_up, path):
     driver.get(f"{server.base_url}{path}")
-    if path in ("/playground", "/snapshots"):
+    if path in ("/", "/playground", "/snapshots"):
         wait(driver, lambda d: d.execute_script("return document.body.dataset.ready"))
     for width in (1440, 375):
         driver.set_window_size(width, 900)
