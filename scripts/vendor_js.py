@@ -1,7 +1,7 @@
 """Vendor the console's third-party JavaScript into static/vendor/, pinned and checksummed.
 
     python scripts/vendor_js.py build   # npm ci (versions and sha512 integrity from package-lock.json),
-                                        # bundle CodeMirror 6 with esbuild, copy Cytoscape.js and dagre,
+                                        # bundle CodeMirror 6 with esbuild, copy Cytoscape.js, dagre and xterm.js,
                                         # write static/vendor/MANIFEST.json (sha256 of every file)
     python scripts/vendor_js.py check   # verify static/vendor/ against MANIFEST.json (no network)
 
@@ -12,7 +12,6 @@ node and npm and reaches the npm registry; run it after changing scripts/vendor/
 
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +26,9 @@ COPIED = [
     ("cytoscape", "dist/cytoscape.min.js", "cytoscape.min.js"),
     ("dagre", "dist/dagre.min.js", "dagre.min.js"),
     ("cytoscape-dagre", "cytoscape-dagre.js", "cytoscape-dagre.js"),
+    ("@xterm/xterm", "lib/xterm.mjs", "xterm.mjs"),  # the terminal, for PTY sessions
+    ("@xterm/xterm", "css/xterm.css", "xterm.css"),
+    ("@xterm/addon-fit", "lib/addon-fit.mjs", "xterm-addon-fit.mjs"),
 ]
 BUNDLED = ("codemirror-entry.js", "codemirror.js")  # esbuild: one minified ES module
 
@@ -44,7 +46,10 @@ def build() -> None:
     TARGET.mkdir(parents=True, exist_ok=True)
     files = {}
     for package, inner, name in COPIED:
-        shutil.copyfile(SOURCE / "node_modules" / package / inner, TARGET / name)
+        # source maps are not vendored: drop the comment that would send browsers looking for one
+        text = (SOURCE / "node_modules" / package / inner).read_bytes()
+        lines = [line for line in text.splitlines(keepends=True) if not line.startswith(b"//# sourceMappingURL=")]
+        (TARGET / name).write_bytes(b"".join(lines))
         files[name] = {"from": f"{package}@{package_version(package)}/{inner}"}
     entry, name = BUNDLED
     subprocess.run([str(SOURCE / "node_modules" / ".bin" / "esbuild"), entry, "--bundle", "--format=esm",

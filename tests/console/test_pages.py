@@ -163,7 +163,7 @@ def test_vendored_javascript_matches_its_pinned_checksums():
     vendor_js = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(vendor_js)
     assert vendor_js.check() == []
-    assert {"codemirror.js", "cytoscape.min.js", "dagre.min.js", "cytoscape-dagre.js"} <= {
+    assert {"codemirror.js", "cytoscape.min.js", "dagre.min.js", "cytoscape-dagre.js", "xterm.mjs", "xterm.css"} <= {
         p.name for p in (ROOT / "static" / "vendor").iterdir()}
 
 
