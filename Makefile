@@ -15,6 +15,7 @@ APT_PACKAGES += golang
 APT_PACKAGES += busybox-static
 # Node.js runtime: Debian's nodejs, unless a node is already on the PATH (NodeSource's or a tarball's).
 APT_PACKAGES += $(if $(shell command -v node),,nodejs)
+APT_PACKAGES += chromium chromium-driver
 
 sysdeps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -16,9 +16,8 @@ from accounts.audit import audit_record
 from accounts.authentication import principal_for_session
 from accounts.forms import KeyCreateForm, SignupForm
 from billing.selectors import effective_limits, usage_report
+from console import usage_display
 from mem0web.errors import Mem0Error, NotFound
-
-USAGE_PANEL = ("concurrent_sandboxes", "executions", "cpu_ms", "sandbox_seconds", "storage_bytes")
 
 
 def _principal(request):
@@ -77,7 +76,7 @@ def _signed_in(request, user, org, raw: str):
     login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
     request.session["org_id"] = org.pk
     request.session["new_key"] = raw
-    return redirect("console-keys")
+    return redirect("console-quickstart")
 
 
 @require_http_methods(["GET", "POST"])
@@ -130,15 +129,17 @@ def signout(request):
     return redirect("console-signin")
 
 
-@login_required
 def home(request):
+    """The dashboard; a visitor who is not signed in gets the landing page."""
+    if not request.user.is_authenticated:
+        return render(request, "console/landing.html")
     principal = _principal(request)
     if principal is None:
         return render(request, "accounts/no_org.html")
     usage = usage_report(principal.org, history_count=6)
-    meters = [{"name": name, **usage[name]} for name in USAGE_PANEL]
     return render(request, "accounts/home.html", {"p": principal, "limits": effective_limits(principal.org),
-                                                  "usage": usage, "meters": meters})
+                                                  "usage": usage, "meters": usage_display.meters(usage),
+                                                  "charts": usage_display.charts(usage)})
 
 
 @login_required

@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from accounts.urls import api_urlpatterns as accounts_api
 from accounts.urls import console_urlpatterns as accounts_console
 from billing.urls import api_urlpatterns as billing_api
+from console.urls import console_urlpatterns as console_pages
 from mem0web import errors
 from mem0web.health import healthz
 from mem0web.metrics import metrics
@@ -30,6 +31,7 @@ urlpatterns = [
     path("metrics", metrics, name="prometheus-django-metrics"),
     path("admin/", admin.site.urls),
     path("", include(accounts_console)),
+    path("", include(console_pages)),
 ]
 
 handler400 = "mem0web.errors.handler400"

@@ -13,7 +13,7 @@ from mem0web.filters import filter_value
 from mem0web.pagination import Cursor
 from sandboxes import selectors, snapshots
 from sandboxes.idempotency import idempotent
-from sandboxes.lineage import lineage
+from sandboxes.lineage import lineage, org_lineage
 from sandboxes.serializers import SandboxSerializer, SnapshotSerializer, sandbox_json
 
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
@@ -98,10 +98,45 @@ class SnapshotTagView(APIView):
         return Response(SnapshotSerializer(selectors.snapshot_by_id(request.auth.org, snapshot_id)).data)
 
 
+class LineageDepthSerializer(serializers.Serializer):
+    depth = serializers.IntegerField(min_value=1, max_value=1000, required=False,
+                                     help_text="Levels to walk from the snapshot (all, up to 2,000 nodes, if absent).")
+
+
 class SnapshotLineageView(APIView):
     scope = "snapshots"
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, parameters=[LineageDepthSerializer])
     def get(self, request, snapshot_id: str):
+        query = LineageDepthSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         snap = selectors.snapshot_by_id(request.auth.org, snapshot_id)
-        return Response(lineage(request.auth.org, snap))
+        return Response(lineage(request.auth.org, snap, depth=query.validated_data.get("depth")))
+
+
+ORG_LINEAGE_MAX = 2000
+
+
+class LineageQuerySerializer(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=ORG_LINEAGE_MAX, required=False, default=500,
+                                     help_text="Snapshots per page (the page's sandboxes come with them).")
+    before = serializers.CharField(required=False, max_length=64,
+                                   help_text="The `next` of the previous page: snapshots older than it.")
+    tag = serializers.CharField(required=False, max_length=80, help_text="Only snapshots with this tag.")
+
+
+class OrgLineageView(APIView):
+    """The organisation's lineage graph a page at a time (newest snapshots first); see lineage.org_lineage."""
+
+    scope = "snapshots"
+
+    @extend_schema(operation_id="lineage_page", responses={200: OpenApiTypes.OBJECT},
+                   parameters=[LineageQuerySerializer])
+    def get(self, request):
+        query = LineageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        before = query.validated_data.get("before")
+        tag = query.validated_data.get("tag")
+        before_snap = selectors.snapshot_by_id(request.auth.org, filter_value("before", before)) if before else None
+        return Response(org_lineage(request.auth.org, limit=query.validated_data["limit"], before=before_snap,
+                                    tag=filter_value("tag", tag) if tag else None))

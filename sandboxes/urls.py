@@ -33,5 +33,6 @@ api_urlpatterns = [
     path("snapshots/<str:snapshot_id>", snapshot_api.SnapshotDetailView.as_view(), name="api-snapshot"),
     path("snapshots/<str:snapshot_id>/restore", snapshot_api.SnapshotRestoreView.as_view(), name="api-snapshot-restore"),
     path("snapshots/<str:snapshot_id>/tags/<str:tag>", snapshot_api.SnapshotTagView.as_view(), name="api-snapshot-tag"),
+    path("lineage", snapshot_api.OrgLineageView.as_view(), name="api-lineage"),
     path("snapshots/<str:snapshot_id>/lineage", snapshot_api.SnapshotLineageView.as_view(), name="api-snapshot-lineage"),
 ]

@@ -5,15 +5,17 @@ from tests.conftest import client_for
 
 
 def test_signup_creates_org_owner_and_shows_key_once(client, db):
+    """The key is shown once, on the quickstart page sign-up lands on (tests/console has the page itself)."""
     r = client.post("/signup", {"username": "ada", "email": "ada@example.com", "password": "correct-horse-42",
                                 "organization": "Analytical Engines"})
     assert r.status_code == 302
     org = Organization.objects.get(slug="analytical-engines")
     assert org.plan.slug == "free"
     assert Membership.objects.get(organization=org).role == "owner"
-    page = client.get("/keys").content.decode()
+    page = client.get("/quickstart").content.decode()
     raw = page.split('<code id="new-key">')[1].split("</code>")[0]
     assert client_for(raw).get("/api/v1/me").json()["organization"]["slug"] == "analytical-engines"
+    assert '<code id="new-key">' not in client.get("/quickstart").content.decode()
     assert '<code id="new-key">' not in client.get("/keys").content.decode()
 
 

@@ -133,8 +133,8 @@ def test_with_confirmation_a_new_account_is_inactive_until_its_link_is_followed(
     assert client.get(link).status_code == 200  # a mail scanner's GET confirms nothing
     assert not get_user_model().objects.get(username="ada").is_active
     r = client.post(link)
-    assert r.status_code == 302 and r["Location"] == "/keys"
-    raw = client.get("/keys").content.decode().split('<code id="new-key">')[1].split("</code>")[0]
+    assert r.status_code == 302 and r["Location"] == "/quickstart"
+    raw = client.get("/quickstart").content.decode().split('<code id="new-key">')[1].split("</code>")[0]
     assert client_for(raw).get("/api/v1/me").json()["organization"]["name"] == "Analytical Engines"
     client.logout()
     assert client.post(link).status_code == 400  # once only

@@ -66,6 +66,7 @@ def test_dashboard_shows_usage_against_limits(client, org_a):
     client.force_login(owner)
     page = client.get("/").content.decode()
     assert 'id="usage"' in page
-    assert '<tr data-metric="cpu_ms">' in page
-    assert "<td>4200.25</td><td>3600000</td>" in page
-    assert '<meter min="0" max="3" high="3" value="1">' in page
+    assert '<tr data-metric="cpu_ms" data-used="4200.25" data-limit="3600000">' in page
+    assert "<td>CPU this month</td><td>4.2 CPU-seconds</td><td>1.00 CPU-hours</td>" in page  # human units
+    assert '<meter min="0" max="3" high="3" value="1"' in page and "33%" in page
+    assert '<figure class="card chart" data-chart="cpu_ms">' in page
