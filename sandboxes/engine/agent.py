@@ -43,6 +43,7 @@ from .runtimes import Runtime, builtin_runtimes
 from .sandbox import Run, Sandbox
 from .supervisor import Supervisor
 from .transport import Bus
+from .watch import WatchHub
 from .workspace_ops import WorkspaceOps
 from .zygote import TMP_BYTES
 
@@ -99,6 +100,7 @@ class Agent(WorkspaceOps):
         self.owner_lock = threading.Lock()
         self.cleaner = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mem0-cleanup")
         self.supervisor = Supervisor(bus, self._on_dead)
+        self.watch_hub = WatchHub(bus)
         self._blockstore = blockstore  # a configured BlockStore (S3 tier...), or a local one made lazily
         self.blockstore_dir = blockstore_dir or os.path.join(self.state_dir, "blocks")
 
@@ -113,6 +115,7 @@ class Agent(WorkspaceOps):
         if stale:
             log.warning("event=stale_sandboxes_killed agent=%s count=%d", self.agent_id, stale)
         self.supervisor.start()
+        self.watch_hub.start()
         self.factory = SandboxFactory(
             runtimes=self.runtimes,
             state_dir=self.state_dir,
@@ -159,6 +162,7 @@ class Agent(WorkspaceOps):
                 self.supervisor.kill(sb)
         for sb in list(self.sandboxes.values()):
             self.supervisor.kill(sb)
+        self.watch_hub.stop()
         self.executor.shutdown(wait=True, cancel_futures=True)
         deadline = time.monotonic() + 10
         while self.factory.live and time.monotonic() < deadline:  # deaths seen, resources released
@@ -208,6 +212,8 @@ class Agent(WorkspaceOps):
             self._remember_cpu(sb)
         if sb.sandbox_id and self.sandboxes.get(sb.sandbox_id) is sb:
             self.sandboxes.pop(sb.sandbox_id, None)
+        if sb.sandbox_id:
+            self.watch_hub.end_sandbox(sb.sandbox_id)
         for pool in self.pools.values():
             pool.discard(sb)
         try:

@@ -226,3 +226,17 @@ def procfs_mount(attrs: int = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_
 
 def sethostname(name: str) -> None:
     _check(_libc.sethostname(name.encode(), len(name)), "sethostname")
+
+
+SYS_renameat2 = 316
+RENAME_NOREPLACE = 1
+
+
+def renameat2(olddirfd: int, oldname: str, newdirfd: int, newname: str, noreplace: bool = False) -> None:
+    """rename(2) between directory descriptors; with ``noreplace`` an existing target is EEXIST
+    (atomically, unlike a check before the rename)."""
+    flags = RENAME_NOREPLACE if noreplace else 0
+    ret = _libc.syscall(
+        SYS_renameat2, olddirfd, oldname.encode(), newdirfd, newname.encode(), ctypes.c_uint(flags)
+    )
+    _check(ret, f"renameat2 {oldname} -> {newname}")

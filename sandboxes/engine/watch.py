@@ -1,0 +1,406 @@
+"""Watch a workspace directory for changes: inotify on the host side, events on the bus.
+
+A watch is one inotify descriptor of the agent on one directory of a sandbox's workspace (and,
+``recursive``, its subdirectories as they appear). Its events go to the bus as an output stream
+``watch:{id}`` (so the bus's byte budgets bound them like run output), as ``OutputEvent``s of
+stream ``"watch"`` whose data is one JSON event::
+
+    {"type": "created" | "modified" | "deleted" | "moved" | "overflow" | "end",
+     "path": "dir/file", "dest": "new/path" (moved), "is_dir": bool, "reason": "..." (end)}
+
+and a final ``ExitEvent``. Paths are relative to /workspace.
+
+Safety: the sandbox can rename or swap any directory while it is being watched. A directory is
+watched through a descriptor opened with ``openat2_beneath`` relative to its parent's (no symlink,
+no magic link, nothing outside), and ``inotify_add_watch`` is given ``/proc/self/fd/N`` of that
+descriptor: the agent's own descriptor, so the watch is on exactly the inode that was resolved.
+A renamed directory keeps its watch (paths reported below it may then be stale until the move's
+own event, which re-labels it). Bounds: ``MAX_DIRS`` watched directories per watch,
+``MAX_WATCHES_PER_SANDBOX`` and ``MAX_WATCHES`` watches, ``MAX_EVENTS_PER_FLUSH`` events per
+``FLUSH_S`` (more become one ``overflow`` event), ``MAX_WATCH_S`` of life. A watch ends when it is
+stopped, its sandbox ends, its directory is deleted or its time is up.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import logging
+import os
+import selectors
+import struct
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from . import linux
+from .protocol import EngineError, ExitEvent, OutputEvent
+
+log = logging.getLogger("mem0.engine.watch")
+
+MAX_DIRS = 1024
+MAX_WATCHES_PER_SANDBOX = 4
+MAX_WATCHES = 256
+MAX_EVENTS_PER_FLUSH = 256
+MAX_WATCH_S = 3600.0
+FLUSH_S = 0.05
+READ_BYTES = 64 << 10
+
+IN_MODIFY = 0x2
+IN_CLOSE_WRITE = 0x8
+IN_MOVED_FROM = 0x40
+IN_MOVED_TO = 0x80
+IN_CREATE = 0x100
+IN_DELETE = 0x200
+IN_DELETE_SELF = 0x400
+IN_UNMOUNT = 0x2000
+IN_Q_OVERFLOW = 0x4000
+IN_IGNORED = 0x8000
+IN_ONLYDIR = 0x01000000
+IN_EXCL_UNLINK = 0x04000000
+IN_ISDIR = 0x40000000
+IN_NONBLOCK = os.O_NONBLOCK
+IN_CLOEXEC = os.O_CLOEXEC
+WATCH_MASK = (
+    IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF
+    | IN_ONLYDIR | IN_EXCL_UNLINK
+)
+_HEADER = struct.Struct("iIII")  # wd, mask, cookie, len
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _inotify_init() -> int:
+    fd = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"inotify_init1: {os.strerror(err)}")
+    return fd
+
+
+def _add_watch(ifd: int, dirfd: int) -> int:
+    # The agent's own descriptor, resolved safely beforehand: following this magic link is the point.
+    wd = _libc.inotify_add_watch(ifd, f"/proc/self/fd/{dirfd}".encode(), ctypes.c_uint32(WATCH_MASK))
+    if wd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"inotify_add_watch: {os.strerror(err)}")
+    return wd
+
+
+@dataclass
+class Watch:
+    watch_id: str
+    sandbox_id: str
+    root: str  # host path of the workspace
+    path: str  # the watched directory, relative to the workspace
+    recursive: bool
+    fd: int
+    expires: float
+    dirs: dict[int, str] = field(default_factory=dict)  # wd -> directory path relative to the workspace
+    pending: list[dict] = field(default_factory=list)
+    overflowed: bool = False
+    seq: int = 0
+    dirs_capped: bool = False
+
+
+def watch_stream(watch_id: str) -> str:
+    """The bus stream a watch's events go to."""
+    return f"watch:{watch_id}"
+
+
+class WatchHub:
+    """Every watch of one agent, served by one thread."""
+
+    def __init__(self, bus):
+        self.bus = bus
+        self.watches: dict[str, Watch] = {}
+        self.lock = threading.Lock()
+        self.selector = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.selector.register(self.wake_r, selectors.EVENT_READ, None)
+        self.stopping = False
+        self.thread: threading.Thread | None = None
+        # Registration and ending happen on the hub thread only (queued here by op threads): a
+        # descriptor is never closed while the hub may still read it, nor its number reused under it.
+        self.control: list[tuple[str, Watch, str]] = []
+
+    def start(self) -> WatchHub:
+        self.thread = threading.Thread(target=self._loop, name="mem0-watch", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping = True
+        self._wake()
+        if self.thread:
+            self.thread.join(timeout=5)
+        for watch in list(self.watches.values()):
+            self._end(watch, "agent_stopping")
+        self.selector.close()
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self.wake_w, b"x")
+        except BlockingIOError:
+            pass
+
+    # -------------------------------------------------------------- control (op threads)
+
+    def add(self, *, sandbox_id: str, root: str, path: str, recursive: bool, owner: str) -> str:
+        """Start watching ``path`` (relative, already split-checked by the caller) of the workspace at
+        ``root``; returns the watch id (its stream is ``watch_stream(id)``)."""
+        with self.lock:
+            if len(self.watches) >= MAX_WATCHES:
+                raise EngineError("rate_limited", f"this host already serves {MAX_WATCHES} watches")
+            if sum(w.sandbox_id == sandbox_id for w in self.watches.values()) >= MAX_WATCHES_PER_SANDBOX:
+                raise EngineError(
+                    "rate_limited", f"a sandbox may have at most {MAX_WATCHES_PER_SANDBOX} watches at once"
+                )
+        base = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            dirfd = linux.openat2_beneath(base, path or ".", os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            from .files import _oserror
+
+            raise _oserror(exc, path) from None
+        finally:
+            os.close(base)
+        ifd = _inotify_init()
+        watch = Watch(uuid.uuid4().hex, sandbox_id, root, path, bool(recursive), ifd, time.monotonic() + MAX_WATCH_S)
+        try:
+            self._watch_tree(watch, dirfd, path)
+        except BaseException:
+            os.close(ifd)
+            raise
+        finally:
+            os.close(dirfd)
+        self.bus.output_open(watch_stream(watch.watch_id), owner)
+        with self.lock:
+            self.watches[watch.watch_id] = watch
+            self.control.append(("add", watch, ""))
+        self._wake()
+        return watch.watch_id
+
+    def remove(self, watch_id: str, sandbox_id: str | None = None, reason: str = "stopped") -> bool:
+        with self.lock:
+            watch = self.watches.get(watch_id)
+            if watch is None or (sandbox_id is not None and watch.sandbox_id != sandbox_id):
+                return False
+            self.control.append(("end", watch, reason))
+        self._wake()
+        return True
+
+    def end_sandbox(self, sandbox_id: str) -> None:
+        """The sandbox is gone: end its watches."""
+        with self.lock:
+            for watch in self.watches.values():
+                if watch.sandbox_id == sandbox_id:
+                    self.control.append(("end", watch, "sandbox_ended"))
+        self._wake()
+
+    def _apply_control(self) -> None:
+        with self.lock:
+            actions, self.control = self.control, []
+        for action, watch, reason in actions:
+            if action == "add" and watch.watch_id in self.watches:
+                self.selector.register(watch.fd, selectors.EVENT_READ, watch)
+            elif action == "end":
+                self._end(watch, reason)
+
+    def count(self, sandbox_id: str | None = None) -> int:
+        with self.lock:
+            return sum(sandbox_id is None or w.sandbox_id == sandbox_id for w in self.watches.values())
+
+    # -------------------------------------------------------------- the hub thread
+
+    def _loop(self) -> None:
+        while not self.stopping:
+            self._apply_control()
+            try:
+                ready = self.selector.select(timeout=1.0)
+            except OSError:
+                continue
+            self._apply_control()  # ends queued before an event was read win (a sandbox's end, then its unmount)
+            for key, _ in ready:
+                if key.data is None:
+                    try:
+                        while os.read(self.wake_r, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                    continue
+                self._read(key.data)
+            if ready:
+                time.sleep(FLUSH_S)  # events that come together go out together (one publish, coalesced)
+                self._apply_control()  # a sandbox that ended meanwhile ends its watches before its unmount is read
+                for key, _ in self.selector.select(timeout=0):
+                    if key.data is not None:
+                        self._read(key.data)
+            now = time.monotonic()
+            for watch in list(self.watches.values()):
+                if watch.watch_id not in self.watches:
+                    continue
+                self._flush(watch)
+                if now > watch.expires:
+                    self._end(watch, "time_limit")
+
+    def _read(self, watch: Watch) -> None:
+        if watch.watch_id not in self.watches:
+            return
+        try:
+            buf = os.read(watch.fd, READ_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._end(watch, "error")
+            return
+        moves: dict[int, tuple[str, bool]] = {}
+        offset = 0
+        while offset + _HEADER.size <= len(buf):
+            wd, mask, cookie, length = _HEADER.unpack_from(buf, offset)
+            raw = buf[offset + _HEADER.size : offset + _HEADER.size + length]
+            offset += _HEADER.size + length
+            name = raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            if mask & IN_Q_OVERFLOW:
+                self._emit(watch, {"type": "overflow"})
+                continue
+            parent = watch.dirs.get(wd)
+            if mask & IN_IGNORED:
+                watch.dirs.pop(wd, None)
+                if not watch.dirs:
+                    self._end(watch, "deleted")
+                    return
+                continue
+            if parent is None or mask & (IN_DELETE_SELF | IN_UNMOUNT):
+                continue
+            path = f"{parent}/{name}" if parent else name
+            is_dir = bool(mask & IN_ISDIR)
+            if mask & IN_CREATE:
+                self._emit(watch, {"type": "created", "path": path, "is_dir": is_dir})
+                if is_dir and watch.recursive:
+                    self._watch_new_dir(watch, wd, name, path, announce=True)
+            elif mask & (IN_MODIFY | IN_CLOSE_WRITE):
+                self._emit(watch, {"type": "modified", "path": path, "is_dir": False})
+            elif mask & IN_DELETE:
+                self._emit(watch, {"type": "deleted", "path": path, "is_dir": is_dir})
+            elif mask & IN_MOVED_FROM:
+                moves[cookie] = (path, is_dir)
+            elif mask & IN_MOVED_TO:
+                source = moves.pop(cookie, None)
+                if source is None:
+                    self._emit(watch, {"type": "created", "path": path, "is_dir": is_dir})
+                else:
+                    self._emit(watch, {"type": "moved", "path": source[0], "dest": path, "is_dir": is_dir})
+                if is_dir and watch.recursive:
+                    # the same inode keeps its watch, re-labelled; one moved in is new to the watch
+                    self._watch_new_dir(watch, wd, name, path, announce=source is None)
+        for path, is_dir in moves.values():  # moved out of the watched tree
+            self._emit(watch, {"type": "deleted", "path": path, "is_dir": is_dir})
+
+    def _emit(self, watch: Watch, event: dict) -> None:
+        """Queue an event, coalescing repeats of the same change to the same path in this window."""
+        if watch.overflowed:
+            return
+        if event["type"] == "modified" and any(
+            e.get("path") == event["path"] and e["type"] in ("created", "modified") for e in watch.pending[-32:]
+        ):
+            return
+        if len(watch.pending) >= MAX_EVENTS_PER_FLUSH:
+            watch.overflowed = True
+            watch.pending.append({"type": "overflow"})
+            return
+        watch.pending.append(event)
+
+    def _flush(self, watch: Watch) -> None:
+        if not watch.pending:
+            return
+        events = []
+        for event in watch.pending:
+            watch.seq += 1
+            events.append(OutputEvent(watch.seq, "watch", json.dumps(event)))
+        watch.pending.clear()
+        watch.overflowed = False
+        try:
+            self.bus.publish(watch_stream(watch.watch_id), events)
+        except Exception:
+            log.exception("event=watch_publish_failed watch=%s", watch.watch_id)
+
+    def _end(self, watch: Watch, reason: str) -> None:
+        with self.lock:
+            if self.watches.pop(watch.watch_id, None) is None:
+                return
+        try:
+            self.selector.unregister(watch.fd)
+        except (KeyError, ValueError):
+            pass  # ended before the hub registered it
+        os.close(watch.fd)
+        watch.pending.append({"type": "end", "reason": reason})
+        self._flush(watch)
+        watch.seq += 1
+        end = ExitEvent(watch.seq, "succeeded" if reason == "stopped" else "killed", None, None, 0.0, 0.0, 0, False)
+        try:
+            self.bus.publish(watch_stream(watch.watch_id), [end])
+        except Exception:
+            log.exception("event=watch_publish_failed watch=%s", watch.watch_id)
+
+    # -------------------------------------------------------------- directories
+
+    def _watch_tree(self, watch: Watch, dirfd: int, path: str, announce: bool = False) -> None:
+        """Watch the directory open at ``dirfd`` and (recursive) every directory below it. With
+        ``announce`` (a directory that just appeared) what is already in it is reported as created:
+        it may have been filled before its watch was in place."""
+        if len(watch.dirs) >= MAX_DIRS:
+            if not watch.dirs_capped:
+                watch.dirs_capped = True
+                self._emit(watch, {"type": "overflow", "reason": f"more than {MAX_DIRS} directories"})
+            return
+        watch.dirs[_add_watch(watch.fd, dirfd)] = path
+        if not watch.recursive:
+            return
+        try:
+            with os.scandir(dirfd) as it:
+                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+        except OSError:
+            return
+        for name, is_dir in entries:
+            child = f"{path}/{name}" if path else name
+            if announce:
+                self._emit(watch, {"type": "created", "path": child, "is_dir": is_dir})
+            if is_dir:
+                self._watch_child(watch, dirfd, name, child, announce)
+
+    def _watch_child(self, watch: Watch, parentfd: int, name: str, path: str, announce: bool = False) -> None:
+        try:
+            sub = linux.openat2_beneath(parentfd, name, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return  # gone or swapped for a link since: not watched
+        try:
+            self._watch_tree(watch, sub, path, announce)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                log.warning("event=watch_add_failed watch=%s errno=%s", watch.watch_id, exc.errno)
+        finally:
+            os.close(sub)
+
+    def _watch_new_dir(self, watch: Watch, parent_wd: int, name: str, path: str, announce: bool) -> None:
+        """A directory appeared under a watched one: open the parent through the workspace root again
+        (by its recorded path, beneath the root) and watch the new directory below it."""
+        parent_path = watch.dirs.get(parent_wd, "")
+        try:
+            base = os.open(watch.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            parentfd = linux.openat2_beneath(base, parent_path or ".", os.O_PATH | os.O_DIRECTORY)
+        except OSError:
+            return
+        finally:
+            os.close(base)
+        try:
+            self._watch_child(watch, parentfd, name, path, announce)
+        finally:
+            os.close(parentfd)
