@@ -39,6 +39,7 @@ from .factory import SandboxFactory
 from .files import Workspace
 from .pool import WarmPool
 from .protocol import HEARTBEAT_INTERVAL, AgentInfo, EngineError, Limits, OpReply, OpRequest
+from .runtime_info import runtime_version, template_info
 from .runtimes import Runtime, builtin_runtimes
 from .sandbox import Run, Sandbox
 from .supervisor import Supervisor
@@ -101,6 +102,7 @@ class Agent(WorkspaceOps):
         self.cleaner = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mem0-cleanup")
         self.supervisor = Supervisor(bus, self._on_dead)
         self.watch_hub = WatchHub(bus)
+        self.versions: dict[str, str] = {}
         self._blockstore = blockstore  # a configured BlockStore (S3 tier...), or a local one made lazily
         self.blockstore_dir = blockstore_dir or os.path.join(self.state_dir, "blocks")
 
@@ -134,6 +136,7 @@ class Agent(WorkspaceOps):
             )
             self.pools[name] = pool
             pool.start()
+        self.versions = {name: runtime_version(rt) for name, rt in self.runtimes.items()}
         self._heartbeat()
         threading.Thread(target=self._heartbeat_loop, name="mem0-heartbeat", daemon=True).start()
         self.consumer = threading.Thread(
@@ -195,6 +198,11 @@ class Agent(WorkspaceOps):
                 load=len(self.sandboxes),
                 last_heartbeat=time.time(),
                 alive=True,
+                templates=[
+                    template_info(rt, self.versions.get(name, "unknown"), self.pools[name].size())
+                    for name, rt in sorted(self.runtimes.items())
+                    if name in self.pools
+                ],
             )
         )
 

@@ -157,12 +157,12 @@ class EngineClient:
         sandbox_id: str,
         path: str = "",
         recursive: bool = True,
-        owner: str = "",
         timeout: float = 10,
     ) -> dict:
-        """Start a watch: ``{"watch_id", "stream"}``; read its events with ``output(stream)``."""
+        """Start a watch: ``{"watch_id", "stream"}``; read its events with ``output(stream)``. Its events
+        count against this client's owner's output budget on the bus (``for_owner``)."""
         return self._call(
-            agent_id, "files_watch", timeout, sandbox_id=sandbox_id, path=path, recursive=recursive, owner=owner
+            agent_id, "files_watch", timeout, sandbox_id=sandbox_id, path=path, recursive=recursive, owner=self.owner
         )
 
     def files_unwatch(self, agent_id: str, *, sandbox_id: str, watch_id: str, timeout: float = 10) -> dict:
