@@ -36,6 +36,7 @@ from mem0sdk.models import (  # noqa: E402
     Runtime,
     Sandbox,
     Snapshot,
+    WatchEvent,
 )
 
 __all__ = [
@@ -66,4 +67,5 @@ __all__ = [
     "Sandbox",
     "SandboxNotRunningError",
     "Snapshot",
+    "WatchEvent",
 ]

@@ -248,7 +248,9 @@ class WatchHub:
                 if now > watch.expires:
                     self._end(watch, "time_limit")
 
-    def _read(self, watch: Watch) -> None:
+    def _read(self, watch: Watch, final: bool = False) -> None:
+        """Turn what the watch's inotify queue holds into events; ``final``: a last drain before the watch
+        ends for another reason (what the queue says about its own end then changes nothing)."""
         if watch.watch_id not in self.watches:
             return
         try:
@@ -256,7 +258,8 @@ class WatchHub:
         except BlockingIOError:
             return
         except OSError:
-            self._end(watch, "error")
+            if not final:
+                self._end(watch, "error")
             return
         moves: dict[int, tuple[str, bool]] = {}
         offset = 0
@@ -271,7 +274,7 @@ class WatchHub:
             parent = watch.dirs.get(wd)
             if mask & IN_IGNORED:
                 watch.dirs.pop(wd, None)
-                if not watch.dirs:
+                if not watch.dirs and not final:
                     self._end(watch, "deleted")
                     return
                 continue
@@ -330,6 +333,9 @@ class WatchHub:
             log.exception("event=watch_publish_failed watch=%s", watch.watch_id)
 
     def _end(self, watch: Watch, reason: str) -> None:
+        if reason != "deleted" and self.selector.get_map() and watch.fd in self.selector.get_map():
+            for _ in range(4):  # what happened before the end is still told (bounded: the sandbox may still write)
+                self._read(watch, final=True)
         with self.lock:
             if self.watches.pop(watch.watch_id, None) is None:
                 return
