@@ -15,6 +15,7 @@ from mem0web.errors import InvalidRequest, PayloadTooLarge
 from mem0web.handlers import after_response
 from mem0web.pagination import Cursor
 from sandboxes import dispatch, executions, selectors, services, workspace_files
+from sandboxes.file_schema import path_param
 from sandboxes.idempotency import idempotent
 from sandboxes.runtimes import runtime_catalog
 from sandboxes.serializers import (
@@ -188,7 +189,7 @@ class SandboxFilesView(APIView):
     scope = "sandboxes"
 
     @extend_schema(operation_id="sandbox_files_list", parameters=[
-        OpenApiParameter("path", str),
+        path_param(required=False),
         OpenApiParameter("depth", {"type": "integer", "minimum": 1, "maximum": workspace_files.MAX_LIST_DEPTH},
                          description="Levels to list: 1 (default) the directory's entries, more: recursive.")],
         responses={200: OpenApiTypes.OBJECT})

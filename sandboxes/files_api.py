@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 
 from channels.db import database_sync_to_async
 from django.http import StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
@@ -25,13 +24,11 @@ from rest_framework.views import APIView
 
 from sandboxes import selectors, workspace_files
 from sandboxes.api import EventStreamRenderer, bool_param
+from sandboxes.file_schema import PATH_PATTERN, SSE_EVENT, path_param
 from sandboxes.models import Sandbox
 from sandboxes.stream_slots import stream_slot_take
 from sandboxes.streaming import READERS
 
-# A workspace path (validation.clean_workspace_path), written without lookaheads as api.FILE_PATH is.
-_SEGMENT = r"(?:[^/\\\x00.][^/\\\x00]*|\.[^/\\\x00.][^/\\\x00]*|\.\.[^/\\\x00]+)"
-PATH_PATTERN = rf"^{_SEGMENT}(?:/{_SEGMENT})*$"
 WATCH_BLOCK_MS = 10_000
 
 
@@ -59,11 +56,6 @@ class TextSerializer(serializers.Serializer):
     path = serializers.CharField()
     text = serializers.CharField(allow_blank=True)
     size = serializers.IntegerField()
-
-
-def path_param(required: bool = True) -> OpenApiParameter:
-    return OpenApiParameter("path", {"type": "string", "pattern": PATH_PATTERN, "maxLength": 1024},
-                            required=required, description="A path relative to /workspace.")
 
 
 class SandboxFileStatView(APIView):
@@ -134,7 +126,7 @@ class SandboxWatchView(APIView):
 
     @extend_schema(operation_id="sandbox_files_watch",
                    parameters=[path_param(required=False), OpenApiParameter("recursive", bool)],
-                   responses={(200, "text/event-stream"): OpenApiTypes.STR})
+                   responses={(200, "text/event-stream"): SSE_EVENT})
     def get(self, request, sandbox_id: str):
         sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
         recursive = bool_param(request, "recursive", True)

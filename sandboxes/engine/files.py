@@ -21,6 +21,7 @@ from . import linux
 from .protocol import EngineError
 
 MAX_FILE_BYTES = 64 << 20
+NAME_MAX = 255  # bytes of one path component (Linux NAME_MAX)
 MAX_LIST_ENTRIES = 10_000
 MAX_LIST_DEPTH = 16  # recursive listings: levels below the listed directory (1 = its entries only)
 
@@ -31,6 +32,8 @@ def _parts(path: str, allow_root: bool = False) -> list[str]:
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
         raise EngineError("invalid_request", "'..' is not allowed in paths")
+    if any(len(p.encode("utf-8", "surrogateescape")) > NAME_MAX for p in parts):
+        raise EngineError("invalid_request", f"a name in the path is longer than {NAME_MAX} bytes")
     if not parts and not allow_root:
         raise EngineError("invalid_request", "path is empty")
     return parts
@@ -49,6 +52,8 @@ def _oserror(exc: OSError, path: str) -> EngineError:
         return EngineError("invalid_request", f"is a directory: {path}")
     if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
         return EngineError("conflict", f"already exists or not empty: {path}")
+    if exc.errno == errno.ENAMETOOLONG:
+        return EngineError("invalid_request", f"name too long: {path[:200]}")
     if exc.errno in (errno.EINVAL, errno.EBUSY):  # a directory moved into itself, the workspace root
         return EngineError("invalid_request", f"cannot do that to {path}")
     return EngineError("internal_error", f"{exc.strerror}: {path}")
