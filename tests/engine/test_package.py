@@ -19,6 +19,8 @@ MODULES = [
     "kernel",
     "layers",
     "files",
+    "watch",
+    "runtime_info",
     "cgroups",
     "reaper",
     "runtimes",

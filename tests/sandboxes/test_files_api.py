@@ -161,3 +161,26 @@ def test_runtimes_lists_each_runtime_with_version_fork_memory_and_pool(api_pa, e
         assert rt["fork_memory"] in ("carried", "fresh")
         assert "/" not in (rt["version"] or "")  # a version, never a host path
     assert client.get("/api/v1/runtimes").status_code == 401
+
+
+def test_runtimes_come_from_the_agents_registry(api_pa, engine):
+    """A runtime the Django side has never heard of is listed once an agent advertises it, as its heartbeat
+    says (memory not carried on fork, its version and pool), and is gone when the agent is."""
+    import time
+
+    from sandboxes.engine.protocol import AgentInfo
+    from sandboxes.engine.transport import make_bus
+    from tests.sandboxes.conftest import BUS_URL, PREFIX, forget_agent
+
+    template = {"name": "cobol-test", "language": "cobol", "version": "3.2.1", "fork_memory": "fresh",
+                "pool_size": 3}
+    make_bus(BUS_URL, prefix=PREFIX).register_agent(
+        AgentInfo("fake-agent", "h", 1, ["cobol-test"], 1, time.time(), templates=[template]))
+    try:
+        runtimes = {r["name"]: r for r in api_pa.get("/api/v1/runtimes").json()["runtimes"]}
+        listed = runtimes["cobol-test"]
+        assert (listed["version"], listed["fork_memory"], listed["can_fork_memory"]) == ("3.2.1", "fresh", False)
+        assert (listed["pool_size"], listed["agents"], listed["available"]) == (3, 1, True)
+    finally:
+        forget_agent("fake-agent")
+    assert "cobol-test" not in {r["name"] for r in api_pa.get("/api/v1/runtimes").json()["runtimes"]}

@@ -1,6 +1,7 @@
 """SDK file methods (issue 14 item 6) and the CLI's create, fork, snapshot, restore, lineage, runtimes and files
 commands (item 7), against a live server: in-process through main() and as a subprocess."""
 
+import asyncio
 import json
 import os
 import subprocess
@@ -155,3 +156,31 @@ def test_cli_files_as_a_subprocess_with_stdin_and_bytes(mem0_server, client):
         assert escape.returncode == 1 and b"root:" not in escape.stdout
     finally:
         client.sandboxes.kill(sid)
+
+
+async def test_async_files_and_watch(aclient):
+    sandbox = await aclient.sandboxes.create()
+    files = sandbox.files
+    assert (await files.make_dir("w")).is_dir
+    await files.write("w/a.txt", "a")
+    assert (await files.stat("w/a.txt")).size == 1 and await files.exists("w/a.txt")
+    assert await files.read_text("w/a.txt") == "a"
+    assert (await files.rename("w/a.txt", "w/b.txt")).path == "w/b.txt"
+    assert [e.path for e in await files.list("", depth=2)] == ["w", "w/b.txt"]
+    with pytest.raises(ConflictError):
+        await files.delete("w", recursive=False)
+    events = []
+
+    async def follow():
+        async for event in files.watch("w"):
+            events.append(event)
+
+    watcher = asyncio.create_task(follow())
+    while not events:  # the watch is in place once it reports a change
+        await files.write("w/probe", "p")
+        await asyncio.sleep(0.2)
+    await sandbox.run("open('w/from_code.txt', 'w').write('x')")
+    await sandbox.kill()
+    await asyncio.wait_for(watcher, 30)
+    assert ("created", "w/from_code.txt") in {(e.type, e.path) for e in events}
+    assert events[-1].type == "end"
