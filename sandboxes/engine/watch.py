@@ -24,7 +24,6 @@ stopped, its sandbox ends, its directory is deleted or its time is up.
 from __future__ import annotations
 
 import ctypes
-import errno
 import json
 import logging
 import os
@@ -40,9 +39,11 @@ from .protocol import EngineError, ExitEvent, OutputEvent
 
 log = logging.getLogger("mem0.engine.watch")
 
+# Kernel limits are per user (root, for the agent): fs.inotify.max_user_instances defaults to 128 and
+# max_user_watches to ~8k-1M by memory. 64 watches of at most 1024 directories stay under both.
 MAX_DIRS = 1024
 MAX_WATCHES_PER_SANDBOX = 4
-MAX_WATCHES = 256
+MAX_WATCHES = 64
 MAX_EVENTS_PER_FLUSH = 256
 MAX_WATCH_S = 3600.0
 FLUSH_S = 0.05
@@ -169,10 +170,17 @@ class WatchHub:
             raise _oserror(exc, path) from None
         finally:
             os.close(base)
-        ifd = _inotify_init()
+        try:
+            ifd = _inotify_init()
+        except OSError as exc:
+            os.close(dirfd)
+            raise EngineError("rate_limited", "this host cannot take another watch now") from exc
         watch = Watch(uuid.uuid4().hex, sandbox_id, root, path, bool(recursive), ifd, time.monotonic() + MAX_WATCH_S)
         try:
             self._watch_tree(watch, dirfd, path)
+        except OSError as exc:
+            os.close(ifd)
+            raise EngineError("rate_limited", "this host cannot take another watch now") from exc
         except BaseException:
             os.close(ifd)
             raise
@@ -386,9 +394,11 @@ class WatchHub:
             return  # gone or swapped for a link since: not watched
         try:
             self._watch_tree(watch, sub, path, announce)
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                log.warning("event=watch_add_failed watch=%s errno=%s", watch.watch_id, exc.errno)
+        except OSError:
+            # Out of kernel watches: say so once (no log line per directory the sandbox makes).
+            if not watch.dirs_capped:
+                watch.dirs_capped = True
+                self._emit(watch, {"type": "overflow", "reason": "no more directories can be watched"})
         finally:
             os.close(sub)
 

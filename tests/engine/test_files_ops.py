@@ -256,3 +256,17 @@ def test_watch_of_a_deleted_directory_ends(engine):
     engine.ok(sid, "import os\nos.rmdir('gone')")
     events = watch_events(engine, started["stream"], lambda ev: False)
     assert events[-1] == {"type": "end", "reason": "deleted"}
+
+
+def test_a_watch_follows_at_most_max_dirs_directories(engine, monkeypatch):
+    c, a = engine.client, engine.agent_id
+    sid = engine.create()
+    monkeypatch.setattr(watch_mod, "MAX_DIRS", 3)
+    engine.ok(sid, "import os\nos.makedirs('t/a/b')")
+    started = c.files_watch(a, sandbox_id=sid, path="t")
+    watch = engine.agent.watch_hub.watches[started["watch_id"]]
+    assert sorted(watch.dirs.values()) == ["t", "t/a", "t/a/b"]
+    engine.ok(sid, "import os\nfor i in range(20):\n    os.mkdir(f't/n{i}')")
+    events = watch_events(engine, started["stream"], lambda ev: sum(e["type"] == "created" for e in ev) >= 20)
+    assert sum(e["type"] == "overflow" for e in events) == 1
+    assert len(watch.dirs) == 3
