@@ -16,8 +16,8 @@ no magic link, nothing outside), and ``inotify_add_watch`` is given ``/proc/self
 descriptor: the agent's own descriptor, so the watch is on exactly the inode that was resolved.
 A renamed directory keeps its watch (paths reported below it may then be stale until the move's
 own event, which re-labels it). Bounds: ``MAX_DIRS`` watched directories per watch,
-``MAX_WATCHES_PER_SANDBOX`` and ``MAX_WATCHES`` watches, ``MAX_EVENTS_PER_FLUSH`` events per
-``FLUSH_S`` (more become one ``overflow`` event), ``MAX_WATCH_S`` of life. A watch ends when it is
+``MAX_WATCHES_PER_SANDBOX`` and ``MAX_WATCHES`` watches, at most one publish per ``FLUSH_S`` of at
+most ``MAX_EVENTS_PER_FLUSH`` events (repeats coalesced, more become one ``overflow`` event), ``MAX_WATCH_S`` of life. A watch ends when it is
 stopped, its sandbox ends, its directory is deleted or its time is up.
 """
 
@@ -104,6 +104,7 @@ class Watch:
     overflowed: bool = False
     seq: int = 0
     dirs_capped: bool = False
+    last_flush: float = 0.0  # monotonic time of its last publish
 
 
 def watch_stream(watch_id: str) -> str:
@@ -226,10 +227,15 @@ class WatchHub:
     # -------------------------------------------------------------- the hub thread
 
     def _loop(self) -> None:
+        """Read every watch's queue as it fills; a watch's events go out at once when it has not
+        published in the last FLUSH_S, else when that window ends: one change is told within
+        milliseconds, a burst is coalesced and published once per window."""
         while not self.stopping:
             self._apply_control()
+            due = [w.last_flush + FLUSH_S for w in self.watches.values() if w.pending]
+            timeout = max(0.0, min(due) - time.monotonic()) if due else 1.0
             try:
-                ready = self.selector.select(timeout=1.0)
+                ready = self.selector.select(timeout=timeout)
             except OSError:
                 continue
             self._apply_control()  # ends queued before an event was read win (a sandbox's end, then its unmount)
@@ -242,17 +248,11 @@ class WatchHub:
                         pass
                     continue
                 self._read(key.data)
-            if ready:
-                time.sleep(FLUSH_S)  # events that come together go out together (one publish, coalesced)
-                self._apply_control()  # a sandbox that ended meanwhile ends its watches before its unmount is read
-                for key, _ in self.selector.select(timeout=0):
-                    if key.data is not None:
-                        self._read(key.data)
             now = time.monotonic()
             for watch in list(self.watches.values()):
-                if watch.watch_id not in self.watches:
-                    continue
-                self._flush(watch)
+                if watch.pending and now - watch.last_flush >= FLUSH_S:
+                    watch.last_flush = now
+                    self._flush(watch)
                 if now > watch.expires:
                     self._end(watch, "time_limit")
 
