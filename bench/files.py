@@ -59,15 +59,28 @@ def main() -> None:
         c = EngineClient(bus)
         sid = "bench-" + uuid.uuid4().hex[:8]
         c.create(AGENT, sandbox_id=sid, runtime="python", env={}, limits=Limits())
-        run(c, sid, "import os\nfor i in range(10):\n    for j in range(10):\n"
-                    "        os.makedirs(f't/d{i}/e{j}')\n        open(f't/d{i}/e{j}/f', 'w').write('x')")
+        run(
+            c,
+            sid,
+            "import os\nfor i in range(10):\n    for j in range(10):\n"
+            "        os.makedirs(f't/d{i}/e{j}')\n        open(f't/d{i}/e{j}/f', 'w').write('x')",
+        )
         c.file_write(AGENT, sandbox_id=sid, path="m0", data=b"m")
         print(f"| {'op (agent, in-process bus)':<44} | {'p50 ms':>8} | {'p99 ms':>8} | {'n':>5} |")
         print(f"|{'-' * 46}|{'-' * 10}|{'-' * 10}|{'-' * 7}|")
         row("stat", timed(lambda i: c.file_stat(AGENT, sandbox_id=sid, path="t/d1/e1/f"), n))
-        row("make_dir a/b/c (parents)", timed(lambda i: c.file_mkdir(AGENT, sandbox_id=sid, path=f"mk/{i}/b/c"), n))
-        row("move", timed(lambda i: c.file_move(AGENT, sandbox_id=sid, source=f"m{i}", destination=f"m{i + 1}"), n))
-        row("list depth=3 (210 entries)", timed(lambda i: c.files_list(AGENT, sandbox_id=sid, path="t", depth=3), n))
+        row(
+            "make_dir a/b/c (parents)",
+            timed(lambda i: c.file_mkdir(AGENT, sandbox_id=sid, path=f"mk/{i}/b/c"), n),
+        )
+        row(
+            "move",
+            timed(lambda i: c.file_move(AGENT, sandbox_id=sid, source=f"m{i}", destination=f"m{i + 1}"), n),
+        )
+        row(
+            "list depth=3 (210 entries)",
+            timed(lambda i: c.files_list(AGENT, sandbox_id=sid, path="t", depth=3), n),
+        )
         c.file_mkdir(AGENT, sandbox_id=sid, path="w")
         started = c.files_watch(AGENT, sandbox_id=sid, path="w")
         seq, delivery = 0, []
@@ -78,7 +91,10 @@ def main() -> None:
             while True:
                 events = c.output(started["stream"], after_seq=seq, block_ms=2000)
                 seq = events[-1].seq if events else seq
-                if any(not isinstance(e, ExitEvent) and json.loads(e.data).get("path") == f"w/f{i}" for e in events):
+                if any(
+                    not isinstance(e, ExitEvent) and json.loads(e.data).get("path") == f"w/f{i}"
+                    for e in events
+                ):
                     break
             delivery.append((time.perf_counter() - t) * 1000)
         row("watch: file_write -> its event read (isolated)", delivery)

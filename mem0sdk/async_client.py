@@ -219,7 +219,9 @@ class AsyncSandboxFiles:
         ).content
 
     async def read_text(self, path: str) -> str:
-        body = await self._client.get_json(api_path("sandboxes", self.sandbox_id, "fs", "text"), {"path": path})
+        body = await self._client.get_json(
+            api_path("sandboxes", self.sandbox_id, "fs", "text"), {"path": path}
+        )
         return body["text"]
 
     async def stat(self, path: str) -> FileEntry:
@@ -236,7 +238,9 @@ class AsyncSandboxFiles:
 
     async def make_dir(self, path: str, parents: bool = True) -> FileEntry:
         response = await self._client.request(
-            "POST", api_path("sandboxes", self.sandbox_id, "fs", "mkdir"), json={"path": path, "parents": parents}
+            "POST",
+            api_path("sandboxes", self.sandbox_id, "fs", "mkdir"),
+            json={"path": path, "parents": parents},
         )
         return FileEntry.from_json(response.json())
 
@@ -283,7 +287,9 @@ class AsyncSandboxFiles:
 
     async def delete(self, path: str, recursive: bool = True) -> None:
         params = None if recursive else {"recursive": "false"}
-        await self._client.request("DELETE", api_path("sandboxes", self.sandbox_id, "files", path), params=params)
+        await self._client.request(
+            "DELETE", api_path("sandboxes", self.sandbox_id, "files", path), params=params
+        )
 
 
 class AsyncExecutions:

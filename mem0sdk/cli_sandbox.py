@@ -91,8 +91,17 @@ def cmd_runtimes(client: Mem0, args: argparse.Namespace) -> int:
             print(json.dumps(rt.raw))
         return 0
     print_table(
-        [[r.name, r.language or "-", r.version or "-", r.fork_memory or "-", str(r.pool_size or 0),
-          "yes" if r.available else "no"] for r in runtimes],
+        [
+            [
+                r.name,
+                r.language or "-",
+                r.version or "-",
+                r.fork_memory or "-",
+                str(r.pool_size or 0),
+                "yes" if r.available else "no",
+            ]
+            for r in runtimes
+        ],
         ["NAME", "LANGUAGE", "VERSION", "FORK MEMORY", "POOL", "AVAILABLE"],
     )
     return 0
@@ -143,7 +152,9 @@ def cmd_files_mkdir(client: Mem0, args: argparse.Namespace) -> int:
 
 
 def cmd_files_mv(client: Mem0, args: argparse.Namespace) -> int:
-    entry = client.sandboxes.files(args.sandbox_id).rename(args.source, args.destination, overwrite=args.overwrite)
+    entry = client.sandboxes.files(args.sandbox_id).rename(
+        args.source, args.destination, overwrite=args.overwrite
+    )
     print(entry.path)
     return 0
 
@@ -178,8 +189,12 @@ def add_commands(commands, connection: argparse.ArgumentParser) -> None:
     snapshot = command("snapshot", cmd_snapshot, "snapshot a sandbox's workspace")
     snapshot.add_argument("sandbox_id", metavar="ID")
     snapshot.add_argument("--name", default=None)
-    command("restore", cmd_restore, "a new sandbox from a snapshot").add_argument("snapshot_id", metavar="SNAPSHOT")
-    command("lineage", cmd_lineage, "a snapshot's lineage graph").add_argument("snapshot_id", metavar="SNAPSHOT")
+    command("restore", cmd_restore, "a new sandbox from a snapshot").add_argument(
+        "snapshot_id", metavar="SNAPSHOT"
+    )
+    command("lineage", cmd_lineage, "a snapshot's lineage graph").add_argument(
+        "snapshot_id", metavar="SNAPSHOT"
+    )
     command("runtimes", cmd_runtimes, "list runtimes")
 
     files = commands.add_parser("files", help="a sandbox's workspace files")
@@ -204,8 +219,12 @@ def add_commands(commands, connection: argparse.ArgumentParser) -> None:
     write.add_argument("source", nargs="?", default="-", help="local file, or - for stdin (default)")
     rm = action("rm", cmd_files_rm, "delete a file or directory")
     rm.add_argument("path")
-    rm.add_argument("--no-recursive", dest="recursive", action="store_false",
-                    help="refuse to delete a non-empty directory")
+    rm.add_argument(
+        "--no-recursive",
+        dest="recursive",
+        action="store_false",
+        help="refuse to delete a non-empty directory",
+    )
     mkdir = action("mkdir", cmd_files_mkdir, "make a directory")
     mkdir.add_argument("path")
     mkdir.add_argument("--no-parents", dest="parents", action="store_false")

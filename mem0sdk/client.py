@@ -235,7 +235,9 @@ class SandboxFiles:
 
     def read_text(self, path: str) -> str:
         """The file as UTF-8 text; a file that is not raises Mem0Error code `not_text` (422)."""
-        return self._client.get_json(api_path("sandboxes", self.sandbox_id, "fs", "text"), {"path": path})["text"]
+        return self._client.get_json(api_path("sandboxes", self.sandbox_id, "fs", "text"), {"path": path})[
+            "text"
+        ]
 
     def stat(self, path: str) -> FileEntry:
         """Type, size, mode and mtime of the path itself (a symlink is not followed); NotFoundError if missing."""
@@ -253,7 +255,9 @@ class SandboxFiles:
     def make_dir(self, path: str, parents: bool = True) -> FileEntry:
         """Create a directory (with `parents`, like mkdir -p); ConflictError when a file is in the way."""
         response = self._client.request(
-            "POST", api_path("sandboxes", self.sandbox_id, "fs", "mkdir"), json={"path": path, "parents": parents}
+            "POST",
+            api_path("sandboxes", self.sandbox_id, "fs", "mkdir"),
+            json={"path": path, "parents": parents},
         )
         return FileEntry.from_json(response.json())
 

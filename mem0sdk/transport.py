@@ -228,7 +228,11 @@ def decode_watch_event(decoder: SSEDecoder, line: str) -> WatchEvent | None:
         payload = json.loads(message.data)
     except ValueError:
         return None
-    return WatchEvent.from_json(payload) if isinstance(payload, dict) and isinstance(payload.get("type"), str) else None
+    return (
+        WatchEvent.from_json(payload)
+        if isinstance(payload, dict) and isinstance(payload.get("type"), str)
+        else None
+    )
 
 
 def watch_params(path: str, recursive: bool) -> dict[str, str]:

@@ -11,11 +11,16 @@ DIR_PATTERN = rf"^(?:{_SEGMENT}(?:/{_SEGMENT})*)?$"  # "" is the workspace itsel
 
 def path_param(required: bool = True) -> OpenApiParameter:
     """A file's path (required), or a directory's ("" or absent: the workspace)."""
-    return OpenApiParameter("path", {"type": "string", "pattern": PATH_PATTERN if required else DIR_PATTERN,
-                                     "maxLength": 1024},
-                            required=required, description="A path relative to /workspace.")
+    return OpenApiParameter(
+        "path",
+        {"type": "string", "pattern": PATH_PATTERN if required else DIR_PATTERN, "maxLength": 1024},
+        required=required,
+        description="A path relative to /workspace.",
+    )
 
 
 # SSE as schemathesis and clients parse it: one object per event; `data` is the JSON change.
-SSE_EVENT = {"type": "object", "properties": {"event": {"type": "string"}, "data": {"type": "string"},
-                                              "id": {"type": "string"}}}
+SSE_EVENT = {
+    "type": "object",
+    "properties": {"event": {"type": "string"}, "data": {"type": "string"}, "id": {"type": "string"}},
+}

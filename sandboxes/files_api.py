@@ -61,7 +61,9 @@ class TextSerializer(serializers.Serializer):
 class SandboxFileStatView(APIView):
     scope = "sandboxes"
 
-    @extend_schema(operation_id="sandbox_file_stat", parameters=[path_param()], responses={200: StatSerializer})
+    @extend_schema(
+        operation_id="sandbox_file_stat", parameters=[path_param()], responses={200: StatSerializer}
+    )
     def get(self, request, sandbox_id: str):
         sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
         return Response(workspace_files.file_stat(sandbox=sandbox, path=request.query_params.get("path", "")))
@@ -70,7 +72,9 @@ class SandboxFileStatView(APIView):
 class SandboxMkdirView(APIView):
     scope = "sandboxes"
 
-    @extend_schema(operation_id="sandbox_file_mkdir", request=MkdirSerializer, responses={201: StatSerializer})
+    @extend_schema(
+        operation_id="sandbox_file_mkdir", request=MkdirSerializer, responses={201: StatSerializer}
+    )
     def post(self, request, sandbox_id: str):
         sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
         data = MkdirSerializer(data=request.data)
@@ -92,8 +96,11 @@ class SandboxMoveView(APIView):
 class SandboxFileTextView(APIView):
     scope = "sandboxes"
 
-    @extend_schema(operation_id="sandbox_file_text", parameters=[path_param()],
-                   responses={200: TextSerializer, 422: OpenApiResponse(description="not_text: not UTF-8")})
+    @extend_schema(
+        operation_id="sandbox_file_text",
+        parameters=[path_param()],
+        responses={200: TextSerializer, 422: OpenApiResponse(description="not_text: not UTF-8")},
+    )
     def get(self, request, sandbox_id: str):
         sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
         path = request.query_params.get("path", "")
@@ -124,9 +131,11 @@ class SandboxWatchView(APIView):
     scope = "sandboxes"
     renderer_classes = [JSONRenderer, EventStreamRenderer]
 
-    @extend_schema(operation_id="sandbox_files_watch",
-                   parameters=[path_param(required=False), OpenApiParameter("recursive", bool)],
-                   responses={(200, "text/event-stream"): SSE_EVENT})
+    @extend_schema(
+        operation_id="sandbox_files_watch",
+        parameters=[path_param(required=False), OpenApiParameter("recursive", bool)],
+        responses={(200, "text/event-stream"): SSE_EVENT},
+    )
     def get(self, request, sandbox_id: str):
         sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
         recursive = bool_param(request, "recursive", True)
@@ -137,8 +146,12 @@ class SandboxWatchView(APIView):
         except BaseException:
             slot.release()
             raise
-        stop = functools.partial(workspace_files.files_watch_stop, sandbox=sandbox,
-                                 watch_id=started["watch_id"], stream=started["stream"])
+        stop = functools.partial(
+            workspace_files.files_watch_stop,
+            sandbox=sandbox,
+            watch_id=started["watch_id"],
+            stream=started["stream"],
+        )
         body = HeldWatch(watch_sse(request.auth.org, sandbox.pk, started["stream"]), slot, stop)
         response = StreamingHttpResponse(body, content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"

@@ -36,8 +36,13 @@ def file_mkdir(*, sandbox: Sandbox, path: str, parents: bool = True) -> dict:
 
 
 def file_move(*, sandbox: Sandbox, source: str, destination: str, overwrite: bool = False) -> dict:
-    return _call(sandbox, "file_move", source=clean_workspace_path(source),
-                 destination=clean_workspace_path(destination), overwrite=overwrite)
+    return _call(
+        sandbox,
+        "file_move",
+        source=clean_workspace_path(source),
+        destination=clean_workspace_path(destination),
+        overwrite=overwrite,
+    )
 
 
 def file_list_tree(*, sandbox: Sandbox, path: str, depth: int) -> list[dict]:
@@ -59,14 +64,21 @@ def file_read_text(*, sandbox: Sandbox, path: str) -> str:
 
 def files_watch_start(*, sandbox: Sandbox, path: str, recursive: bool) -> dict:
     """Start a watch on the agent: `{"watch_id", "stream"}` (the bus stream its events go to)."""
-    return _call(sandbox, "files_watch", path=clean_workspace_path(path, allow_root=True), recursive=recursive)
+    return _call(
+        sandbox, "files_watch", path=clean_workspace_path(path, allow_root=True), recursive=recursive
+    )
 
 
 def files_watch_stop(*, sandbox: Sandbox, watch_id: str, stream: str) -> None:
     """Stop a watch and let the bus drop its stream; best effort (it ends with its sandbox anyway)."""
     try:
-        dispatch.call(sandbox.agent_id, "files_unwatch", owner=sandbox.organization_id, sandbox_id=sandbox.pk,
-                      watch_id=watch_id)
+        dispatch.call(
+            sandbox.agent_id,
+            "files_unwatch",
+            owner=sandbox.organization_id,
+            sandbox_id=sandbox.pk,
+            watch_id=watch_id,
+        )
     except Mem0Error as exc:
         log.info("watch_stop_failed sandbox=%s code=%s", sandbox.pk, exc.code)
     dispatch.output_recorded([stream])

@@ -162,7 +162,13 @@ class EngineClient:
         """Start a watch: ``{"watch_id", "stream"}``; read its events with ``output(stream)``. Its events
         count against this client's owner's output budget on the bus (``for_owner``)."""
         return self._call(
-            agent_id, "files_watch", timeout, sandbox_id=sandbox_id, path=path, recursive=recursive, owner=self.owner
+            agent_id,
+            "files_watch",
+            timeout,
+            sandbox_id=sandbox_id,
+            path=path,
+            recursive=recursive,
+            owner=self.owner,
         )
 
     def files_unwatch(self, agent_id: str, *, sandbox_id: str, watch_id: str, timeout: float = 10) -> dict:

@@ -95,8 +95,14 @@ class Workspace:
         with os.scandir(fd) as it:
             for entry in it:
                 if len(out) == MAX_LIST_ENTRIES:
-                    raise EngineError("payload_too_large", f"more than {MAX_LIST_ENTRIES} entries in {path!r}")
-                item = _entry(entry.name, f"{rel}/{entry.name}" if rel else entry.name, entry.stat(follow_symlinks=False))
+                    raise EngineError(
+                        "payload_too_large", f"more than {MAX_LIST_ENTRIES} entries in {path!r}"
+                    )
+                item = _entry(
+                    entry.name,
+                    f"{rel}/{entry.name}" if rel else entry.name,
+                    entry.stat(follow_symlinks=False),
+                )
                 out.append(item)
                 if item["type"] == "dir" and depth > 1:
                     subdirs.append(item)
@@ -126,7 +132,9 @@ class Workspace:
                 os.close(fd)
         parent = self._parent(parts)
         try:
-            return _entry(parts[-1], "/".join(parts), os.stat(parts[-1], dir_fd=parent, follow_symlinks=False))
+            return _entry(
+                parts[-1], "/".join(parts), os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+            )
         except OSError as exc:
             raise _oserror(exc, path) from None
         finally:
@@ -154,7 +162,9 @@ class Workspace:
                     nxt = linux.openat2_beneath(fd, name, os.O_PATH | os.O_DIRECTORY)
                 except OSError as exc:
                     if exc.errno == errno.ENOTDIR:
-                        raise EngineError("conflict", f"not a directory: {'/'.join(parts[: i + 1])}") from None
+                        raise EngineError(
+                            "conflict", f"not a directory: {'/'.join(parts[: i + 1])}"
+                        ) from None
                     raise _oserror(exc, path) from None
                 os.close(fd)
                 fd = nxt
@@ -173,7 +183,9 @@ class Workspace:
                 dst_dir = self._parent(dst)
             except EngineError as exc:
                 if exc.code == "not_found":
-                    raise EngineError("not_found", f"destination directory does not exist: {destination}") from None
+                    raise EngineError(
+                        "not_found", f"destination directory does not exist: {destination}"
+                    ) from None
                 raise
             try:
                 linux.renameat2(src_dir, src[-1], dst_dir, dst[-1], noreplace=not overwrite)

@@ -65,8 +65,15 @@ IN_ISDIR = 0x40000000
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
 WATCH_MASK = (
-    IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF
-    | IN_ONLYDIR | IN_EXCL_UNLINK
+    IN_MODIFY
+    | IN_CLOSE_WRITE
+    | IN_MOVED_FROM
+    | IN_MOVED_TO
+    | IN_CREATE
+    | IN_DELETE
+    | IN_DELETE_SELF
+    | IN_ONLYDIR
+    | IN_EXCL_UNLINK
 )
 _HEADER = struct.Struct("iIII")  # wd, mask, cookie, len
 
@@ -176,7 +183,9 @@ class WatchHub:
         except OSError as exc:
             os.close(dirfd)
             raise EngineError("rate_limited", "this host cannot take another watch now") from exc
-        watch = Watch(uuid.uuid4().hex, sandbox_id, root, path, bool(recursive), ifd, time.monotonic() + MAX_WATCH_S)
+        watch = Watch(
+            uuid.uuid4().hex, sandbox_id, root, path, bool(recursive), ifd, time.monotonic() + MAX_WATCH_S
+        )
         try:
             self._watch_tree(watch, dirfd, path)
         except OSError as exc:
@@ -317,7 +326,8 @@ class WatchHub:
         if watch.overflowed:
             return
         if event["type"] == "modified" and any(
-            e.get("path") == event["path"] and e["type"] in ("created", "modified") for e in watch.pending[-32:]
+            e.get("path") == event["path"] and e["type"] in ("created", "modified")
+            for e in watch.pending[-32:]
         ):
             return
         if len(watch.pending) >= MAX_EVENTS_PER_FLUSH:
@@ -342,7 +352,9 @@ class WatchHub:
 
     def _end(self, watch: Watch, reason: str) -> None:
         if reason != "deleted" and self.selector.get_map() and watch.fd in self.selector.get_map():
-            for _ in range(4):  # what happened before the end is still told (bounded: the sandbox may still write)
+            for _ in range(
+                4
+            ):  # what happened before the end is still told (bounded: the sandbox may still write)
                 self._read(watch, final=True)
         with self.lock:
             if self.watches.pop(watch.watch_id, None) is None:
@@ -355,7 +367,9 @@ class WatchHub:
         watch.pending.append({"type": "end", "reason": reason})
         self._flush(watch)
         watch.seq += 1
-        end = ExitEvent(watch.seq, "succeeded" if reason == "stopped" else "killed", None, None, 0.0, 0.0, 0, False)
+        end = ExitEvent(
+            watch.seq, "succeeded" if reason == "stopped" else "killed", None, None, 0.0, 0.0, 0, False
+        )
         try:
             self.bus.publish(watch_stream(watch.watch_id), [end])
         except Exception:

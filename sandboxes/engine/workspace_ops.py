@@ -29,10 +29,16 @@ class WorkspaceOps:
     def op_file_mkdir(self, *, sandbox_id: str, path: str, parents: bool = True) -> dict:
         return self._workspace(self._get(sandbox_id)).make_dir(path, _flag("parents", parents))
 
-    def op_file_move(self, *, sandbox_id: str, source: str, destination: str, overwrite: bool = False) -> dict:
-        return self._workspace(self._get(sandbox_id)).rename(source, destination, _flag("overwrite", overwrite))
+    def op_file_move(
+        self, *, sandbox_id: str, source: str, destination: str, overwrite: bool = False
+    ) -> dict:
+        return self._workspace(self._get(sandbox_id)).rename(
+            source, destination, _flag("overwrite", overwrite)
+        )
 
-    def op_files_watch(self, *, sandbox_id: str, path: str = "", recursive: bool = True, owner: str = "") -> dict:
+    def op_files_watch(
+        self, *, sandbox_id: str, path: str = "", recursive: bool = True, owner: str = ""
+    ) -> dict:
         """Start watching a directory; its events go to the bus stream ``stream`` (see ``watch``)."""
         if not isinstance(owner, str) or len(owner) > 128:
             raise EngineError("invalid_request", "owner must be a string of at most 128 characters")

@@ -25,7 +25,9 @@ def refused(call, *codes):
 def test_stat_reports_type_size_and_missing_is_not_found(engine):
     c, a = engine.client, engine.agent_id
     sid = engine.create()
-    engine.ok(sid, "import os\nos.makedirs('d/e')\nopen('d/f.txt', 'w').write('hello')\nos.symlink('/etc', 'l')")
+    engine.ok(
+        sid, "import os\nos.makedirs('d/e')\nopen('d/f.txt', 'w').write('hello')\nos.symlink('/etc', 'l')"
+    )
     f = c.file_stat(a, sandbox_id=sid, path="d/f.txt")
     assert (f["name"], f["path"], f["type"], f["size"]) == ("f.txt", "d/f.txt", "file", 5)
     assert f["mtime"] > 0 and f["mode"] == 0o644
@@ -129,12 +131,22 @@ def test_new_ops_refuse_paths_through_links_dotdot_and_absolute(engine, host_dir
     engine.ok(sid, f"import os\nos.symlink({target!r}, 'link')\nopen('mine', 'w').write('m')")
     for bad in ("link/secret", "../secret", "/tmp/secret", "a/../../secret"):
         refused(lambda bad=bad: c.file_stat(a, sandbox_id=sid, path=bad), "invalid_request", "not_found")
-        refused(lambda bad=bad: c.file_mkdir(a, sandbox_id=sid, path=f"{bad}/x"), "invalid_request", "not_found")
         refused(
-            lambda bad=bad: c.file_move(a, sandbox_id=sid, source="mine", destination=bad), "invalid_request", "not_found"
+            lambda bad=bad: c.file_mkdir(a, sandbox_id=sid, path=f"{bad}/x"), "invalid_request", "not_found"
         )
-        refused(lambda bad=bad: c.file_move(a, sandbox_id=sid, source=bad, destination="got"), "invalid_request", "not_found")
-        refused(lambda bad=bad: c.files_list(a, sandbox_id=sid, path=bad, depth=3), "invalid_request", "not_found")
+        refused(
+            lambda bad=bad: c.file_move(a, sandbox_id=sid, source="mine", destination=bad),
+            "invalid_request",
+            "not_found",
+        )
+        refused(
+            lambda bad=bad: c.file_move(a, sandbox_id=sid, source=bad, destination="got"),
+            "invalid_request",
+            "not_found",
+        )
+        refused(
+            lambda bad=bad: c.files_list(a, sandbox_id=sid, path=bad, depth=3), "invalid_request", "not_found"
+        )
         refused(lambda bad=bad: c.file_delete(a, sandbox_id=sid, path=bad), "invalid_request", "not_found")
         refused(lambda bad=bad: c.files_watch(a, sandbox_id=sid, path=bad), "invalid_request", "not_found")
     refused(lambda: c.files_list(a, sandbox_id=sid, path="link", depth=2), "invalid_request")
@@ -205,12 +217,21 @@ def test_watch_sees_what_code_in_the_sandbox_does(engine):
         "open('w/sub/c.txt', 'w').write('3')\nos.rename('w/a.txt', 'w/sub/a2.txt')\n"
         "open('outside.txt', 'w').write('not watched')",
     )
-    want = {("created", "w/a.txt"), ("created", "w/new"), ("created", "w/new/b.txt"), ("created", "w/sub/c.txt"),
-            ("moved", "w/a.txt")}
-    events = watch_events(engine, started["stream"], lambda ev: want <= {(e["type"], e.get("path")) for e in ev})
+    want = {
+        ("created", "w/a.txt"),
+        ("created", "w/new"),
+        ("created", "w/new/b.txt"),
+        ("created", "w/sub/c.txt"),
+        ("moved", "w/a.txt"),
+    }
+    events = watch_events(
+        engine, started["stream"], lambda ev: want <= {(e["type"], e.get("path")) for e in ev}
+    )
     engine.ok(sid, "import os\nopen('w/new/b.txt', 'a').write('more')\nos.remove('w/new/b.txt')")
     events += watch_events(
-        engine, started["stream"], lambda ev: ("deleted", "w/new/b.txt") in {(e["type"], e.get("path")) for e in ev}
+        engine,
+        started["stream"],
+        lambda ev: ("deleted", "w/new/b.txt") in {(e["type"], e.get("path")) for e in ev},
     )
     assert ("modified", "w/new/b.txt") in {(e["type"], e.get("path")) for e in events}
     moved = next(e for e in events if e["type"] == "moved")

@@ -24,7 +24,9 @@ def test_stat_mkdir_move_text_list_and_delete(api_pa, sandbox):
     base = f"/api/v1/sandboxes/{sid}"
     r = api_pa.post(f"{base}/fs/mkdir", {"path": "a/b"}, format="json")
     assert r.status_code == 201 and r.json()["type"] == "dir" and r.json()["path"] == "a/b"
-    assert api_pa.post(f"{base}/fs/mkdir", {"path": "a/b", "parents": False}, format="json").status_code == 409
+    assert (
+        api_pa.post(f"{base}/fs/mkdir", {"path": "a/b", "parents": False}, format="json").status_code == 409
+    )
     put(api_pa, sid, "a/b/note.txt", "héllo".encode())
     stat = api_pa.get(f"{base}/fs/stat", {"path": "a/b/note.txt"}).json()
     assert (stat["type"], stat["size"], stat["name"]) == ("file", 6, "note.txt") and stat["mtime"] > 0
@@ -38,7 +40,9 @@ def test_stat_mkdir_move_text_list_and_delete(api_pa, sandbox):
     assert api_pa.get(f"{base}/files/bin.dat").content == b"\xff\xfe\x00"  # bytes still read as bytes
     r = api_pa.post(f"{base}/fs/move", {"source": "a/b/note.txt", "destination": "bin.dat"}, format="json")
     assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
-    r = api_pa.post(f"{base}/fs/move", {"source": "a/b/note.txt", "destination": "a/moved.txt"}, format="json")
+    r = api_pa.post(
+        f"{base}/fs/move", {"source": "a/b/note.txt", "destination": "a/moved.txt"}, format="json"
+    )
     assert r.status_code == 200 and r.json()["path"] == "a/moved.txt"
     tree = api_pa.get(f"{base}/files", {"path": "a", "depth": 3}).json()
     assert [e["path"] for e in tree["entries"]] == ["a/b", "a/moved.txt"]
@@ -57,7 +61,11 @@ def test_stat_mkdir_move_text_list_and_delete(api_pa, sandbox):
 def test_escapes_are_refused_on_every_new_endpoint(api_pa, sandbox, bad):
     sid = sandbox["id"]
     base = f"/api/v1/sandboxes/{sid}"
-    run(api_pa, sid, "import os\nos.symlink('/etc', 'link')\nos.symlink('/proc/self', 'proc')\nopen('f', 'w').close()")
+    run(
+        api_pa,
+        sid,
+        "import os\nos.symlink('/etc', 'link')\nos.symlink('/proc/self', 'proc')\nopen('f', 'w').close()",
+    )
     for r in (
         api_pa.get(f"{base}/fs/stat", {"path": bad}),
         api_pa.get(f"{base}/fs/text", {"path": bad}),
@@ -86,7 +94,11 @@ def test_other_tenant_gets_404_on_every_new_endpoint(api_pa, api_pb, sandbox):
         ("post", f"{base}/fs/move", {"source": "s.txt", "destination": "t.txt"}),
         ("delete", f"{base}/files/s.txt?recursive=false", None),
     ):
-        r = getattr(api_pb, method)(path, body, format="json") if body is not None else getattr(api_pb, method)(path)
+        r = (
+            getattr(api_pb, method)(path, body, format="json")
+            if body is not None
+            else getattr(api_pb, method)(path)
+        )
         assert r.status_code == 404, (method, path, r.status_code)
         assert r.json()["error"]["code"] == "not_found" and b"secret" not in r.content
     assert api_pa.get(f"{base}/fs/text?path=s.txt").json()["text"] == "secret"
@@ -94,11 +106,23 @@ def test_other_tenant_gets_404_on_every_new_endpoint(api_pa, api_pb, sandbox):
 
 
 def _scope(path: str, key: str, query: bytes) -> dict:
-    return {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": query,
-            "root_path": "", "scheme": "http", "http_version": "1.1", "server": ("testserver", 80),
-            "client": ("127.0.0.1", 5000),
-            "headers": [(b"host", b"testserver"), (b"authorization", f"Bearer {key}".encode()),
-                        (b"accept", b"text/event-stream")]}
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "scheme": "http",
+        "http_version": "1.1",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 5000),
+        "headers": [
+            (b"host", b"testserver"),
+            (b"authorization", f"Bearer {key}".encode()),
+            (b"accept", b"text/event-stream"),
+        ],
+    }
 
 
 async def _events(comm, until) -> list[dict]:
@@ -124,8 +148,12 @@ async def test_watch_streams_what_code_in_the_sandbox_writes(api_pa, pro_a, sand
     assert dict(start["headers"])[b"Content-Type"] == b"text/event-stream"
     assert streams_open(pro_a[0].pk) == 1
     await comm.receive_output(20)  # ": watching": the watch is in place
-    await sync_to_async(run)(api_pa, sid, "import os\nopen('out/result.json', 'w').write('{}')\n"
-                                          "os.rename('out/result.json', 'out/final.json')\nopen('elsewhere', 'w')")
+    await sync_to_async(run)(
+        api_pa,
+        sid,
+        "import os\nopen('out/result.json', 'w').write('{}')\n"
+        "os.rename('out/result.json', 'out/final.json')\nopen('elsewhere', 'w')",
+    )
     events = await _events(comm, lambda ev: any(e["type"] == "moved" for e in ev))
     assert {"type": "created", "path": "out/result.json", "is_dir": False} in events
     assert {"type": "moved", "path": "out/result.json", "dest": "out/final.json", "is_dir": False} in events
@@ -172,14 +200,24 @@ def test_runtimes_come_from_the_agents_registry(api_pa, engine):
     from sandboxes.engine.transport import make_bus
     from tests.sandboxes.conftest import BUS_URL, PREFIX, forget_agent
 
-    template = {"name": "cobol-test", "language": "cobol", "version": "3.2.1", "fork_memory": "fresh",
-                "pool_size": 3}
+    template = {
+        "name": "cobol-test",
+        "language": "cobol",
+        "version": "3.2.1",
+        "fork_memory": "fresh",
+        "pool_size": 3,
+    }
     make_bus(BUS_URL, prefix=PREFIX).register_agent(
-        AgentInfo("fake-agent", "h", 1, ["cobol-test"], 1, time.time(), templates=[template]))
+        AgentInfo("fake-agent", "h", 1, ["cobol-test"], 1, time.time(), templates=[template])
+    )
     try:
         runtimes = {r["name"]: r for r in api_pa.get("/api/v1/runtimes").json()["runtimes"]}
         listed = runtimes["cobol-test"]
-        assert (listed["version"], listed["fork_memory"], listed["can_fork_memory"]) == ("3.2.1", "fresh", False)
+        assert (listed["version"], listed["fork_memory"], listed["can_fork_memory"]) == (
+            "3.2.1",
+            "fresh",
+            False,
+        )
         assert (listed["pool_size"], listed["agents"], listed["available"]) == (3, 1, True)
     finally:
         forget_agent("fake-agent")

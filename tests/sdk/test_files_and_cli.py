@@ -58,7 +58,9 @@ def test_watch_yields_changes_made_by_code_in_the_sandbox(client):
         sandbox.files.write("data/probe", "p")
         if ready.wait(0.2):
             break
-    sandbox.run("import os\nos.makedirs('data/out')\nopen('data/out/r.csv', 'w').write('a,b')\nos.remove('data/probe')")
+    sandbox.run(
+        "import os\nos.makedirs('data/out')\nopen('data/out/r.csv', 'w').write('a,b')\nos.remove('data/probe')"
+    )
     sandbox.kill()
     watcher.join(30)
     assert not watcher.is_alive()
@@ -139,8 +141,14 @@ def test_cli_files_as_a_subprocess_with_stdin_and_bytes(mem0_server, client):
     env = {**os.environ, "MEM0_API_KEY": mem0_server.api_key, "MEM0_BASE_URL": mem0_server.base_url}
 
     def cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "mem0sdk", *args], cwd=ROOT, env=env, input=stdin,
-                              capture_output=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "mem0sdk", *args],
+            cwd=ROOT,
+            env=env,
+            input=stdin,
+            capture_output=True,
+            timeout=60,
+        )
 
     created = cli("create", "--json")
     assert created.returncode == 0, created.stderr
