@@ -9,12 +9,10 @@
 Listing with `depth`, bytes and directory delete with `recursive` are on the files resource (api.py).
 """
 
-import asyncio
 import functools
 import json
 from collections.abc import AsyncIterator
 
-from channels.db import database_sync_to_async
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -25,11 +23,8 @@ from rest_framework.views import APIView
 from sandboxes import selectors, workspace_files
 from sandboxes.api import EventStreamRenderer, bool_param
 from sandboxes.file_schema import PATH_PATTERN, SSE_EVENT, path_param
-from sandboxes.models import Sandbox
 from sandboxes.stream_slots import stream_slot_take
-from sandboxes.streaming import READERS
-
-WATCH_BLOCK_MS = 10_000
+from sandboxes.watch_stream import stop_watch_later, watch_events
 
 
 class StatSerializer(serializers.Serializer):
@@ -119,7 +114,7 @@ class HeldWatch:
 
     def close(self) -> None:
         self.slot.release()
-        READERS.submit(self.stop)  # an agent round trip: not on the thread closing the response
+        stop_watch_later(self.stop)
 
 
 class SandboxWatchView(APIView):
@@ -160,33 +155,10 @@ class SandboxWatchView(APIView):
 
 
 async def watch_sse(org, sandbox_id: str, stream: str) -> AsyncIterator[bytes]:
-    """The watch's events from the bus as SSE; ends with the watch (or its sandbox, if its agent is gone)."""
-    from sandboxes import dispatch
-
-    loop = asyncio.get_running_loop()
-    client = dispatch.engine()
-    seq = 0
     yield b": watching\n\n"
-    while True:
-        read = functools.partial(client.output, stream, after_seq=seq, block_ms=WATCH_BLOCK_MS)
-        batch = await loop.run_in_executor(READERS, read)
-        if not batch:
-            sandbox = await database_sync_to_async(selectors.sandbox_by_id)(org, sandbox_id)
-            if sandbox.state != Sandbox.State.RUNNING:
-                yield _sse(seq + 1, {"type": "end", "reason": "sandbox_ended"})
-                return
+    async for item in watch_events(org, sandbox_id, stream):
+        if item is None:
             yield b": keep-alive\n\n"
             continue
-        for event in batch:
-            seq = event.seq
-            if not hasattr(event, "stream"):
-                return
-            try:
-                data = json.loads(event.data)
-            except ValueError:
-                continue
-            yield _sse(seq, data)
-
-
-def _sse(seq: int, data: dict) -> bytes:
-    return f"id: {seq}\nevent: {data.get('type', 'message')}\ndata: {json.dumps(data)}\n\n".encode()
+        seq, change = item
+        yield f"id: {seq}\nevent: {change.get('type', 'message')}\ndata: {json.dumps(change)}\n\n".encode()

@@ -222,3 +222,54 @@ def test_runtimes_come_from_the_agents_registry(api_pa, engine):
     finally:
         forget_agent("fake-agent")
     assert "cobol-test" not in {r["name"] for r in api_pa.get("/api/v1/runtimes").json()["runtimes"]}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_watch_over_a_websocket(api_pa, pro_a, pro_b, sandbox):
+    from channels.testing import WebsocketCommunicator
+
+    sid = sandbox["id"]
+    stranger = WebsocketCommunicator(
+        application,
+        f"/ws/sandboxes/{sid}/watch/",
+        headers=[(b"authorization", f"Bearer {pro_b[2]}".encode())],
+    )
+    connected, code = await stranger.connect()
+    assert not connected and code == 4404
+    ws = WebsocketCommunicator(
+        application,
+        f"/ws/sandboxes/{sid}/watch/?path=&recursive=true",
+        headers=[(b"authorization", f"Bearer {pro_a[2]}".encode())],
+    )
+    assert (await ws.connect())[0]
+    assert streams_open(pro_a[0].pk) == 1
+    await sync_to_async(run)(api_pa, sid, "import os\nos.mkdir('d')\nopen('d/x.txt', 'w').write('1')")
+    seen = []
+    while not {("created", "d"), ("created", "d/x.txt")} <= {(m["type"], m.get("path")) for m in seen}:
+        seen.append(await ws.receive_json_from(20))
+    assert [m["seq"] for m in seen] == sorted(m["seq"] for m in seen)
+    await ws.send_json_to({"hello": 1})
+    assert (await ws.receive_json_from(10))["error"]["code"] == "invalid_request"
+    await sync_to_async(api_pa.delete)(f"/api/v1/sandboxes/{sid}")
+    while (message := await ws.receive_json_from(20))["type"] != "end":
+        pass
+    assert message["reason"] == "sandbox_ended"
+    assert (await ws.receive_output(10))["type"] == "websocket.close"
+    assert streams_open(pro_a[0].pk) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_watch_websocket_refuses_a_path_through_a_link(api_pa, pro_a, sandbox):
+    from channels.testing import WebsocketCommunicator
+
+    sid = sandbox["id"]
+    await sync_to_async(run)(api_pa, sid, "import os\nos.symlink('/etc', 'etc')")
+    ws = WebsocketCommunicator(
+        application,
+        f"/ws/sandboxes/{sid}/watch/?path=etc",
+        headers=[(b"authorization", f"Bearer {pro_a[2]}".encode())],
+    )
+    assert (await ws.connect())[0]
+    assert (await ws.receive_json_from(10))["error"]["code"] == "invalid_request"
+    assert (await ws.receive_output(10))["type"] == "websocket.close"
+    assert streams_open(pro_a[0].pk) == 0
