@@ -112,6 +112,7 @@ class Watch:
     seq: int = 0
     dirs_capped: bool = False
     last_flush: float = 0.0  # monotonic time of its last publish
+    paused: bool = False  # over MAX_EVENTS_PER_FLUSH: not read until its window ends (the kernel queues)
 
 
 def watch_stream(watch_id: str) -> str:
@@ -257,11 +258,18 @@ class WatchHub:
                         pass
                     continue
                 self._read(key.data)
+                if key.data.overflowed and not key.data.paused and key.data.watch_id in self.watches:
+                    # A storm of changes costs the agent one window's worth of parsing, not the storm's.
+                    self.selector.unregister(key.data.fd)
+                    key.data.paused = True
             now = time.monotonic()
             for watch in list(self.watches.values()):
                 if watch.pending and now - watch.last_flush >= FLUSH_S:
                     watch.last_flush = now
                     self._flush(watch)
+                    if watch.paused:
+                        watch.paused = False
+                        self.selector.register(watch.fd, selectors.EVENT_READ, watch)
                 if now > watch.expires:
                     self._end(watch, "time_limit")
 
@@ -352,9 +360,8 @@ class WatchHub:
 
     def _end(self, watch: Watch, reason: str) -> None:
         if reason != "deleted" and self.selector.get_map() and watch.fd in self.selector.get_map():
-            for _ in range(
-                4
-            ):  # what happened before the end is still told (bounded: the sandbox may still write)
+            # What happened before the end is still told (bounded: the sandbox may still be writing).
+            for _ in range(4):
                 self._read(watch, final=True)
         with self.lock:
             if self.watches.pop(watch.watch_id, None) is None:

@@ -267,6 +267,10 @@ def test_a_burst_of_changes_is_coalesced_and_capped(engine, monkeypatch):
     events = watch_events(engine, started["stream"], lambda ev: any(e["type"] == "overflow" for e in ev))
     assert sum(e.get("path") == "big.log" and e["type"] == "modified" for e in events) < 100
     assert len(events) < 2000 + 100
+    # after the storm (the watch was paused while over its window's events) a single change is told again
+    engine.ok(sid, "import time\ntime.sleep(0.2)\nopen('after-storm', 'w').close()")
+    events = watch_events(engine, started["stream"], lambda ev: any(e.get("path") == "after-storm" for e in ev))
+    assert any(e.get("path") == "after-storm" for e in events)
 
 
 def test_watch_of_a_deleted_directory_ends(engine):
