@@ -161,23 +161,34 @@ def test_a_component_swapped_for_a_link_mid_op_never_reaches_the_host(engine, ho
     c, a = engine.client, engine.agent_id
     sid = engine.create()
     flipper = (
-        "import os, time\nos.makedirs('real', exist_ok=True)\nend = time.time() + 8\n"
-        f"while time.time() < end:\n"
+        "import os, time\nos.makedirs('old', exist_ok=True)\nend, n = time.time() + 8, 0\n"
+        "while time.time() < end:\n"
+        "    n += 1\n"
         "    try:\n"
         f"        os.symlink({host_dir!r}, 'tmp'); os.rename('tmp', 'd')\n"
-        "        os.rename('d', 'tmp'); os.unlink('tmp')\n"
-        "        os.mkdir('d'); os.rmdir('d')\n"
+        "        os.unlink('d'); os.mkdir('d')\n"
+        "        os.rename('d', f'old/{n}')\n"
         "    except OSError:\n"
-        "        pass\n"
+        "        for name in ('tmp', 'd'):\n"
+        "            try:\n"
+        "                os.unlink(name)\n"
+        "            except OSError:\n"
+        "                try:\n"
+        "                    os.rename(name, f'old/x{n}')\n"
+        "                except OSError:\n"
+        "                    pass\n"
+        "print(n)\n"
     )
     eid = "race-" + sid
     c.run(a, sandbox_id=sid, execution_id=eid, code=flipper, timeout_s=20)
-    c.file_write(a, sandbox_id=sid, path="src", data=b"s")
-    deadline = time.monotonic() + 6
+    outcomes: dict[str, int] = {}
+    deadline, i = time.monotonic() + 6, 0
     while time.monotonic() < deadline:
+        i += 1
+        c.file_write(a, sandbox_id=sid, path=f"src{i}", data=b"s")
         for call in (
             lambda: c.file_mkdir(a, sandbox_id=sid, path="d/new"),
-            lambda: c.file_move(a, sandbox_id=sid, source="src", destination="d/src"),
+            lambda i=i: c.file_move(a, sandbox_id=sid, source=f"src{i}", destination=f"d/src{i}"),
             lambda: c.file_move(a, sandbox_id=sid, source="d/secret", destination="stolen"),
             lambda: c.file_stat(a, sandbox_id=sid, path="d/secret"),
             lambda: c.files_list(a, sandbox_id=sid, path="d", depth=2),
@@ -185,10 +196,14 @@ def test_a_component_swapped_for_a_link_mid_op_never_reaches_the_host(engine, ho
         ):
             try:
                 call()
+                outcomes["ok"] = outcomes.get("ok", 0) + 1
             except EngineError as exc:
                 assert exc.code in ("invalid_request", "not_found", "conflict"), exc
+                outcomes[exc.code] = outcomes.get(exc.code, 0) + 1
     c.wait(eid, timeout=30)
     assert "stolen" not in {e["name"] for e in c.files_list(a, sandbox_id=sid)}
+    # both states were met: some ops went through (a real directory), some were refused (a link)
+    assert outcomes.get("ok") and outcomes.get("invalid_request"), outcomes
 
 
 def watch_events(engine, stream: str, until, timeout: float = 20.0) -> list[dict]:
@@ -269,7 +284,9 @@ def test_a_burst_of_changes_is_coalesced_and_capped(engine, monkeypatch):
     assert len(events) < 2000 + 100
     # after the storm (the watch was paused while over its window's events) a single change is told again
     engine.ok(sid, "import time\ntime.sleep(0.2)\nopen('after-storm', 'w').close()")
-    events = watch_events(engine, started["stream"], lambda ev: any(e.get("path") == "after-storm" for e in ev))
+    events = watch_events(
+        engine, started["stream"], lambda ev: any(e.get("path") == "after-storm" for e in ev)
+    )
     assert any(e.get("path") == "after-storm" for e in events)
 
 
