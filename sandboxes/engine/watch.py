@@ -42,6 +42,7 @@ log = logging.getLogger("mem0.engine.watch")
 # Kernel limits are per user (root, for the agent): fs.inotify.max_user_instances defaults to 128 and
 # max_user_watches to ~8k-1M by memory. 64 watches of at most 1024 directories stay under both.
 MAX_DIRS = 1024
+MAX_DEPTH = 32  # directory levels below the watched one (a sandbox can nest thousands: never recursed into)
 MAX_WATCHES_PER_SANDBOX = 4
 MAX_WATCHES = 64
 MAX_EVENTS_PER_FLUSH = 256
@@ -257,7 +258,7 @@ class WatchHub:
                     except BlockingIOError:
                         pass
                     continue
-                self._read(key.data)
+                self._read_guarded(key.data)
                 if key.data.overflowed and not key.data.paused and key.data.watch_id in self.watches:
                     # A storm of changes costs the agent one window's worth of parsing, not the storm's.
                     self.selector.unregister(key.data.fd)
@@ -272,6 +273,14 @@ class WatchHub:
                         self.selector.register(watch.fd, selectors.EVENT_READ, watch)
                 if now > watch.expires:
                     self._end(watch, "time_limit")
+
+    def _read_guarded(self, watch: Watch) -> None:
+        """``_read``; a failure ends that watch (``error``), never the hub that serves every watch."""
+        try:
+            self._read(watch)
+        except Exception:
+            log.exception("event=watch_failed watch=%s", watch.watch_id)
+            self._end(watch, "error")
 
     def _read(self, watch: Watch, final: bool = False) -> None:
         """Turn what the watch's inotify queue holds into events; ``final``: a last drain before the watch
@@ -388,10 +397,14 @@ class WatchHub:
         """Watch the directory open at ``dirfd`` and (recursive) every directory below it. With
         ``announce`` (a directory that just appeared) what is already in it is reported as created:
         it may have been filled before its watch was in place."""
-        if len(watch.dirs) >= MAX_DIRS:
+        level = path.count("/") - watch.path.count("/") if watch.path else path.count("/") + 1
+        if len(watch.dirs) >= MAX_DIRS or (path != watch.path and level > MAX_DEPTH):
             if not watch.dirs_capped:
                 watch.dirs_capped = True
-                self._emit(watch, {"type": "overflow", "reason": f"more than {MAX_DIRS} directories"})
+                self._emit(
+                    watch,
+                    {"type": "overflow", "reason": f"more than {MAX_DIRS} directories or {MAX_DEPTH} levels"},
+                )
             return
         watch.dirs[_add_watch(watch.fd, dirfd)] = path
         if not watch.recursive:

@@ -312,3 +312,23 @@ def test_a_watch_follows_at_most_max_dirs_directories(engine, monkeypatch):
     events = watch_events(engine, started["stream"], lambda ev: sum(e["type"] == "created" for e in ev) >= 20)
     assert sum(e["type"] == "overflow" for e in events) == 1
     assert len(watch.dirs) == 3
+
+
+def test_a_very_deep_tree_is_watched_to_max_depth_and_the_hub_survives(engine):
+    c, a = engine.client, engine.agent_id
+    sid = engine.create()
+    engine.ok(
+        sid,
+        "import os\nos.mkdir('deep')\nos.chdir('deep')\nfor _ in range(1500):\n    os.mkdir('a'); os.chdir('a')\nos.chdir('/workspace')",
+    )
+    started = c.files_watch(a, sandbox_id=sid, path="deep")
+    watch = engine.agent.watch_hub.watches[started["watch_id"]]
+    assert len(watch.dirs) == watch_mod.MAX_DEPTH + 1
+    # the same tree moved in under a watched directory is met by the hub thread, not the op
+    c.file_mkdir(a, sandbox_id=sid, path="w")
+    second = c.files_watch(a, sandbox_id=sid, path="w")
+    engine.ok(sid, "import os\nos.rename('deep/a', 'w/moved')\nopen('w/after', 'w').close()")
+    events = watch_events(engine, second["stream"], lambda ev: any(e.get("path") == "w/after" for e in ev))
+    assert sum(e["type"] == "overflow" for e in events) == 1
+    assert len(engine.agent.watch_hub.watches[second["watch_id"]].dirs) <= watch_mod.MAX_DEPTH + 1
+    assert engine.agent.watch_hub.thread.is_alive()
