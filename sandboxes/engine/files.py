@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
+import uuid
 
 from . import linux
 from .protocol import EngineError
@@ -272,7 +272,7 @@ class Workspace:
             st = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
                 if recursive:
-                    shutil.rmtree(parts[-1], dir_fd=parent)  # fd-based: does not follow symlinks
+                    _remove_tree(parent, parts[-1])
                 else:
                     os.rmdir(parts[-1], dir_fd=parent)
             else:
@@ -287,6 +287,31 @@ class Workspace:
         for _dirpath, dirnames, filenames, dirfd in os.fwalk(self.root, follow_symlinks=False):
             for name in dirnames + filenames:
                 os.chown(name, self.owner_uid, self.owner_uid, dir_fd=dirfd, follow_symlinks=False)
+
+
+def _remove_tree(parent: int, name: str) -> None:
+    """rm -r of the directory ``name`` in ``parent`` without recursion and with one descriptor of its own
+    open at a time: each directory's subdirectories are moved up beside it (renameat2, which never follows
+    a link) and removed in turn, so a tree nested thousands deep (a sandbox can make one) costs neither
+    Python recursion (shutil.rmtree's RecursionError) nor a descriptor per level. Every directory is opened
+    beneath ``parent`` without following links; files and links are unlinked, never followed."""
+    todo = [name]
+    while todo:
+        current = todo.pop()
+        fd = linux.openat2_beneath(parent, current, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            with os.scandir(fd) as it:
+                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+            for entry, is_dir in entries:
+                if is_dir:
+                    moved = f".mem0-rm-{uuid.uuid4().hex}"
+                    linux.renameat2(fd, entry, parent, moved, noreplace=True)
+                    todo.append(moved)
+                else:
+                    os.unlink(entry, dir_fd=fd)
+        finally:
+            os.close(fd)
+        os.rmdir(current, dir_fd=parent)
 
 
 def _entry(name: str, path: str, st: os.stat_result) -> dict:

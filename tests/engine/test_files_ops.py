@@ -332,3 +332,16 @@ def test_a_very_deep_tree_is_watched_to_max_depth_and_the_hub_survives(engine):
     assert sum(e["type"] == "overflow" for e in events) == 1
     assert len(engine.agent.watch_hub.watches[second["watch_id"]].dirs) <= watch_mod.MAX_DEPTH + 1
     assert engine.agent.watch_hub.thread.is_alive()
+
+
+def test_deleting_a_deep_tree_with_links_removes_it_and_nothing_they_point_at(engine, host_dir):
+    c, a = engine.client, engine.agent_id
+    sid = engine.create()
+    engine.ok(
+        sid,
+        "import os\nos.mkdir('deep')\nos.chdir('deep')\nfor i in range(1500):\n    os.mkdir('a')\n"
+        f"    if i % 100 == 0:\n        os.symlink({host_dir!r}, 'link'); open('f', 'w').write('x')\n"
+        "    os.chdir('a')\nos.chdir('/workspace')\nopen('keep', 'w').close()",
+    )
+    c.file_delete(a, sandbox_id=sid, path="deep")
+    assert [e["name"] for e in c.files_list(a, sandbox_id=sid)] == ["keep"]
