@@ -254,12 +254,14 @@ class AsyncSandboxFiles:
 
     move = rename
 
-    async def watch(self, path: str = "", recursive: bool = True) -> AsyncIterator[WatchEvent]:
+    async def watch(
+        self, path: str = "", recursive: bool = True, timeout_s: int | None = None
+    ) -> AsyncIterator[WatchEvent]:
         """As `SandboxFiles.watch`."""
         response = await self._client.request(
             "GET",
             api_path("sandboxes", self.sandbox_id, "fs", "watch"),
-            params=transport.watch_params(path, recursive),
+            params=transport.watch_params(path, recursive, timeout_s),
             headers={"Accept": transport.SSE_ACCEPT},
             stream=True,
             timeout=transport.stream_timeout(self._client.settings.timeout),

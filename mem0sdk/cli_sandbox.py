@@ -13,7 +13,7 @@
     mem0 files mkdir ID PATH [--no-parents]                make a directory
     mem0 files mv ID SOURCE DEST [--overwrite]             move within the workspace
     mem0 files stat ID PATH [--json]                       type, size, mode, mtime (exit 1 when missing)
-    mem0 files watch ID [PATH] [--no-recursive]            print each change as a JSON line until the watch ends
+    mem0 files watch ID [PATH] [--no-recursive] [--timeout S]   print each change as a JSON line until it ends
 
 `--json` prints the server's objects as JSON (one object a line for lists).
 """
@@ -165,7 +165,10 @@ def cmd_files_stat(client: Mem0, args: argparse.Namespace) -> int:
 
 
 def cmd_files_watch(client: Mem0, args: argparse.Namespace) -> int:
-    for event in client.sandboxes.files(args.sandbox_id).watch(args.path, recursive=args.recursive):
+    watch = client.sandboxes.files(args.sandbox_id).watch(
+        args.path, recursive=args.recursive, timeout_s=args.timeout
+    )
+    for event in watch:
         print(json.dumps(event.raw), flush=True)
     return 0
 
@@ -237,3 +240,4 @@ def add_commands(commands, connection: argparse.ArgumentParser) -> None:
     watch = action("watch", cmd_files_watch, "print changes as JSON lines")
     watch.add_argument("path", nargs="?", default="")
     watch.add_argument("--no-recursive", dest="recursive", action="store_false")
+    watch.add_argument("--timeout", type=int, default=None, help="stop after this many seconds")

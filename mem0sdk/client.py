@@ -272,13 +272,16 @@ class SandboxFiles:
 
     move = rename
 
-    def watch(self, path: str = "", recursive: bool = True) -> Iterator[WatchEvent]:
+    def watch(
+        self, path: str = "", recursive: bool = True, timeout_s: int | None = None
+    ) -> Iterator[WatchEvent]:
         """Changes below the directory as they happen, until its `end` event (the sandbox ended, the
-        directory was deleted...) or until the caller stops iterating (the watch is then closed)."""
+        directory was deleted, `timeout_s` passed...) or until the caller stops iterating (the watch is
+        then closed)."""
         response = self._client.request(
             "GET",
             api_path("sandboxes", self.sandbox_id, "fs", "watch"),
-            params=transport.watch_params(path, recursive),
+            params=transport.watch_params(path, recursive, timeout_s),
             headers={"Accept": transport.SSE_ACCEPT},
             stream=True,
             timeout=transport.stream_timeout(self._client.settings.timeout),

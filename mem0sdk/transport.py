@@ -235,5 +235,8 @@ def decode_watch_event(decoder: SSEDecoder, line: str) -> WatchEvent | None:
     )
 
 
-def watch_params(path: str, recursive: bool) -> dict[str, str]:
-    return {"path": path, "recursive": "true" if recursive else "false"}
+def watch_params(path: str, recursive: bool, timeout_s: int | None = None) -> dict[str, str]:
+    params = {"path": path, "recursive": "true" if recursive else "false"}
+    if timeout_s is not None:
+        params["timeout"] = str(int(timeout_s))
+    return params

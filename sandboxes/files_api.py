@@ -24,7 +24,7 @@ from sandboxes import selectors, workspace_files
 from sandboxes.api import EventStreamRenderer, bool_param
 from sandboxes.file_schema import PATH_PATTERN, SSE_EVENT, path_param
 from sandboxes.stream_slots import stream_slot_take
-from sandboxes.watch_stream import stop_watch_later, watch_events
+from sandboxes.watch_stream import MAX_WATCH_TIMEOUT_S, stop_watch_later, watch_events, watch_timeout
 
 
 class StatSerializer(serializers.Serializer):
@@ -120,21 +120,31 @@ class HeldWatch:
 class SandboxWatchView(APIView):
     """Server-Sent Events: one `created`, `modified`, `deleted` or `moved` event per change below the
     directory (`data` is `{"type", "path", "dest" (moved), "is_dir"}`), `overflow` when changes came faster
-    than they can be told apart, and a last `end` event (`reason`: `sandbox_ended`, `deleted`,
-    `time_limit`...). Each open watch holds one of the organisation's live stream slots."""
+    than they can be told apart, and a last `end` event (`reason`: `sandbox_ended`, `deleted`, `timeout`
+    (after `timeout` seconds, if given), `time_limit` (an hour)...). Each open watch holds one of the
+    organisation's live stream slots."""
 
     scope = "sandboxes"
     renderer_classes = [JSONRenderer, EventStreamRenderer]
 
     @extend_schema(
         operation_id="sandbox_files_watch",
-        parameters=[path_param(required=False), OpenApiParameter("recursive", bool)],
+        parameters=[
+            path_param(required=False),
+            OpenApiParameter("recursive", bool),
+            OpenApiParameter(
+                "timeout",
+                {"type": "integer", "minimum": 1, "maximum": MAX_WATCH_TIMEOUT_S},
+                description="End the watch after this many seconds (default: when the sandbox ends, or an hour).",
+            ),
+        ],
         responses={(200, "text/event-stream"): SSE_EVENT},
     )
     def get(self, request, sandbox_id: str):
         sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
         recursive = bool_param(request, "recursive", True)
         path = request.query_params.get("path", "")
+        timeout_s = watch_timeout(request.query_params.get("timeout"))
         slot = stream_slot_take(request.auth.org.pk)
         try:
             started = workspace_files.files_watch_start(sandbox=sandbox, path=path, recursive=recursive)
@@ -147,16 +157,16 @@ class SandboxWatchView(APIView):
             watch_id=started["watch_id"],
             stream=started["stream"],
         )
-        body = HeldWatch(watch_sse(request.auth.org, sandbox.pk, started["stream"]), slot, stop)
+        body = HeldWatch(watch_sse(request.auth.org, sandbox.pk, started["stream"], timeout_s), slot, stop)
         response = StreamingHttpResponse(body, content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
         return response
 
 
-async def watch_sse(org, sandbox_id: str, stream: str) -> AsyncIterator[bytes]:
+async def watch_sse(org, sandbox_id: str, stream: str, timeout_s: int | None) -> AsyncIterator[bytes]:
     yield b": watching\n\n"
-    async for item in watch_events(org, sandbox_id, stream):
+    async for item in watch_events(org, sandbox_id, stream, timeout_s):
         if item is None:
             yield b": keep-alive\n\n"
             continue

@@ -1,4 +1,4 @@
-"""`/ws/sandboxes/{id}/watch/?path=P&recursive=true`: a directory watch over a websocket.
+"""`/ws/sandboxes/{id}/watch/?path=P&recursive=true&timeout=S`: a directory watch over a websocket.
 
 Authenticated, tenant-checked and re-checked like the other sockets (consumers._Mem0Consumer: another
 organisation's sandbox closes with 4404, the socket holds one of the organisation's stream slots). Each
@@ -16,7 +16,7 @@ from channels.db import database_sync_to_async
 from mem0web.errors import Mem0Error, error_body
 from sandboxes import selectors, workspace_files
 from sandboxes.consumers import _Mem0Consumer
-from sandboxes.watch_stream import stop_watch_later, watch_events
+from sandboxes.watch_stream import stop_watch_later, watch_events, watch_timeout
 
 CLOSE_REFUSED = 4400
 
@@ -34,6 +34,7 @@ class WatchConsumer(_Mem0Consumer):
         path = query.get("path", [""])[0]
         recursive = query.get("recursive", ["true"])[0].lower() not in ("false", "0")
         try:
+            self.timeout_s = watch_timeout(query["timeout"][0] if "timeout" in query else None)
             self.watch = await database_sync_to_async(workspace_files.files_watch_start)(
                 sandbox=self.sandbox, path=path, recursive=recursive
             )
@@ -45,7 +46,7 @@ class WatchConsumer(_Mem0Consumer):
         self.stream_task = asyncio.create_task(self.follow(self.watch["stream"]))
 
     async def follow(self, stream: str):
-        async for item in watch_events(self.principal.org, self.sandbox.pk, stream):
+        async for item in watch_events(self.principal.org, self.sandbox.pk, stream, self.timeout_s):
             if item is not None:
                 seq, change = item
                 await self.send_json({"seq": seq, **change})

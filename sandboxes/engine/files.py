@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
 import uuid
 
@@ -195,6 +196,12 @@ class Workspace:
                     raise EngineError("not_found", f"no such file: {source}") from None
                 if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
                     raise EngineError("conflict", f"destination exists: {destination}") from None
+                if exc.errno == errno.EXDEV:  # overlayfs: a directory of a lower layer cannot be renamed
+                    raise EngineError(
+                        "conflict",
+                        f"{source} is a directory the sandbox had before it was forked, which cannot be moved; "
+                        "copy it instead",
+                    ) from None
                 raise _oserror(exc, source) from None
             finally:
                 os.close(dst_dir)
@@ -272,7 +279,12 @@ class Workspace:
             st = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
                 if recursive:
-                    _remove_tree(parent, parts[-1])
+                    try:
+                        _remove_tree(parent, parts[-1])
+                    except RecursionError:
+                        raise EngineError(
+                            "invalid_request", f"{path} is nested too deep to delete at once: delete a deeper part first"
+                        ) from None
                 else:
                     os.rmdir(parts[-1], dir_fd=parent)
             else:
@@ -305,7 +317,15 @@ def _remove_tree(parent: int, name: str) -> None:
             for entry, is_dir in entries:
                 if is_dir:
                     moved = f".mem0-rm-{uuid.uuid4().hex}"
-                    linux.renameat2(fd, entry, parent, moved, noreplace=True)
+                    try:
+                        linux.renameat2(fd, entry, parent, moved, noreplace=True)
+                    except OSError as exc:
+                        if exc.errno != errno.EXDEV:
+                            raise
+                        # A directory of a lower overlay layer (from before a fork) cannot move:
+                        # removed in place, descriptor-based (shutil.rmtree with dir_fd never follows links).
+                        shutil.rmtree(entry, dir_fd=fd)
+                        continue
                     todo.append(moved)
                 else:
                     os.unlink(entry, dir_fd=fd)

@@ -144,7 +144,10 @@ class WatchHub:
 
     def stop(self) -> None:
         self.stopping = True
-        self._wake()
+        try:
+            os.write(self.wake_w, b"x")  # out of select() now
+        except BlockingIOError:
+            pass
         if self.thread:
             self.thread.join(timeout=5)
         for watch in list(self.watches.values()):
@@ -154,10 +157,12 @@ class WatchHub:
         os.close(self.wake_w)
 
     def _wake(self) -> None:
+        if self.stopping:
+            return  # the hub is gone (its pipe closed): deaths during the agent's stop have nothing to end
         try:
             os.write(self.wake_w, b"x")
         except BlockingIOError:
-            pass
+            pass  # a wake is already pending
 
     # -------------------------------------------------------------- control (op threads)
 

@@ -345,3 +345,22 @@ def test_deleting_a_deep_tree_with_links_removes_it_and_nothing_they_point_at(en
     )
     c.file_delete(a, sandbox_id=sid, path="deep")
     assert [e["name"] for e in c.files_list(a, sandbox_id=sid)] == ["keep"]
+
+
+def test_directories_from_before_a_fork_are_deleted_and_refused_a_move_clearly(engine):
+    """After a fork the parent's files are a shared lower overlay layer: a directory there cannot be
+    renamed (EXDEV), so move says so (409), and delete still removes it."""
+    c, a = engine.client, engine.agent_id
+    sid = engine.create()
+    engine.ok(sid, "import os\nos.makedirs('old/sub/deeper')\nopen('old/sub/f', 'w').write('x')")
+    child = engine.fork(sid)["sandbox_id"]
+    err = refused(lambda: c.file_move(a, sandbox_id=sid, source="old", destination="new"), "conflict")
+    assert "forked" in err.message
+    c.file_delete(a, sandbox_id=sid, path="old")
+    assert c.files_list(a, sandbox_id=sid) == []
+    assert [e["path"] for e in c.files_list(a, sandbox_id=child, depth=3)] == [
+        "old",
+        "old/sub",
+        "old/sub/deeper",
+        "old/sub/f",
+    ]

@@ -192,3 +192,15 @@ async def test_async_files_and_watch(aclient):
     await asyncio.wait_for(watcher, 30)
     assert ("created", "w/from_code.txt") in {(e.type, e.path) for e in events}
     assert events[-1].type == "end"
+
+
+def test_watch_with_a_timeout_ends_by_itself_and_the_cli_prints_json_lines(cli_env, client, capsys):
+    with client.sandboxes.create() as sandbox:
+        events = list(sandbox.files.watch(timeout_s=1))
+        assert events[-1].type == "end" and events[-1].reason == "timeout"
+        assert main(["files", "watch", sandbox.id, "--timeout", "1"]) == 0
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert lines[-1] == {"type": "end", "reason": "timeout"}
+        with pytest.raises(Mem0Error) as err:
+            list(sandbox.files.watch(timeout_s=0))
+        assert err.value.code == "invalid_request"
