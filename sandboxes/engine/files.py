@@ -283,7 +283,8 @@ class Workspace:
                         _remove_tree(parent, parts[-1])
                     except RecursionError:
                         raise EngineError(
-                            "invalid_request", f"{path} is nested too deep to delete at once: delete a deeper part first"
+                            "invalid_request",
+                            f"{path} is nested too deep to delete at once: delete a deeper part first",
                         ) from None
                 else:
                     os.rmdir(parts[-1], dir_fd=parent)
