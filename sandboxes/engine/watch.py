@@ -23,18 +23,32 @@ stopped, its sandbox ends, its directory is deleted or its time is up.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
 import selectors
-import struct
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 
 from . import linux
+from .inotify import (
+    IN_CLOSE_WRITE,
+    IN_CREATE,
+    IN_DELETE,
+    IN_DELETE_SELF,
+    IN_IGNORED,
+    IN_ISDIR,
+    IN_MODIFY,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+    IN_Q_OVERFLOW,
+    IN_UNMOUNT,
+    add_watch,
+    inotify_init,
+    records,
+)
 from .protocol import EngineError, ExitEvent, OutputEvent
 
 log = logging.getLogger("mem0.engine.watch")
@@ -49,53 +63,6 @@ MAX_EVENTS_PER_FLUSH = 256
 MAX_WATCH_S = 3600.0
 FLUSH_S = 0.05
 READ_BYTES = 64 << 10
-
-IN_MODIFY = 0x2
-IN_CLOSE_WRITE = 0x8
-IN_MOVED_FROM = 0x40
-IN_MOVED_TO = 0x80
-IN_CREATE = 0x100
-IN_DELETE = 0x200
-IN_DELETE_SELF = 0x400
-IN_UNMOUNT = 0x2000
-IN_Q_OVERFLOW = 0x4000
-IN_IGNORED = 0x8000
-IN_ONLYDIR = 0x01000000
-IN_EXCL_UNLINK = 0x04000000
-IN_ISDIR = 0x40000000
-IN_NONBLOCK = os.O_NONBLOCK
-IN_CLOEXEC = os.O_CLOEXEC
-WATCH_MASK = (
-    IN_MODIFY
-    | IN_CLOSE_WRITE
-    | IN_MOVED_FROM
-    | IN_MOVED_TO
-    | IN_CREATE
-    | IN_DELETE
-    | IN_DELETE_SELF
-    | IN_ONLYDIR
-    | IN_EXCL_UNLINK
-)
-_HEADER = struct.Struct("iIII")  # wd, mask, cookie, len
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _inotify_init() -> int:
-    fd = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"inotify_init1: {os.strerror(err)}")
-    return fd
-
-
-def _add_watch(ifd: int, dirfd: int) -> int:
-    # The agent's own descriptor, resolved safely beforehand: following this magic link is the point.
-    wd = _libc.inotify_add_watch(ifd, f"/proc/self/fd/{dirfd}".encode(), ctypes.c_uint32(WATCH_MASK))
-    if wd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"inotify_add_watch: {os.strerror(err)}")
-    return wd
 
 
 @dataclass
@@ -186,7 +153,7 @@ class WatchHub:
         finally:
             os.close(base)
         try:
-            ifd = _inotify_init()
+            ifd = inotify_init()
         except OSError as exc:
             os.close(dirfd)
             raise EngineError("rate_limited", "this host cannot take another watch now") from exc
@@ -301,12 +268,7 @@ class WatchHub:
                 self._end(watch, "error")
             return
         moves: dict[int, tuple[str, bool]] = {}
-        offset = 0
-        while offset + _HEADER.size <= len(buf):
-            wd, mask, cookie, length = _HEADER.unpack_from(buf, offset)
-            raw = buf[offset + _HEADER.size : offset + _HEADER.size + length]
-            offset += _HEADER.size + length
-            name = raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        for wd, mask, cookie, name in records(buf):
             if mask & IN_Q_OVERFLOW:
                 self._emit(watch, {"type": "overflow"})
                 continue
@@ -411,7 +373,7 @@ class WatchHub:
                     {"type": "overflow", "reason": f"more than {MAX_DIRS} directories or {MAX_DEPTH} levels"},
                 )
             return
-        watch.dirs[_add_watch(watch.fd, dirfd)] = path
+        watch.dirs[add_watch(watch.fd, dirfd)] = path
         if not watch.recursive:
             return
         try:

@@ -20,6 +20,7 @@ MODULES = [
     "layers",
     "files",
     "watch",
+    "inotify",
     "runtime_info",
     "cgroups",
     "reaper",
