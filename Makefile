@@ -38,5 +38,6 @@ bench: $(STAMP) sysdeps
 	$(PY) bench/engine.py
 	$(PY) bench/api.py
 	$(PY) bench/snapshots.py
+	$(PY) bench/files.py
 
 .PHONY: install sysdeps run test lint bench

@@ -38,6 +38,7 @@ from mem0sdk.models import (  # noqa: E402
     Runtime,
     Sandbox,
     Snapshot,
+    WatchEvent,
 )
 
 __all__ = [
@@ -72,4 +73,5 @@ __all__ = [
     "SandboxNotRunningError",
     "SandboxPausedError",
     "Snapshot",
+    "WatchEvent",
 ]

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from mem0sdk import transport
-from mem0sdk.errors import Mem0ConnectionError, Mem0Error
+from mem0sdk.errors import Mem0ConnectionError, Mem0Error, NotFoundError
 from mem0sdk.models import (
     AsyncSandbox,
     Execution,
@@ -23,6 +23,7 @@ from mem0sdk.models import (
     OutputEvent,
     Runtime,
     Snapshot,
+    WatchEvent,
 )
 from mem0sdk.transport import api_path
 
@@ -217,14 +218,74 @@ class AsyncSandboxFiles:
     def __init__(self, client: AsyncMem0, sandbox_id: str):
         self._client, self.sandbox_id = client, sandbox_id
 
-    async def list(self, path: str = "") -> list[FileEntry]:
-        body = await self._client.get_json(api_path("sandboxes", self.sandbox_id, "files"), {"path": path})
+    async def list(self, path: str = "", depth: int = 1) -> list[FileEntry]:
+        params = {"path": path, **({"depth": str(depth)} if depth != 1 else {})}
+        body = await self._client.get_json(api_path("sandboxes", self.sandbox_id, "files"), params)
         return [FileEntry.from_json(e) for e in body.get("entries", [])]
 
     async def read(self, path: str) -> bytes:
         return (
             await self._client.request("GET", api_path("sandboxes", self.sandbox_id, "files", path))
         ).content
+
+    async def read_text(self, path: str) -> str:
+        body = await self._client.get_json(
+            api_path("sandboxes", self.sandbox_id, "fs", "text"), {"path": path}
+        )
+        return body["text"]
+
+    async def stat(self, path: str) -> FileEntry:
+        return FileEntry.from_json(
+            await self._client.get_json(api_path("sandboxes", self.sandbox_id, "fs", "stat"), {"path": path})
+        )
+
+    async def exists(self, path: str) -> bool:
+        try:
+            await self.stat(path)
+        except NotFoundError:
+            return False
+        return True
+
+    async def make_dir(self, path: str, parents: bool = True) -> FileEntry:
+        response = await self._client.request(
+            "POST",
+            api_path("sandboxes", self.sandbox_id, "fs", "mkdir"),
+            json={"path": path, "parents": parents},
+        )
+        return FileEntry.from_json(response.json())
+
+    async def rename(self, source: str, destination: str, overwrite: bool = False) -> FileEntry:
+        response = await self._client.request(
+            "POST",
+            api_path("sandboxes", self.sandbox_id, "fs", "move"),
+            json={"source": source, "destination": destination, "overwrite": overwrite},
+        )
+        return FileEntry.from_json(response.json())
+
+    move = rename
+
+    async def watch(
+        self, path: str = "", recursive: bool = True, timeout_s: int | None = None
+    ) -> AsyncIterator[WatchEvent]:
+        """As `SandboxFiles.watch`."""
+        response = await self._client.request(
+            "GET",
+            api_path("sandboxes", self.sandbox_id, "fs", "watch"),
+            params=transport.watch_params(path, recursive, timeout_s),
+            headers={"Accept": transport.SSE_ACCEPT},
+            stream=True,
+            timeout=transport.stream_timeout(self._client.settings.timeout),
+        )
+        try:
+            decoder = transport.SSEDecoder()
+            async for line in response.aiter_lines():
+                event = transport.decode_watch_event(decoder, line)
+                if event is not None:
+                    yield event
+                    if event.type == "end":
+                        return
+        finally:
+            await response.aclose()
 
     async def write(self, path: str, data: bytes | str) -> int:
         content = data.encode() if isinstance(data, str) else bytes(data)
@@ -236,8 +297,11 @@ class AsyncSandboxFiles:
         )
         return len(content)
 
-    async def delete(self, path: str) -> None:
-        await self._client.request("DELETE", api_path("sandboxes", self.sandbox_id, "files", path))
+    async def delete(self, path: str, recursive: bool = True) -> None:
+        params = None if recursive else {"recursive": "false"}
+        await self._client.request(
+            "DELETE", api_path("sandboxes", self.sandbox_id, "files", path), params=params
+        )
 
 
 class AsyncExecutions:

@@ -6,6 +6,7 @@
     mem0 sandboxes ls [--state S] [--runtime R] [--json]      list sandboxes
     mem0 sandboxes rm ID...                                   kill sandboxes
     mem0 snapshots ls [--json]                                list snapshots
+    mem0 create | fork | snapshot | restore | lineage | runtimes | files ...   see cli_sandbox.py
 
 The key comes from --api-key or $MEM0_API_KEY, the server from --base-url or $MEM0_BASE_URL.
 `run` and `exec` exit with the code's exit status (124 when it hit its time limit, 128+N when killed by
@@ -19,6 +20,7 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 
+from mem0sdk import cli_sandbox
 from mem0sdk.client import Mem0
 from mem0sdk.errors import Mem0Error
 from mem0sdk.models import Execution, OutputEvent
@@ -209,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     snap_ls = snapshot_commands.add_parser("ls", parents=[connection], help="list snapshots")
     snap_ls.add_argument("--json", action="store_true", help="one JSON object per line")
     snap_ls.set_defaults(handler=cmd_snapshots_ls)
+    cli_sandbox.add_commands(commands, connection)
     return parser
 
 

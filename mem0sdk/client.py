@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from mem0sdk import transport
-from mem0sdk.errors import Mem0ConnectionError, Mem0Error
+from mem0sdk.errors import Mem0ConnectionError, Mem0Error, NotFoundError
 from mem0sdk.models import (
     Execution,
     ExitEvent,
@@ -19,6 +19,7 @@ from mem0sdk.models import (
     Runtime,
     Sandbox,
     Snapshot,
+    WatchEvent,
 )
 from mem0sdk.transport import api_path
 
@@ -234,12 +235,79 @@ class SandboxFiles:
     def __init__(self, client: Mem0, sandbox_id: str):
         self._client, self.sandbox_id = client, sandbox_id
 
-    def list(self, path: str = "") -> list[FileEntry]:
-        body = self._client.get_json(api_path("sandboxes", self.sandbox_id, "files"), {"path": path})
+    def list(self, path: str = "", depth: int = 1) -> list[FileEntry]:
+        """The directory's entries, and with `depth` > 1 those of its subdirectories that many levels down
+        (symlinks are listed, never followed), sorted by path."""
+        params = {"path": path, **({"depth": str(depth)} if depth != 1 else {})}
+        body = self._client.get_json(api_path("sandboxes", self.sandbox_id, "files"), params)
         return [FileEntry.from_json(e) for e in body.get("entries", [])]
 
     def read(self, path: str) -> bytes:
         return self._client.request("GET", api_path("sandboxes", self.sandbox_id, "files", path)).content
+
+    def read_text(self, path: str) -> str:
+        """The file as UTF-8 text; a file that is not raises Mem0Error code `not_text` (422)."""
+        return self._client.get_json(api_path("sandboxes", self.sandbox_id, "fs", "text"), {"path": path})[
+            "text"
+        ]
+
+    def stat(self, path: str) -> FileEntry:
+        """Type, size, mode and mtime of the path itself (a symlink is not followed); NotFoundError if missing."""
+        return FileEntry.from_json(
+            self._client.get_json(api_path("sandboxes", self.sandbox_id, "fs", "stat"), {"path": path})
+        )
+
+    def exists(self, path: str) -> bool:
+        try:
+            self.stat(path)
+        except NotFoundError:
+            return False
+        return True
+
+    def make_dir(self, path: str, parents: bool = True) -> FileEntry:
+        """Create a directory (with `parents`, like mkdir -p); ConflictError when a file is in the way."""
+        response = self._client.request(
+            "POST",
+            api_path("sandboxes", self.sandbox_id, "fs", "mkdir"),
+            json={"path": path, "parents": parents},
+        )
+        return FileEntry.from_json(response.json())
+
+    def rename(self, source: str, destination: str, overwrite: bool = False) -> FileEntry:
+        """Move within the workspace; an existing destination is ConflictError unless `overwrite`."""
+        response = self._client.request(
+            "POST",
+            api_path("sandboxes", self.sandbox_id, "fs", "move"),
+            json={"source": source, "destination": destination, "overwrite": overwrite},
+        )
+        return FileEntry.from_json(response.json())
+
+    move = rename
+
+    def watch(
+        self, path: str = "", recursive: bool = True, timeout_s: int | None = None
+    ) -> Iterator[WatchEvent]:
+        """Changes below the directory as they happen, until its `end` event (the sandbox ended, the
+        directory was deleted, `timeout_s` passed...) or until the caller stops iterating (the watch is
+        then closed)."""
+        response = self._client.request(
+            "GET",
+            api_path("sandboxes", self.sandbox_id, "fs", "watch"),
+            params=transport.watch_params(path, recursive, timeout_s),
+            headers={"Accept": transport.SSE_ACCEPT},
+            stream=True,
+            timeout=transport.stream_timeout(self._client.settings.timeout),
+        )
+        try:
+            decoder = transport.SSEDecoder()
+            for line in response.iter_lines():
+                event = transport.decode_watch_event(decoder, line)
+                if event is not None:
+                    yield event
+                    if event.type == "end":
+                        return
+        finally:
+            response.close()
 
     def write(self, path: str, data: bytes | str) -> int:
         """Create or replace a file (parents are created); str is written as UTF-8. Returns its size."""
@@ -252,8 +320,10 @@ class SandboxFiles:
         )
         return len(content)
 
-    def delete(self, path: str) -> None:
-        self._client.request("DELETE", api_path("sandboxes", self.sandbox_id, "files", path))
+    def delete(self, path: str, recursive: bool = True) -> None:
+        """Remove a file, a link or a directory; a non-empty directory with `recursive=False` is ConflictError."""
+        params = None if recursive else {"recursive": "false"}
+        self._client.request("DELETE", api_path("sandboxes", self.sandbox_id, "files", path), params=params)
 
 
 class Executions:

@@ -157,6 +157,8 @@ class FileEntry:
     path: str | None = None
     type: str | None = None
     size: int | None = None
+    mode: int | None = None
+    mtime: float | None = None
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -179,12 +181,32 @@ class Runtime:
     name: str
     language: str | None = None
     description: str | None = None
+    version: str | None = None
+    fork_memory: str | None = None  # "carried" (a fork copies the interpreter's memory) or "fresh"
     can_fork_memory: bool | None = None
+    pool_size: int | None = None
     available: bool | None = None
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: dict) -> Runtime:
+        return cls(**_known(cls, data), raw=data)
+
+
+@dataclass
+class WatchEvent:
+    """A change in a watched directory: `type` is created, modified, deleted, moved (to `dest`), overflow
+    (changes came faster than they could be told apart: list the directory again) or end (`reason`)."""
+
+    type: str
+    path: str | None = None
+    dest: str | None = None
+    is_dir: bool = False
+    reason: str | None = None
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict) -> WatchEvent:
         return cls(**_known(cls, data), raw=data)
 
 

@@ -19,7 +19,7 @@ import httpx
 
 from mem0sdk import __version__
 from mem0sdk.errors import AuthenticationError, Mem0ConnectionError, Mem0Error, RateLimitedError, error_for
-from mem0sdk.models import ExitEvent, OutputEvent, event_from_json
+from mem0sdk.models import ExitEvent, OutputEvent, WatchEvent, event_from_json
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT_S = 60.0
@@ -217,3 +217,26 @@ def decode_event(decoder: SSEDecoder, line: str) -> OutputEvent | ExitEvent | No
 def reconnect_delay(failures: int) -> float:
     """Seconds before reconnecting a dropped event stream: 1 s, 2 s, 4 s... (the server's `retry:` is 1 s)."""
     return min(2.0 ** (failures - 1), MAX_BACKOFF_S)
+
+
+def decode_watch_event(decoder: SSEDecoder, line: str) -> WatchEvent | None:
+    """Feed one line of a watch stream; the change it completes, if any."""
+    message = decoder.feed(line)
+    if message is None:
+        return None
+    try:
+        payload = json.loads(message.data)
+    except ValueError:
+        return None
+    return (
+        WatchEvent.from_json(payload)
+        if isinstance(payload, dict) and isinstance(payload.get("type"), str)
+        else None
+    )
+
+
+def watch_params(path: str, recursive: bool, timeout_s: int | None = None) -> dict[str, str]:
+    params = {"path": path, "recursive": "true" if recursive else "false"}
+    if timeout_s is not None:
+        params["timeout"] = str(int(timeout_s))
+    return params

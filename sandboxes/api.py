@@ -14,7 +14,8 @@ from rest_framework.views import APIView
 from mem0web.errors import InvalidRequest, PayloadTooLarge
 from mem0web.handlers import after_response
 from mem0web.pagination import Cursor
-from sandboxes import dispatch, executions, pausing, ports, selectors, services
+from sandboxes import dispatch, executions, pausing, ports, selectors, services, workspace_files
+from sandboxes.file_schema import path_param
 from sandboxes.idempotency import idempotent
 from sandboxes.runtimes import runtime_catalog
 from sandboxes.serializers import (
@@ -22,6 +23,7 @@ from sandboxes.serializers import (
     ExecutionSerializer,
     PortExposedSerializer,
     PortExposeSerializer,
+    RuntimeListSerializer,
     SandboxCreateSerializer,
     SandboxSerializer,
     SandboxUpdateSerializer,
@@ -34,6 +36,18 @@ from sandboxes.streaming import HeldStream, event_json, sse_stream, stored_event
 
 def _int_param(request, name: str, default: int = 0) -> int:
     return _nonnegative_int(name, request.query_params.get(name, default))
+
+
+def bool_param(request, name: str, default: bool) -> bool:
+    """A query parameter as a boolean (true/false/1/0), else 400 invalid_request."""
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise InvalidRequest(f"{name} must be true or false.")
 
 
 def _nonnegative_int(name: str, text) -> int:
@@ -234,12 +248,21 @@ class RawBytesParser(BaseParser):
 class SandboxFilesView(APIView):
     scope = "sandboxes"
 
-    @extend_schema(operation_id="sandbox_files_list", parameters=[OpenApiParameter("path", str)],
-                   responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(operation_id="sandbox_files_list", parameters=[
+        path_param(required=False),
+        OpenApiParameter("depth", {"type": "integer", "minimum": 1, "maximum": workspace_files.MAX_LIST_DEPTH},
+                         description="Levels to list: 1 (default) the directory's entries, more: recursive.")],
+        responses={200: OpenApiTypes.OBJECT})
     def get(self, request, sandbox_id: str):
         sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
         path = request.query_params.get("path", "")
-        return Response({"path": path, "entries": services.file_list(sandbox=sandbox, path=path)})
+        depth = _int_param(request, "depth", 1)
+        if not 1 <= depth <= workspace_files.MAX_LIST_DEPTH:
+            raise InvalidRequest(f"depth must be from 1 to {workspace_files.MAX_LIST_DEPTH}.")
+        if depth == 1:
+            return Response({"path": path, "entries": services.file_list(sandbox=sandbox, path=path)})
+        return Response({"path": path, "depth": depth,
+                         "entries": workspace_files.file_list_tree(sandbox=sandbox, path=path, depth=depth)})
 
 
 # A workspace path as validation.clean_workspace_path takes it, written without lookaheads: segments
@@ -279,14 +302,20 @@ class SandboxFileView(APIView):
         services.file_write(sandbox=sandbox, path=path, data=data)
         return Response({"path": path, "size": len(data)}, status=201)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None}, parameters=[OpenApiParameter(
+        "recursive", bool, description="A directory with entries is removed only with recursive=true (the "
+        "default); recursive=false answers 409 conflict for it.")])
     def delete(self, request, sandbox_id: str, path: str):
         sandbox = selectors.sandbox_by_id(request.auth.org, sandbox_id)
-        services.file_delete(sandbox=sandbox, path=path)
+        recursive = bool_param(request, "recursive", True)
+        if recursive:
+            services.file_delete(sandbox=sandbox, path=path)
+        else:
+            workspace_files.file_delete(sandbox=sandbox, path=path, recursive=False)
         return Response(status=204)
 
 
 class RuntimesView(APIView):
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: RuntimeListSerializer})
     def get(self, request):
-        return Response({"runtimes": runtime_catalog(dispatch.known_runtimes())})
+        return Response({"runtimes": runtime_catalog(dispatch.engine().agents())})

@@ -216,3 +216,24 @@ def execution_json(e: Execution) -> dict:
             "wall_ms": _float(e.wall_ms), "cpu_ms": _float(e.cpu_ms), "peak_memory_bytes": _int(e.peak_memory_bytes),
             "limit": _str(e.limit), "timeout_s": _float(e.timeout_s), "stream_url": f"/api/v1/executions/{e.pk}/events",
             "created_at": _iso(e.created_at), "finished_at": _iso(e.finished_at)}
+
+
+class RuntimeSerializer(serializers.Serializer):
+    """A runtime as GET /api/v1/runtimes lists it (sandboxes/runtimes.py runtime_catalog)."""
+
+    name = serializers.CharField()
+    language = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    version = serializers.CharField(allow_null=True, help_text="As the agents serving it report it.")
+    fork_memory = serializers.ChoiceField(
+        choices=["carried", "fresh"],
+        help_text="carried: a fork copies the live interpreter's memory; fresh: a new process with a copy of the workspace.",
+    )
+    can_fork_memory = serializers.BooleanField()
+    pool_size = serializers.IntegerField(min_value=0, help_text="Warm sandboxes ready, over all agents.")
+    agents = serializers.IntegerField(min_value=0)
+    available = serializers.BooleanField()
+
+
+class RuntimeListSerializer(serializers.Serializer):
+    runtimes = RuntimeSerializer(many=True)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from sandboxes import api, commands_api, port_proxy, snapshot_api
+from sandboxes import api, commands_api, files_api, port_proxy, snapshot_api
 
 api_urlpatterns = [
     path("sandboxes", api.SandboxListView.as_view(), name="api-sandboxes"),
@@ -16,6 +16,11 @@ api_urlpatterns = [
     path("sandboxes/<str:sandbox_id>/executions", api.ExecutionCreateView.as_view(), name="api-executions"),
     path("sandboxes/<str:sandbox_id>/files", api.SandboxFilesView.as_view(), name="api-files"),
     path("sandboxes/<str:sandbox_id>/files/<path:path>", api.SandboxFileView.as_view(), name="api-file"),
+    path("sandboxes/<str:sandbox_id>/fs/stat", files_api.SandboxFileStatView.as_view(), name="api-fs-stat"),
+    path("sandboxes/<str:sandbox_id>/fs/mkdir", files_api.SandboxMkdirView.as_view(), name="api-fs-mkdir"),
+    path("sandboxes/<str:sandbox_id>/fs/move", files_api.SandboxMoveView.as_view(), name="api-fs-move"),
+    path("sandboxes/<str:sandbox_id>/fs/text", files_api.SandboxFileTextView.as_view(), name="api-fs-text"),
+    path("sandboxes/<str:sandbox_id>/fs/watch", files_api.SandboxWatchView.as_view(), name="api-fs-watch"),
     path("executions/<str:execution_id>", api.ExecutionDetailView.as_view(), name="api-execution"),
     path("executions/<str:execution_id>/events", api.ExecutionEventsView.as_view(), name="api-execution-events"),
     path("runtimes", api.RuntimesView.as_view(), name="api-runtimes"),

@@ -42,10 +42,12 @@ from .pause_ops import PauseOps
 from .pool import WarmPool
 from .ports import PortOps, PortRelay
 from .protocol import HEARTBEAT_INTERVAL, AgentInfo, EngineError, Limits, OpReply, OpRequest
+from .runtime_info import runtime_version, template_info
 from .runtimes import Runtime, builtin_runtimes
 from .sandbox import Run, Sandbox
 from .supervisor import Supervisor
 from .transport import Bus
+from .watch import WatchHub
 from .workspace_ops import WorkspaceOps
 from .zygote import TMP_BYTES
 
@@ -103,6 +105,8 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
         self.owner_lock = threading.Lock()
         self.cleaner = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mem0-cleanup")
         self.supervisor = Supervisor(bus, self._on_dead)
+        self.watch_hub = WatchHub(bus)
+        self.versions: dict[str, str] = {}
         self._blockstore = blockstore  # a configured BlockStore (S3 tier...), or a local one made lazily
         self.blockstore_dir = blockstore_dir or os.path.join(self.state_dir, "blocks")
         self.go_cache_dir = go_cache_dir
@@ -119,6 +123,7 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
             log.warning("event=stale_sandboxes_killed agent=%s count=%d", self.agent_id, stale)
         self.supervisor.start()
         toolchains = self._prepare_toolchains()
+        self.watch_hub.start()
         self.factory = SandboxFactory(
             runtimes=self.runtimes,
             state_dir=self.state_dir,
@@ -140,6 +145,7 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
             )
             self.pools[name] = pool
             pool.start()
+        self.versions = {name: runtime_version(rt) for name, rt in self.runtimes.items()}
         self._heartbeat()
         threading.Thread(target=self._heartbeat_loop, name="mem0-heartbeat", daemon=True).start()
         self.consumer = threading.Thread(
@@ -191,6 +197,7 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
                 self.supervisor.kill(sb)
         for sb in list(self.sandboxes.values()):
             self.supervisor.kill(sb)
+        self.watch_hub.stop()
         self.executor.shutdown(wait=True, cancel_futures=True)
         deadline = time.monotonic() + 10
         while self.factory.live and time.monotonic() < deadline:  # deaths seen, resources released
@@ -224,6 +231,11 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
                 load=len(self.sandboxes),
                 last_heartbeat=time.time(),
                 alive=True,
+                templates=[
+                    template_info(rt, self.versions.get(name, "unknown"), self.pools[name].size())
+                    for name, rt in sorted(self.runtimes.items())
+                    if name in self.pools
+                ],
             )
         )
 
@@ -242,6 +254,8 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
         if sb.sandbox_id and self.sandboxes.get(sb.sandbox_id) is sb:
             self.sandboxes.pop(sb.sandbox_id, None)
             self.ports.unexpose(sb.sandbox_id)
+        if sb.sandbox_id:
+            self.watch_hub.end_sandbox(sb.sandbox_id)
         for pool in self.pools.values():
             pool.discard(sb)
         try:

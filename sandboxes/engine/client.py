@@ -174,9 +174,64 @@ class EngineClient:
         return self._call(agent_id, "port_unexpose", timeout, sandbox_id=sandbox_id, port=port)
 
     def files_list(
-        self, agent_id: str, *, sandbox_id: str, path: str = "", timeout: float = 10
+        self, agent_id: str, *, sandbox_id: str, path: str = "", depth: int = 1, timeout: float = 10
     ) -> list[dict]:
-        return self._call(agent_id, "files_list", timeout, sandbox_id=sandbox_id, path=path)
+        """Entries below ``path``, ``depth`` levels down (1: the directory's own entries)."""
+        extra = {} if depth == 1 else {"depth": depth}
+        return self._call(agent_id, "files_list", timeout, sandbox_id=sandbox_id, path=path, **extra)
+
+    def file_stat(self, agent_id: str, *, sandbox_id: str, path: str, timeout: float = 10) -> dict:
+        """``{name, path, type, size, mode, mtime}``; ``not_found`` when it does not exist."""
+        return self._call(agent_id, "file_stat", timeout, sandbox_id=sandbox_id, path=path)
+
+    def file_mkdir(
+        self, agent_id: str, *, sandbox_id: str, path: str, parents: bool = True, timeout: float = 10
+    ) -> dict:
+        return self._call(agent_id, "file_mkdir", timeout, sandbox_id=sandbox_id, path=path, parents=parents)
+
+    def file_move(
+        self,
+        agent_id: str,
+        *,
+        sandbox_id: str,
+        source: str,
+        destination: str,
+        overwrite: bool = False,
+        timeout: float = 10,
+    ) -> dict:
+        return self._call(
+            agent_id,
+            "file_move",
+            timeout,
+            sandbox_id=sandbox_id,
+            source=source,
+            destination=destination,
+            overwrite=overwrite,
+        )
+
+    def files_watch(
+        self,
+        agent_id: str,
+        *,
+        sandbox_id: str,
+        path: str = "",
+        recursive: bool = True,
+        timeout: float = 10,
+    ) -> dict:
+        """Start a watch: ``{"watch_id", "stream"}``; read its events with ``output(stream)``. Its events
+        count against this client's owner's output budget on the bus (``for_owner``)."""
+        return self._call(
+            agent_id,
+            "files_watch",
+            timeout,
+            sandbox_id=sandbox_id,
+            path=path,
+            recursive=recursive,
+            owner=self.owner,
+        )
+
+    def files_unwatch(self, agent_id: str, *, sandbox_id: str, watch_id: str, timeout: float = 10) -> dict:
+        return self._call(agent_id, "files_unwatch", timeout, sandbox_id=sandbox_id, watch_id=watch_id)
 
     def file_read(
         self, agent_id: str, *, sandbox_id: str, path: str, max_bytes: int | None = None, timeout: float = 30
@@ -199,8 +254,11 @@ class EngineClient:
             data=base64.b64encode(data).decode(),
         )
 
-    def file_delete(self, agent_id: str, *, sandbox_id: str, path: str, timeout: float = 10) -> None:
-        self._call(agent_id, "file_delete", timeout, sandbox_id=sandbox_id, path=path)
+    def file_delete(
+        self, agent_id: str, *, sandbox_id: str, path: str, recursive: bool = True, timeout: float = 10
+    ) -> None:
+        extra = {} if recursive else {"recursive": False}
+        self._call(agent_id, "file_delete", timeout, sandbox_id=sandbox_id, path=path, **extra)
 
     def stats(self, agent_id: str, timeout: float = 10) -> dict:
         return self._call(agent_id, "stats", timeout)

@@ -241,3 +241,17 @@ def loopback_up() -> None:
         req = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack_from("16sH", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+
+
+SYS_renameat2 = 316
+RENAME_NOREPLACE = 1
+
+
+def renameat2(olddirfd: int, oldname: str, newdirfd: int, newname: str, noreplace: bool = False) -> None:
+    """rename(2) between directory descriptors; with ``noreplace`` an existing target is EEXIST
+    (atomically, unlike a check before the rename)."""
+    flags = RENAME_NOREPLACE if noreplace else 0
+    ret = _libc.syscall(
+        SYS_renameat2, olddirfd, oldname.encode(), newdirfd, newname.encode(), ctypes.c_uint(flags)
+    )
+    _check(ret, f"renameat2 {oldname} -> {newname}")

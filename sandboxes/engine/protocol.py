@@ -135,6 +135,8 @@ class AgentInfo:
     load: int
     last_heartbeat: float
     alive: bool = False
+    # Per runtime: name, language, version, fork_memory ("carried"/"fresh"), pool_size (runtime_info.py).
+    templates: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,6 +1,6 @@
 """The agent's ops on a sandbox's files and snapshots (a mixin of ``agent.Agent``: they use its
-sandbox table, workspace paths and hand-over): list, read, write and delete files, snapshot a
-workspace into the block store and restore one into a new sandbox.
+sandbox table, workspace paths and hand-over): list, stat, read, write, make_dir, move, delete and
+watch files, snapshot a workspace into the block store and restore one into a new sandbox.
 """
 
 from __future__ import annotations
@@ -8,13 +8,55 @@ from __future__ import annotations
 import base64
 import errno
 
-from .files import MAX_FILE_BYTES
+from .files import MAX_FILE_BYTES, _parts
 from .protocol import EngineError
+from .watch import watch_stream
+
+
+def _flag(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise EngineError("invalid_request", f"{name} must be a boolean")
+    return value
 
 
 class WorkspaceOps:
-    def op_files_list(self, *, sandbox_id: str, path: str = "") -> list[dict]:
-        return self._workspace(self._get(sandbox_id)).list(path)
+    def op_files_list(self, *, sandbox_id: str, path: str = "", depth: int = 1) -> list[dict]:
+        return self._workspace(self._get(sandbox_id)).list(path, depth)
+
+    def op_file_stat(self, *, sandbox_id: str, path: str) -> dict:
+        return self._workspace(self._get(sandbox_id)).stat(path)
+
+    def op_file_mkdir(self, *, sandbox_id: str, path: str, parents: bool = True) -> dict:
+        return self._workspace(self._get(sandbox_id)).make_dir(path, _flag("parents", parents))
+
+    def op_file_move(
+        self, *, sandbox_id: str, source: str, destination: str, overwrite: bool = False
+    ) -> dict:
+        return self._workspace(self._get(sandbox_id)).rename(
+            source, destination, _flag("overwrite", overwrite)
+        )
+
+    def op_files_watch(
+        self, *, sandbox_id: str, path: str = "", recursive: bool = True, owner: str = ""
+    ) -> dict:
+        """Start watching a directory; its events go to the bus stream ``stream`` (see ``watch``)."""
+        if not isinstance(owner, str) or len(owner) > 128:
+            raise EngineError("invalid_request", "owner must be a string of at most 128 characters")
+        sb = self._get(sandbox_id)
+        rel = "/".join(_parts(path, allow_root=True))
+        watch_id = self.watch_hub.add(
+            sandbox_id=sandbox_id,
+            root=self._workspace(sb).root,
+            path=rel,
+            recursive=_flag("recursive", recursive),
+            owner=owner or f"sandbox:{sandbox_id}",
+        )
+        return {"watch_id": watch_id, "stream": watch_stream(watch_id)}
+
+    def op_files_unwatch(self, *, sandbox_id: str, watch_id: str) -> dict:
+        if not isinstance(watch_id, str):
+            raise EngineError("invalid_request", "watch_id must be a string")
+        return {"stopped": self.watch_hub.remove(watch_id, sandbox_id)}
 
     def op_file_read(self, *, sandbox_id: str, path: str, max_bytes: int = MAX_FILE_BYTES) -> dict:
         if not isinstance(max_bytes, int) or max_bytes < 0:
@@ -30,8 +72,8 @@ class WorkspaceOps:
         self._workspace(self._get(sandbox_id)).write(path, raw)
         return {"size": len(raw)}
 
-    def op_file_delete(self, *, sandbox_id: str, path: str) -> dict:
-        self._workspace(self._get(sandbox_id)).delete(path)
+    def op_file_delete(self, *, sandbox_id: str, path: str, recursive: bool = True) -> dict:
+        self._workspace(self._get(sandbox_id)).delete(path, _flag("recursive", recursive))
         return {}
 
     def _store(self, scope: str = ""):
