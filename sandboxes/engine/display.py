@@ -158,7 +158,7 @@ def _figure_class():
 
 def _figure_png(fig) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
+    fig.savefig(buf, format="png")  # not bbox_inches="tight": it draws the figure twice
     return base64.b64encode(buf.getvalue()).decode()
 
 
