@@ -10,6 +10,7 @@ api_urlpatterns = [
     path("sandboxes/<str:sandbox_id>/files", api.SandboxFilesView.as_view(), name="api-files"),
     path("sandboxes/<str:sandbox_id>/files/<path:path>", api.SandboxFileView.as_view(), name="api-file"),
     path("executions/<str:execution_id>", api.ExecutionDetailView.as_view(), name="api-execution"),
+    path("executions/<str:execution_id>/cancel", api.ExecutionCancelView.as_view(), name="api-execution-cancel"),
     path("executions/<str:execution_id>/events", api.ExecutionEventsView.as_view(), name="api-execution-events"),
     path("runtimes", api.RuntimesView.as_view(), name="api-runtimes"),
     path("sandboxes/<str:sandbox_id>/snapshots", snapshot_api.SandboxSnapshotsView.as_view(), name="api-sandbox-snapshots"),
