@@ -569,7 +569,7 @@ class Agent(WorkspaceOps):
         return {sid: self._lifetime_cpu_ms(sb) for sid, sb in list(self.sandboxes.items()) if sb.alive}
 
     def op_sandbox_ids(self) -> list[str]:
-        return sorted(sid for sid, sb in self.sandboxes.items() if sb.alive)
+        return sorted(sid for sid, sb in list(self.sandboxes.items()) if sb.alive or sid in self.reviving)
 
     def op_stats(self) -> dict:
         return {
