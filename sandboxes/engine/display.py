@@ -22,6 +22,7 @@ import builtins
 import io
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 
@@ -49,6 +50,12 @@ class Display:
         self.mark = mark
         self.before = before  # flushes sys.stdout/sys.stderr, so a result comes after earlier prints
         self.patched_pyplot = None
+        # One message's frames go out together: display() from two threads must not interleave parts.
+        self.lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._new_lock)  # a fork may copy it held by another thread
+
+    def _new_lock(self) -> None:
+        self.lock = threading.Lock()
 
     # -- running a snippet
 
@@ -125,8 +132,9 @@ class Display:
         if sum(len(f) for f in frames) > MAX_RESULT_BYTES:
             note = f"<a result of {sum(len(f) for f in frames)} bytes: over the {MAX_RESULT_BYTES} byte limit>"
             frames = encode_frames({"type": "result", "data": {"text/plain": note}}, self.frame_payload, self.mark)
-        for frame in frames:
-            self.write(frame)
+        with self.lock:
+            for frame in frames:
+                self.write(frame)
 
     # -- matplotlib
 

@@ -26,7 +26,7 @@ import json
 
 RESULT_PART_ID, RESULT_END_ID = 4, 5  # frame stream ids (see ``kernel.py`` for 1-3)
 MAX_RESULT_BYTES = 2 << 20  # one message, as encoded on the pipe
-MAX_RESULTS = 100  # per run
+MAX_RESULTS = 100  # messages per run (results and errors)
 MAX_DEPTH = 32  # nesting of an ``application/json`` value
 MAX_ERROR_BYTES = 64 << 10
 MAX_TRACEBACK_LINES = 200

@@ -303,6 +303,14 @@ class Supervisor:
         run = sb.run
         if run is None or run.killed or run.limit is not None:
             return  # between runs (a background thread), or the run is ending: dropped like output
+        # Every message counts against the output cap before it is parsed (errors too), so a flood of
+        # messages costs the hub no more than the same bytes of output would.
+        run.results += 1
+        if len(payload) > run.output_cap - run.out_bytes or run.results > results.MAX_RESULTS:
+            run.out_bytes = run.output_cap
+            self._output_limit(sb, run)
+            return
+        run.out_bytes += len(payload)
         try:
             kind, value = results.parse(payload)
         except results.ResultRejected as exc:
@@ -311,13 +319,6 @@ class Supervisor:
         if kind == "error":
             run.error = run.error or value
             return
-        room = run.output_cap - run.out_bytes
-        run.results += 1
-        if len(payload) > room or run.results > results.MAX_RESULTS:
-            run.out_bytes = run.output_cap
-            self._output_limit(sb, run)
-            return
-        run.out_bytes += len(payload)
         self._emit(run, ResultEvent(run.next_seq(), value, len(payload)))
 
     def _deliver(self, sb: Sandbox, stream: str, data: bytes) -> None:
