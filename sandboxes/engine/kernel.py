@@ -5,14 +5,20 @@ Run semantics (what ends a run, and whether the sandbox survives):
   * normal completion -> ``succeeded``/0; an uncaught exception -> traceback on stderr,
     ``failed``/1; ``SystemExit(n)`` -> ``succeeded`` if n in (None, 0) else ``failed``/n;
     a ``KeyboardInterrupt`` raised by user code -> ``failed``/130. The sandbox survives all of these.
-  * timeout or output cap: the agent kills every other process of the sandbox and sends the
-    interpreter SIGINT (KeyboardInterrupt in user code); the interpreter survives with its
-    globals; if it does not return within a grace period the agent kills the whole sandbox.
+  * timeout, output cap or a cancel: the agent kills every other process of the sandbox and sends
+    the interpreter SIGINT (KeyboardInterrupt in user code); the interpreter survives with its
+    globals; if it does not return within a grace period the agent ends it (and restarts it, below).
   * processes user code leaves running after a run that ended normally keep running (within
     the sandbox's limits) until a timeout, the sandbox's kill or its death; their output between
     runs is discarded, and goes to the current run's stream while one is active.
   * ``os._exit``, a fatal signal (segfault), the OOM killer: the interpreter is gone; the run
-    ends ``failed``/``killed`` and the sandbox is reported not running (``sandbox_alive`` false).
+    ends ``failed``/``killed`` with an ``interpreter_exited`` error, and the agent gives the sandbox a
+    fresh interpreter with its workspace (``memory_lost``; ``Agent._revive``), as Jupyter restarts a kernel.
+
+A run (``display.py``): the snippet's last expression is evaluated and published, ``display()`` is a
+builtin, matplotlib figures are published as PNG and closed, an uncaught exception is published as
+``{name, value, traceback}``; all as result frames on the framed pipe (``results.py``). ``stdin``
+in a run request is what ``sys.stdin`` reads during that run (then end of file).
 
 The request channel (see ``status.py``): the agent writes requests on fd 3 and the interpreter
 only reads it (its write side is shut down before any user code runs, so nothing user code
