@@ -28,6 +28,7 @@ import resource
 import shutil
 import signal
 import socket
+import stat
 import sys
 import threading
 import time
@@ -319,7 +320,7 @@ class Agent(WorkspaceOps):
             try:
                 self.factory.resize_workspace(fresh, dead.limits.workspace_bytes)  # room for the copy
                 src, dst = self._workspace(dead), self._workspace(fresh)
-                shutil.copytree(src.root, dst.root, symlinks=True, dirs_exist_ok=True)
+                shutil.copytree(src.root, dst.root, symlinks=True, dirs_exist_ok=True, copy_function=_copy_regular)
                 dst.chown_tree()
                 fresh.memory = "lost"
                 if self.sandboxes.get(sid) is not dead:  # killed meanwhile
@@ -588,6 +589,13 @@ class Agent(WorkspaceOps):
             "runtimes": sorted(self.runtimes),
             "init": "compiled" if self.factory.reaper else "python",
         }
+
+
+def _copy_regular(src: str, dst: str) -> None:
+    """Copy a regular file of a workspace the sandbox wrote; anything else it may have made there (a FIFO
+    would block the copy forever, a socket or device node means nothing outside its sandbox) is left out."""
+    if stat.S_ISREG(os.lstat(src).st_mode):
+        shutil.copy2(src, dst, follow_symlinks=False)
 
 
 def start_embedded_agent(

@@ -21,6 +21,7 @@ import base64
 import builtins
 import io
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -132,9 +133,15 @@ class Display:
         if sum(len(f) for f in frames) > MAX_RESULT_BYTES:
             note = f"<a result of {sum(len(f) for f in frames)} bytes: over the {MAX_RESULT_BYTES} byte limit>"
             frames = encode_frames({"type": "result", "data": {"text/plain": note}}, self.frame_payload, self.mark)
-        with self.lock:
-            for frame in frames:
-                self.write(frame)
+        # SIGINT (a timeout, a cancel) is held off while the frames go out: a message cut short would
+        # run into the next one's parts and the agent would end the sandbox for a malformed result.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            with self.lock:
+                for frame in frames:
+                    self.write(frame)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     # -- matplotlib
 

@@ -94,6 +94,17 @@ def test_a_dead_interpreter_is_replaced_with_the_workspace_kept(engine, witness,
     assert_restarted(engine, sid, ex)
 
 
+def test_a_workspace_with_a_fifo_and_links_is_carried_over_safely(engine, witness):
+    """A FIFO would block a naive copy forever; symlinks are copied as links, never followed."""
+    sid = prepare(engine)
+    engine.ok(sid, "import os\nos.mkfifo('/workspace/pipe')\nos.symlink('/etc/passwd', '/workspace/link')\n"
+                   "os.makedirs('/workspace/d/e')\nopen('/workspace/d/e/f', 'w').write('deep')")
+    ex = engine.run(sid, "import os\nos._exit(1)").exit
+    assert_restarted(engine, sid, ex)
+    out = engine.ok(sid, "import os\nprint(os.path.exists('pipe'), os.readlink('link'), open('d/e/f').read())")
+    assert out == "False /etc/passwd deep\n"
+
+
 def test_an_interpreter_killed_at_the_memory_cap_is_replaced(engine, witness):
     """Past the memory cgroup (shared anonymous memory, which RLIMIT_DATA does not count): the OOM killer ends
     the interpreter; the run says limit memory, the sandbox goes on."""
