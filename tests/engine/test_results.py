@@ -201,3 +201,13 @@ def test_result_frames_between_runs_are_dropped(engine, witness):
     time.sleep(0.6)
     ex, _, _, results = run(engine, sid, "1")
     assert ex.status == "succeeded" and results == [{"text/plain": "1"}]
+
+
+def test_an_interrupt_while_results_go_out_never_cuts_one_short(engine, witness):
+    """A timeout lands while results are being written: the run ends, the sandbox is not a protocol violator."""
+    sid = engine.create(limits=Limits(output_bytes=256 << 20))
+    code = "class Big:\n    def _repr_html_(self): return 'x' * 500_000\nwhile True:\n    display(Big())"
+    ex, _, err, results = run(engine, sid, code, timeout_s=1)
+    assert ex.limit in ("timeout", "output") and ex.sandbox_alive, (ex, err[-300:])
+    assert "protocol violation" not in err and results
+    assert engine.ok(sid, "print('alive')") == "alive\n"
