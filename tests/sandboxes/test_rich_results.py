@@ -84,6 +84,25 @@ async def test_result_events_stream_over_sse(api_pa, pro_a, sandbox):
     assert events[-1]["error"]["name"] == "ZeroDivisionError"
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_sandbox_websocket_takes_stdin_and_streams_results(pro_a, sandbox):
+    from channels.testing import WebsocketCommunicator
+
+    from mem0web.asgi import application
+
+    ws = WebsocketCommunicator(application, f"/ws/sandboxes/{sandbox['id']}/", subprotocols=[f"mem0.key.{pro_a[2]}"])
+    assert (await ws.connect())[0]
+    await ws.send_json_to({"code": "print(input())\n6 * 7", "stdin": "over ws\n"})
+    messages = []
+    while not messages or messages[-1].get("type") != "exit":
+        messages.append(await ws.receive_json_from(10))
+    await ws.disconnect()
+    assert messages[0]["type"] == "started"
+    assert [m["data"] for m in messages if m.get("stream") == "stdout"] == ["over ws\n"]
+    assert [m["data"] for m in messages if m.get("type") == "result"] == [{"text/plain": "42"}]
+    assert messages[-1]["status"] == "succeeded" and messages[-1]["error"] is None
+
+
 def test_cancel_keeps_the_sandbox_and_its_state(api_pa, sandbox, pro_a):
     run(api_pa, sandbox["id"], "kept = 7")
     ex = start(api_pa, sandbox["id"], "import time\ntime.sleep(30)")
