@@ -53,10 +53,21 @@ class Display:
         self.patched_pyplot = None
         # One message's frames go out together: display() from two threads must not interleave parts.
         self.lock = threading.Lock()
+        # Publishing is open only during a run (``begin``/``end``): a message from a thread between runs is
+        # dropped here, so none can straddle two runs (the agent would see a malformed one).
+        self.active = False
         os.register_at_fork(after_in_child=self._new_lock)  # a fork may copy it held by another thread
 
     def _new_lock(self) -> None:
         self.lock = threading.Lock()
+
+    def begin(self) -> None:
+        self.active = True
+
+    def end(self) -> None:
+        """No message is in flight once this returns, and none starts until the next ``begin``."""
+        with self.lock:
+            self.active = False
 
     # -- running a snippet
 
@@ -138,6 +149,8 @@ class Display:
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             with self.lock:
+                if not self.active:
+                    return
                 for frame in frames:
                     self.write(frame)
         finally:

@@ -239,6 +239,7 @@ class Kernel:
         code = msg.get("code", "")
         stdin = msg.get("stdin")
         sys.stdin = io.StringIO(stdin) if isinstance(stdin, str) else self.stdin
+        self.display.begin()
         exit_code, flags = 0, 0
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # discard a stale pending SIGINT
@@ -271,6 +272,7 @@ class Kernel:
         except BaseException as exc:
             print(f"mem0: figures not published ({type(exc).__name__}: {exc})", file=sys.stderr)
         sys.stdin = self.stdin
+        self.display.end()
         self._flush_and_drain()
         return exit_code, flags
 
