@@ -106,6 +106,7 @@ class Agent(WorkspaceOps):
         # Sandboxes whose interpreter died and is being replaced (``_revive``): id -> set when done.
         self.reviving: dict[str, threading.Event] = {}
         self.cpu_carried: dict[str, float] = {}  # lifetime CPU (ms) of a sandbox's earlier interpreters
+        self.revive_lock = threading.Lock()
         self._blockstore = blockstore  # a configured BlockStore (S3 tier...), or a local one made lazily
         self.blockstore_dir = blockstore_dir or os.path.join(self.state_dir, "blocks")
 
@@ -323,11 +324,11 @@ class Agent(WorkspaceOps):
                 shutil.copytree(src.root, dst.root, symlinks=True, dirs_exist_ok=True, copy_function=_copy_regular)
                 dst.chown_tree()
                 fresh.memory = "lost"
-                if self.sandboxes.get(sid) is not dead:  # killed meanwhile
-                    raise EngineError("sandbox_not_running", "killed while restarting")
-                self.cpu_carried[sid] = cpu
-                self.sandboxes.pop(sid, None)
-                self._hand_over(fresh, sid, dead.env, dead.limits)
+                with self.revive_lock:  # a kill op meanwhile either came first (no hand-over) or sees ``fresh``
+                    if self.sandboxes.get(sid) is not dead:
+                        raise EngineError("sandbox_not_running", "killed while restarting")
+                    self.cpu_carried[sid] = cpu
+                    self._hand_over(fresh, sid, dead.env, dead.limits)  # replaces ``dead`` under its id
             except Exception:
                 self.supervisor.kill(fresh)
                 raise
@@ -559,7 +560,8 @@ class Agent(WorkspaceOps):
     def op_kill(self, *, sandbox_id: str) -> dict:
         """Kill the sandbox; ``cpu_ms`` is its lifetime CPU (also for one that already ended by itself,
         while the agent remembers it; ``None`` if it does not), which the Django side meters once."""
-        sb = self.sandboxes.pop(sandbox_id, None)
+        with self.revive_lock:
+            sb = self.sandboxes.pop(sandbox_id, None)
         if sb is not None:
             self.supervisor.kill(sb)  # SIGKILL: no CPU is used after this reading
             return {"killed": True, "cpu_ms": self._remember_cpu(sb)}
@@ -570,7 +572,8 @@ class Agent(WorkspaceOps):
         return {sid: self._lifetime_cpu_ms(sb) for sid, sb in list(self.sandboxes.items()) if sb.alive}
 
     def op_sandbox_ids(self) -> list[str]:
-        return sorted(sid for sid, sb in list(self.sandboxes.items()) if sb.alive or sid in self.reviving)
+        alive = {sid for sid, sb in list(self.sandboxes.items()) if sb.alive}
+        return sorted(alive | set(self.reviving))
 
     def op_stats(self) -> dict:
         return {
