@@ -220,7 +220,11 @@ class Bench:
             exit_event = self.c.wait(eid, timeout=60)
             samples.append((time.perf_counter() - t) * 1000)
             cpu.append(exit_event.cpu_ms)
-            pngs = [e for e in self.c.output(eid, count=100) if isinstance(e, ResultEvent) and "image/png" in e.data]
+            pngs = [
+                e
+                for e in self.c.output(eid, count=100)
+                if isinstance(e, ResultEvent) and "image/png" in e.data
+            ]
             if len(pngs) != 1:
                 raise SystemExit(f"no PNG came back: {self.c.output(eid, count=100)}")
             sizes.append(pngs[0].nbytes)

@@ -261,7 +261,9 @@ class AsyncExecutions:
     async def cancel(self, execution_id: str) -> Execution:
         """Interrupt a running execution and keep its sandbox (and its state, where the code honours the
         interrupt); returns it `cancelled`. ConflictError if it had already ended."""
-        return Execution.from_json((await self._client.request("POST", api_path("executions", execution_id, "cancel"))).json())
+        return Execution.from_json(
+            (await self._client.request("POST", api_path("executions", execution_id, "cancel"))).json()
+        )
 
     async def events(self, execution_id: str, after: int = 0) -> AsyncIterator[OutputEvent | ExitEvent]:
         """As `Executions.events`: live SSE, resumed from the last sequence after a dropped connection."""

@@ -276,7 +276,9 @@ class Executions:
     def cancel(self, execution_id: str) -> Execution:
         """Interrupt a running execution and keep its sandbox (and its state, where the code honours the
         interrupt); returns it `cancelled`. ConflictError if it had already ended."""
-        return Execution.from_json((self._client.request("POST", api_path("executions", execution_id, "cancel"))).json())
+        return Execution.from_json(
+            (self._client.request("POST", api_path("executions", execution_id, "cancel"))).json()
+        )
 
     def events(self, execution_id: str, after: int = 0) -> Iterator[OutputEvent | ExitEvent]:
         """The run's events after sequence `after`, live over SSE, ending with its ExitEvent.

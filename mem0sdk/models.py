@@ -144,8 +144,11 @@ class ExecutionError:
         if not isinstance(data, dict):
             return None
         tb = data.get("traceback")
-        return cls(name=str(data.get("name", "")), value=str(data.get("value", "")),
-                   traceback=[str(line) for line in tb] if isinstance(tb, list) else [])
+        return cls(
+            name=str(data.get("name", "")),
+            value=str(data.get("value", "")),
+            traceback=[str(line) for line in tb] if isinstance(tb, list) else [],
+        )
 
     def __str__(self) -> str:
         return f"{self.name}: {self.value}"
@@ -341,8 +344,15 @@ class Sandbox:
 
         `stdin` is what the run's `input()` / `sys.stdin` read. With a callback the run is streamed: each
         callback gets its output chunks or `Result`s as they are produced; the finished Execution is returned."""
-        return self._sandboxes().run(self.id, code, timeout_s=timeout_s, stdin=stdin, on_stdout=on_stdout,
-                                     on_stderr=on_stderr, on_result=on_result)
+        return self._sandboxes().run(
+            self.id,
+            code,
+            timeout_s=timeout_s,
+            stdin=stdin,
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+            on_result=on_result,
+        )
 
     def stream(
         self, code: str, timeout_s: float | None = None, *, stdin: str | None = None
@@ -389,8 +399,15 @@ class AsyncSandbox(Sandbox):
         on_stderr: Callable[[str], Any] | None = None,
         on_result: Callable[[Result], Any] | None = None,
     ) -> Execution:
-        return await self._sandboxes().run(self.id, code, timeout_s=timeout_s, stdin=stdin, on_stdout=on_stdout,
-                                           on_stderr=on_stderr, on_result=on_result)
+        return await self._sandboxes().run(
+            self.id,
+            code,
+            timeout_s=timeout_s,
+            stdin=stdin,
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+            on_result=on_result,
+        )
 
     def stream(
         self, code: str, timeout_s: float | None = None, *, stdin: str | None = None

@@ -321,10 +321,14 @@ class Agent(WorkspaceOps):
             try:
                 self.factory.resize_workspace(fresh, dead.limits.workspace_bytes)  # room for the copy
                 src, dst = self._workspace(dead), self._workspace(fresh)
-                shutil.copytree(src.root, dst.root, symlinks=True, dirs_exist_ok=True, copy_function=_copy_regular)
+                shutil.copytree(
+                    src.root, dst.root, symlinks=True, dirs_exist_ok=True, copy_function=_copy_regular
+                )
                 dst.chown_tree()
                 fresh.memory = "lost"
-                with self.revive_lock:  # a kill op meanwhile either came first (no hand-over) or sees ``fresh``
+                with (
+                    self.revive_lock
+                ):  # a kill op meanwhile either came first (no hand-over) or sees ``fresh``
                     if self.sandboxes.get(sid) is not dead:
                         raise EngineError("sandbox_not_running", "killed while restarting")
                     self.cpu_carried[sid] = cpu

@@ -45,7 +45,9 @@ MAX_LINE_CHARS = 4 << 10
 class Display:
     """Publishes results on the framed pipe: ``write(bytes)`` writes one frame atomically."""
 
-    def __init__(self, write: Callable[[bytes], None], frame_payload: int, mark: int, before: Callable[[], None]):
+    def __init__(
+        self, write: Callable[[bytes], None], frame_payload: int, mark: int, before: Callable[[], None]
+    ):
         self.write = write
         self.frame_payload = frame_payload
         self.mark = mark
@@ -142,8 +144,12 @@ class Display:
         self.before()
         frames = encode_frames(msg, self.frame_payload, self.mark)
         if sum(len(f) for f in frames) > MAX_RESULT_BYTES:
-            note = f"<a result of {sum(len(f) for f in frames)} bytes: over the {MAX_RESULT_BYTES} byte limit>"
-            frames = encode_frames({"type": "result", "data": {"text/plain": note}}, self.frame_payload, self.mark)
+            note = (
+                f"<a result of {sum(len(f) for f in frames)} bytes: over the {MAX_RESULT_BYTES} byte limit>"
+            )
+            frames = encode_frames(
+                {"type": "result", "data": {"text/plain": note}}, self.frame_payload, self.mark
+            )
         # SIGINT (a timeout, a cancel) is held off while the frames go out: a message cut short would
         # run into the next one's parts and the agent would end the sandbox for a malformed result.
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})

@@ -276,7 +276,9 @@ class Supervisor:
             if kind == IDLE_ID:
                 saw_idle = True
             elif kind in (RESULT_PART_ID, RESULT_END_ID):
-                self._on_result_part(sb, buf[pos + FRAME_HEADER : pos + FRAME_HEADER + size], kind == RESULT_END_ID)
+                self._on_result_part(
+                    sb, buf[pos + FRAME_HEADER : pos + FRAME_HEADER + size], kind == RESULT_END_ID
+                )
                 if sb.state == "dead":
                     return
             else:

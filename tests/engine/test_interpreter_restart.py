@@ -32,7 +32,10 @@ def assert_restarted(engine, sid: str, ex) -> None:
     assert ex.sandbox_alive and ex.memory_lost, ex
     assert ex.error["name"] == "interpreter_exited" and "workspace is kept" in ex.error["value"], ex
     assert engine.alive(sid)
-    assert engine.ok(sid, "print(open('/workspace/keep.txt').read(), 'kept' in globals())") == "still here False\n"
+    assert (
+        engine.ok(sid, "print(open('/workspace/keep.txt').read(), 'kept' in globals())")
+        == "still here False\n"
+    )
     assert engine.agent.sandboxes[sid].memory == "lost"
 
 
@@ -44,11 +47,19 @@ def prepare(engine, **limits) -> str:
 
 def test_cancel_interrupts_a_run_and_keeps_the_state(engine, witness):
     sid = prepare(engine)
-    eid = start(engine, sid, "import subprocess, time\nchild = subprocess.Popen(['sleep', '100'])\ntime.sleep(30)")
+    eid = start(
+        engine, sid, "import subprocess, time\nchild = subprocess.Popen(['sleep', '100'])\ntime.sleep(30)"
+    )
     wait_running(engine, sid)
     assert engine.client.cancel(engine.agent_id, sandbox_id=sid, execution_id=eid) == {"cancelled": True}
     ex = engine.client.wait(eid, timeout=5)
-    assert (ex.status, ex.exit_code, ex.limit, ex.sandbox_alive, ex.memory_lost) == ("cancelled", 130, None, True, False)
+    assert (ex.status, ex.exit_code, ex.limit, ex.sandbox_alive, ex.memory_lost) == (
+        "cancelled",
+        130,
+        None,
+        True,
+        False,
+    )
     assert ex.error["name"] == "KeyboardInterrupt"
     # the state survives; the processes the run started do not
     assert engine.ok(sid, "print(kept, child.wait())") == "7 -9\n"
@@ -56,9 +67,13 @@ def test_cancel_interrupts_a_run_and_keeps_the_state(engine, witness):
 
 def test_cancel_of_another_or_a_finished_run_changes_nothing(engine):
     sid = prepare(engine)
-    assert engine.client.cancel(engine.agent_id, sandbox_id=sid, execution_id="ex-none") == {"cancelled": False}
+    assert engine.client.cancel(engine.agent_id, sandbox_id=sid, execution_id="ex-none") == {
+        "cancelled": False
+    }
     eid = start(engine, sid, "import time\ntime.sleep(1)\nprint('done')")
-    assert engine.client.cancel(engine.agent_id, sandbox_id=sid, execution_id="ex-other") == {"cancelled": False}
+    assert engine.client.cancel(engine.agent_id, sandbox_id=sid, execution_id="ex-other") == {
+        "cancelled": False
+    }
     assert engine.client.wait(eid, timeout=10).status == "succeeded"
     assert engine.client.cancel(engine.agent_id, sandbox_id=sid, execution_id=eid) == {"cancelled": False}
     with pytest.raises(EngineError) as err:
@@ -68,7 +83,9 @@ def test_cancel_of_another_or_a_finished_run_changes_nothing(engine):
 
 def test_cancel_of_code_that_ignores_the_interrupt_restarts_the_interpreter(engine, witness):
     sid = prepare(engine)
-    eid = start(engine, sid, "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass")
+    eid = start(
+        engine, sid, "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"
+    )
     wait_running(engine, sid)
     assert engine.client.cancel(engine.agent_id, sandbox_id=sid, execution_id=eid) == {"cancelled": True}
     ex = engine.client.wait(eid, timeout=10)
@@ -97,11 +114,16 @@ def test_a_dead_interpreter_is_replaced_with_the_workspace_kept(engine, witness,
 def test_a_workspace_with_a_fifo_and_links_is_carried_over_safely(engine, witness):
     """A FIFO would block a naive copy forever; symlinks are copied as links, never followed."""
     sid = prepare(engine)
-    engine.ok(sid, "import os\nos.mkfifo('/workspace/pipe')\nos.symlink('/etc/passwd', '/workspace/link')\n"
-                   "os.makedirs('/workspace/d/e')\nopen('/workspace/d/e/f', 'w').write('deep')")
+    engine.ok(
+        sid,
+        "import os\nos.mkfifo('/workspace/pipe')\nos.symlink('/etc/passwd', '/workspace/link')\n"
+        "os.makedirs('/workspace/d/e')\nopen('/workspace/d/e/f', 'w').write('deep')",
+    )
     ex = engine.run(sid, "import os\nos._exit(1)").exit
     assert_restarted(engine, sid, ex)
-    out = engine.ok(sid, "import os\nprint(os.path.exists('pipe'), os.readlink('link'), open('d/e/f').read())")
+    out = engine.ok(
+        sid, "import os\nprint(os.path.exists('pipe'), os.readlink('link'), open('d/e/f').read())"
+    )
     assert out == "False /etc/passwd deep\n"
 
 
@@ -117,7 +139,9 @@ def test_an_interpreter_killed_at_the_memory_cap_is_replaced(engine, witness):
 
 def test_the_timeout_of_code_that_ignores_the_interrupt_restarts_the_interpreter(engine, witness):
     sid = prepare(engine)
-    ex = engine.run(sid, "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass", 1).exit
+    ex = engine.run(
+        sid, "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass", 1
+    ).exit
     assert (ex.status, ex.limit) == ("timeout", "timeout")
     assert_restarted(engine, sid, ex)
 

@@ -15,11 +15,17 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def run(engine, sid: str, code: str, timeout_s: float = 20.0, stdin: str | None = None):
     """(exit event, stdout, stderr, results) of one run."""
     eid = f"ex-{uuid.uuid4().hex}"
-    engine.client.run(engine.agent_id, sandbox_id=sid, execution_id=eid, code=code, timeout_s=timeout_s, stdin=stdin)
+    engine.client.run(
+        engine.agent_id, sandbox_id=sid, execution_id=eid, code=code, timeout_s=timeout_s, stdin=stdin
+    )
     exit_event = engine.client.wait(eid, timeout=timeout_s + 20)
     events = engine.client.output(eid, count=100_000)
-    out = "".join(e.data for e in events if not isinstance(e, ExitEvent | ResultEvent) and e.stream == "stdout")
-    err = "".join(e.data for e in events if not isinstance(e, ExitEvent | ResultEvent) and e.stream == "stderr")
+    out = "".join(
+        e.data for e in events if not isinstance(e, ExitEvent | ResultEvent) and e.stream == "stdout"
+    )
+    err = "".join(
+        e.data for e in events if not isinstance(e, ExitEvent | ResultEvent) and e.stream == "stderr"
+    )
     return exit_event, out, err, [e.data for e in events if isinstance(e, ResultEvent)]
 
 
@@ -77,11 +83,15 @@ def test_an_exception_is_a_structured_error(engine):
 
 def test_stdin_feeds_input_then_end_of_file(engine):
     sid = engine.create()
-    ex, out, _, _ = run(engine, sid, "x = input()\nprint(x[::-1])\nprint(repr(input()))", stdin="olleh\nsecond")
+    ex, out, _, _ = run(
+        engine, sid, "x = input()\nprint(x[::-1])\nprint(repr(input()))", stdin="olleh\nsecond"
+    )
     assert ex.status == "succeeded" and out == "hello\n'second'\n"
     ex, _, _, _ = run(engine, sid, "input()", stdin="")
     assert ex.status == "failed" and ex.error["name"] == "EOFError"
-    ex, out, _, _ = run(engine, sid, "import sys\nprint(repr(sys.stdin.read()))")  # no stdin: end of file at once
+    ex, out, _, _ = run(
+        engine, sid, "import sys\nprint(repr(sys.stdin.read()))"
+    )  # no stdin: end of file at once
     assert out == "''\n"
 
 
@@ -94,7 +104,9 @@ def test_matplotlib_figures_are_png_results_and_closed(engine):
     # a figure left open is published at the end of the run, and then closed
     ex, _, _, results = run(engine, sid, "plt.figure()\nplt.bar([1], [2])\nprint(len(plt.get_fignums()))")
     assert len(results) == 1 and "image/png" in results[0]
-    _, out, _, results = run(engine, sid, "print(plt.get_fignums())\nimport matplotlib\nmatplotlib.get_backend()")
+    _, out, _, results = run(
+        engine, sid, "print(plt.get_fignums())\nimport matplotlib\nmatplotlib.get_backend()"
+    )
     assert out == "[]\n" and [r["text/plain"].lower() for r in results] == ["'agg'"]
 
 
@@ -188,9 +200,12 @@ def test_a_forged_but_valid_result_is_only_a_result(engine, witness):
 
 def test_display_from_a_thread_between_runs_is_dropped_in_the_sandbox(engine, witness):
     sid = engine.create()
-    engine.ok(sid, "import threading, time\nstop = threading.Event()\n"
-                   "def spam():\n    while not stop.is_set():\n        display('x' * 20_000)\n"
-                   "threading.Thread(target=spam, daemon=True).start()\ntime.sleep(0.05)\nNone")
+    engine.ok(
+        sid,
+        "import threading, time\nstop = threading.Event()\n"
+        "def spam():\n    while not stop.is_set():\n        display('x' * 20_000)\n"
+        "threading.Thread(target=spam, daemon=True).start()\ntime.sleep(0.05)\nNone",
+    )
     for _ in range(20):  # runs start and end while the thread keeps publishing: no message straddles two
         ex, _, err, results = run(engine, sid, "1")
         assert (ex.status, ex.limit) in (("succeeded", None), ("killed", "output")), (ex, err)

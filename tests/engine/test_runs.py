@@ -110,7 +110,10 @@ def test_os_exit_restarts_the_interpreter(engine, witness):
     engine.ok(sid, "x = 1")
     res = engine.run(sid, "print('bye', flush=True)\nimport os\nos._exit(7)")
     assert (res.exit.status, res.exit.exit_code, res.exit.sandbox_alive, res.exit.memory_lost) == (
-        "failed", 7, True, True,
+        "failed",
+        7,
+        True,
+        True,
     )
     assert res.stdout == "bye\n"
     assert engine.ok(sid, "print('x' in globals())") == "False\n"

@@ -106,9 +106,13 @@ def close_every_fd(arena) -> None:
     assert ex["status"] in ("killed", "failed"), f"ended {ex['status']}/{ex['limit']}: {out(ex)[-300:]!r}"
     r = arena.attacker.start(sid, "print(1)")
     if (ex.get("error") or {}).get("name") == "interpreter_exited":
-        assert r.status_code == 200 and r.json()["stdout"] == "1\n", f"not restarted: {r.status_code} {r.text[:300]}"
+        assert r.status_code == 200 and r.json()["stdout"] == "1\n", (
+            f"not restarted: {r.status_code} {r.text[:300]}"
+        )
     else:
-        assert r.status_code == 409 and error_code(r) == "sandbox_not_running", f"{r.status_code} {r.text[:300]}"
+        assert r.status_code == 409 and error_code(r) == "sandbox_not_running", (
+            f"{r.status_code} {r.text[:300]}"
+        )
 
 
 def forged_replies_before_fork(arena) -> None:

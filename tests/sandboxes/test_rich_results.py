@@ -16,7 +16,9 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def start(api, sandbox_id: str, code: str, **extra) -> dict:
-    r = api.post(f"/api/v1/sandboxes/{sandbox_id}/executions", {"code": code, "wait": False, **extra}, format="json")
+    r = api.post(
+        f"/api/v1/sandboxes/{sandbox_id}/executions", {"code": code, "wait": False, **extra}, format="json"
+    )
     assert r.status_code == 202, r.content
     return r.json()
 
@@ -44,9 +46,15 @@ def test_stdin_for_a_run(api_pa, sandbox):
     assert ex["status"] == "succeeded" and ex["stdout"] == "hello\n"
     r = api_pa.post(f"/api/v1/sandboxes/{sandbox['id']}/executions", {"code": "1", "stdin": 5}, format="json")
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request"
-    r = api_pa.post(f"/api/v1/sandboxes/{sandbox['id']}/executions",
-                    {"code": "1", "stdin": "x" * ((1 << 20) + 1)}, format="json")
-    assert (r.status_code, r.json()["error"]["code"]) in ((400, "invalid_request"), (413, "payload_too_large"))
+    r = api_pa.post(
+        f"/api/v1/sandboxes/{sandbox['id']}/executions",
+        {"code": "1", "stdin": "x" * ((1 << 20) + 1)},
+        format="json",
+    )
+    assert (r.status_code, r.json()["error"]["code"]) in (
+        (400, "invalid_request"),
+        (413, "payload_too_large"),
+    )
 
 
 def test_python_ml_figures_and_dataframes(api_pa, engine):
@@ -79,7 +87,12 @@ async def test_result_events_stream_over_sse(api_pa, pro_a, sandbox):
     execution_id = await _start(api_pa, sandbox["id"], "print('a')\ndisplay(1)\n1/0")
     events = [e for _, e in await _sse(pro_a[2], execution_id)]
     kinds = [e.get("type", "output") for e in events]
-    assert [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k] == ["output", "result", "output", "exit"]
+    assert [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k] == [
+        "output",
+        "result",
+        "output",
+        "exit",
+    ]
     assert events[1]["data"] == {"text/plain": "1"}
     assert events[-1]["error"]["name"] == "ZeroDivisionError"
 
@@ -90,7 +103,9 @@ async def test_sandbox_websocket_takes_stdin_and_streams_results(pro_a, sandbox)
 
     from mem0web.asgi import application
 
-    ws = WebsocketCommunicator(application, f"/ws/sandboxes/{sandbox['id']}/", subprotocols=[f"mem0.key.{pro_a[2]}"])
+    ws = WebsocketCommunicator(
+        application, f"/ws/sandboxes/{sandbox['id']}/", subprotocols=[f"mem0.key.{pro_a[2]}"]
+    )
     assert (await ws.connect())[0]
     await ws.send_json_to({"code": "print(input())\n6 * 7", "stdin": "over ws\n"})
     messages = []
@@ -112,7 +127,9 @@ def test_cancel_keeps_the_sandbox_and_its_state(api_pa, sandbox, pro_a):
     body = r.json()
     assert body["status"] == "cancelled" and body["error"]["name"] == "KeyboardInterrupt"
     assert run(api_pa, sandbox["id"], "print(kept)")["stdout"] == "7\n"
-    assert AuditEvent.objects.filter(organization=pro_a[0], action="execution.cancel", target_id=ex["id"]).exists()
+    assert AuditEvent.objects.filter(
+        organization=pro_a[0], action="execution.cancel", target_id=ex["id"]
+    ).exists()
     r = api_pa.post(f"/api/v1/executions/{ex['id']}/cancel")
     assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
 

@@ -56,7 +56,9 @@ def test_cancel_keeps_the_sandbox(client, sandbox):
 async def test_async_run_with_callbacks_stdin_and_cancel(aclient):
     async with await aclient.sandboxes.create("python") as sb:
         out, results = [], []
-        ex = await sb.run("print(input())\n6 * 7", stdin="hey\n", on_stdout=out.append, on_result=results.append)
+        ex = await sb.run(
+            "print(input())\n6 * 7", stdin="hey\n", on_stdout=out.append, on_result=results.append
+        )
         assert "".join(out) == "hey\n" and [r.text for r in results] == ["42"] == [r.text for r in ex.results]
         started = await aclient.sandboxes.start(sb.id, "import time\ntime.sleep(30)")
         await asyncio.sleep(0.5)
