@@ -199,18 +199,19 @@ def test_a_forged_but_valid_result_is_only_a_result(engine, witness):
 
 
 def test_display_from_a_thread_between_runs_is_dropped_in_the_sandbox(engine, witness):
-    sid = engine.create()
-    engine.ok(
-        sid,
+    sid = engine.create(limits=Limits(output_bytes=256 << 20))
+    start = (
         "import threading, time\nstop = threading.Event()\n"
         "def spam():\n    while not stop.is_set():\n        display('x' * 20_000)\n"
-        "threading.Thread(target=spam, daemon=True).start()\ntime.sleep(0.05)\nNone",
+        "threading.Thread(target=spam, daemon=True).start()\ntime.sleep(0.05)\nNone"
     )
-    for _ in range(20):  # runs start and end while the thread keeps publishing: no message straddles two
-        ex, _, err, results = run(engine, sid, "1")
+    # runs start and end while the thread keeps publishing: no message straddles two runs
+    for code in [start] + ["1"] * 20:
+        ex, _, err, _ = run(engine, sid, code)
         assert (ex.status, ex.limit) in (("succeeded", None), ("killed", "output")), (ex, err)
         assert ex.sandbox_alive and "protocol violation" not in err, (ex, err)
-    engine.ok(sid, "stop.set()")
+    run(engine, sid, "stop.set()")
+    assert engine.ok(sid, "import time\ntime.sleep(0.1)\nprint('quiet')") == "quiet\n"
 
 
 def test_result_frames_between_runs_are_dropped(engine, witness):
