@@ -7,7 +7,7 @@ Lists and streams are async iterators: `async for sandbox in client.sandboxes.li
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -21,6 +21,8 @@ from mem0sdk.models import (
     FileEntry,
     Lineage,
     OutputEvent,
+    Result,
+    ResultEvent,
     Runtime,
     Snapshot,
     WatchEvent,
@@ -173,29 +175,48 @@ class AsyncSandboxes:
         )
         return self._sandbox(response.json())
 
-    async def run(self, sandbox_id: str, code: str, timeout_s: float | None = None) -> Execution:
+    async def run(
+        self,
+        sandbox_id: str,
+        code: str,
+        timeout_s: float | None = None,
+        *,
+        stdin: str | None = None,
+        on_stdout: Callable[[str], Any] | None = None,
+        on_stderr: Callable[[str], Any] | None = None,
+        on_result: Callable[[Result], Any] | None = None,
+    ) -> Execution:
+        """Run code and wait for the result (the request stays open for the run). With a callback the run
+        is streamed instead and each callback gets its output chunks or `Result`s as they arrive."""
+        if on_stdout or on_stderr or on_result:
+            execution = await self.start(sandbox_id, code, timeout_s, stdin=stdin)
+            async for event in self._client.executions.events(execution.id):
+                transport.deliver(event, on_stdout, on_stderr, on_result)
+            return await self._client.executions.get(execution.id)
         response = await self._client.request(
             "POST",
             api_path("sandboxes", sandbox_id, "executions"),
-            json=transport.run_body(code, timeout_s, wait=True),
+            json=transport.run_body(code, timeout_s, wait=True, stdin=stdin),
             timeout=transport.run_timeout(self._client.settings.timeout, timeout_s),
         )
         return Execution.from_json(response.json())
 
-    async def start(self, sandbox_id: str, code: str, timeout_s: float | None = None) -> Execution:
+    async def start(
+        self, sandbox_id: str, code: str, timeout_s: float | None = None, *, stdin: str | None = None
+    ) -> Execution:
         response = await self._client.request(
             "POST",
             api_path("sandboxes", sandbox_id, "executions"),
-            json=transport.run_body(code, timeout_s, wait=False),
+            json=transport.run_body(code, timeout_s, wait=False, stdin=stdin),
         )
         return Execution.from_json(response.json())
 
     async def stream(
-        self, sandbox_id: str, code: str, timeout_s: float | None = None
-    ) -> AsyncIterator[OutputEvent | Execution]:
-        execution = await self.start(sandbox_id, code, timeout_s)
+        self, sandbox_id: str, code: str, timeout_s: float | None = None, *, stdin: str | None = None
+    ) -> AsyncIterator[OutputEvent | ResultEvent | Execution]:
+        execution = await self.start(sandbox_id, code, timeout_s, stdin=stdin)
         async for event in self._client.executions.events(execution.id):
-            if isinstance(event, OutputEvent):
+            if isinstance(event, OutputEvent | ResultEvent):
                 yield event
         yield await self._client.executions.get(execution.id)
 
@@ -310,6 +331,13 @@ class AsyncExecutions:
 
     async def get(self, execution_id: str) -> Execution:
         return Execution.from_json(await self._client.get_json(api_path("executions", execution_id)))
+
+    async def cancel(self, execution_id: str) -> Execution:
+        """Interrupt a running execution and keep its sandbox (and its state, where the code honours the
+        interrupt); returns it `cancelled`. ConflictError if it had already ended."""
+        return Execution.from_json(
+            (await self._client.request("POST", api_path("executions", execution_id, "cancel"))).json()
+        )
 
     async def events(self, execution_id: str, after: int = 0) -> AsyncIterator[OutputEvent | ExitEvent]:
         """As `Executions.events`: live SSE, resumed from the last sequence after a dropped connection."""

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from mem0sdk import cli_sandbox
 from mem0sdk.client import Mem0
 from mem0sdk.errors import Mem0Error
-from mem0sdk.models import Execution, OutputEvent
+from mem0sdk.models import Execution, OutputEvent, ResultEvent
 
 EXIT_API_ERROR = 1
 EXIT_TIMEOUT = 124
@@ -41,13 +41,17 @@ def exit_status(execution: Execution) -> int:
     return min(execution.exit_code, 255)
 
 
-def stream_to_terminal(events: Iterable[OutputEvent | Execution]) -> int:
+def stream_to_terminal(events: Iterable[OutputEvent | ResultEvent | Execution]) -> int:
     """Write stdout/stderr chunks as they arrive; report how the run ended; return its exit status."""
     for item in events:
         if isinstance(item, OutputEvent):
             out = sys.stderr if item.stream == "stderr" else sys.stdout
             out.write(item.data)
             out.flush()
+            continue
+        if isinstance(item, ResultEvent):  # a rich result: its text form in a terminal
+            if item.result.text is not None:
+                print(item.result.text, flush=True)
             continue
         if item.status not in ("succeeded", "failed") or item.limit:
             limit = f" (limit: {item.limit})" if item.limit else ""

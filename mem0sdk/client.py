@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -16,6 +16,8 @@ from mem0sdk.models import (
     FileEntry,
     Lineage,
     OutputEvent,
+    Result,
+    ResultEvent,
     Runtime,
     Sandbox,
     Snapshot,
@@ -183,34 +185,52 @@ class Sandboxes:
         )
         return self._sandbox(response.json())
 
-    def run(self, sandbox_id: str, code: str, timeout_s: float | None = None) -> Execution:
-        """Run code and wait for the result (the request stays open for the run)."""
+    def run(
+        self,
+        sandbox_id: str,
+        code: str,
+        timeout_s: float | None = None,
+        *,
+        stdin: str | None = None,
+        on_stdout: Callable[[str], Any] | None = None,
+        on_stderr: Callable[[str], Any] | None = None,
+        on_result: Callable[[Result], Any] | None = None,
+    ) -> Execution:
+        """Run code and wait for the result (the request stays open for the run). With a callback the run
+        is streamed instead and each callback gets its output chunks or `Result`s as they arrive."""
+        if on_stdout or on_stderr or on_result:
+            execution = self.start(sandbox_id, code, timeout_s, stdin=stdin)
+            for event in self._client.executions.events(execution.id):
+                transport.deliver(event, on_stdout, on_stderr, on_result)
+            return self._client.executions.get(execution.id)
         response = self._client.request(
             "POST",
             api_path("sandboxes", sandbox_id, "executions"),
-            json=transport.run_body(code, timeout_s, wait=True),
+            json=transport.run_body(code, timeout_s, wait=True, stdin=stdin),
             timeout=transport.run_timeout(self._client.settings.timeout, timeout_s),
         )
         return Execution.from_json(response.json())
 
-    def start(self, sandbox_id: str, code: str, timeout_s: float | None = None) -> Execution:
+    def start(
+        self, sandbox_id: str, code: str, timeout_s: float | None = None, *, stdin: str | None = None
+    ) -> Execution:
         """Start a run and return at once (status `running`); follow it with client.executions.events()."""
         response = self._client.request(
             "POST",
             api_path("sandboxes", sandbox_id, "executions"),
-            json=transport.run_body(code, timeout_s, wait=False),
+            json=transport.run_body(code, timeout_s, wait=False, stdin=stdin),
         )
         return Execution.from_json(response.json())
 
     def stream(
-        self, sandbox_id: str, code: str, timeout_s: float | None = None
-    ) -> Iterator[OutputEvent | Execution]:
+        self, sandbox_id: str, code: str, timeout_s: float | None = None, *, stdin: str | None = None
+    ) -> Iterator[OutputEvent | ResultEvent | Execution]:
         """Start a run, yield each OutputEvent as it is produced, then the finished Execution.
 
         The run starts when iteration does (this is a generator); a dropped stream is resumed, see events()."""
-        execution = self.start(sandbox_id, code, timeout_s)
+        execution = self.start(sandbox_id, code, timeout_s, stdin=stdin)
         for event in self._client.executions.events(execution.id):
-            if isinstance(event, OutputEvent):
+            if isinstance(event, OutputEvent | ResultEvent):
                 yield event
         yield self._client.executions.get(execution.id)
 
@@ -334,6 +354,13 @@ class Executions:
 
     def get(self, execution_id: str) -> Execution:
         return Execution.from_json(self._client.get_json(api_path("executions", execution_id)))
+
+    def cancel(self, execution_id: str) -> Execution:
+        """Interrupt a running execution and keep its sandbox (and its state, where the code honours the
+        interrupt); returns it `cancelled`. ConflictError if it had already ended."""
+        return Execution.from_json(
+            (self._client.request("POST", api_path("executions", execution_id, "cancel"))).json()
+        )
 
     def events(self, execution_id: str, after: int = 0) -> Iterator[OutputEvent | ExitEvent]:
         """The run's events after sequence `after`, live over SSE, ending with its ExitEvent.

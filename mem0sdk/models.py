@@ -9,7 +9,9 @@ directly; the other resources are plain data.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import base64
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -62,21 +64,110 @@ class ExitEvent:
     wall_ms: int | None = None
     cpu_ms: int | None = None
     peak_memory_bytes: int | None = None
+    error: ExecutionError | None = None
 
     @classmethod
     def from_json(cls, data: dict) -> ExitEvent:
         known = _known(cls, data)
+        known["error"] = ExecutionError.from_json(data.get("error"))
         return cls(**{**known, "seq": int(data.get("seq", 0)), "status": str(data.get("status", ""))})
 
 
-def event_from_json(data: dict) -> OutputEvent | ExitEvent:
-    return ExitEvent.from_json(data) if data.get("type") == "exit" else OutputEvent.from_json(data)
+@dataclass
+class Result:
+    """A rich result of a run, as Jupyter's display data: `data` maps MIME types to their content (the last
+    expression's value, a `display()` call, a matplotlib figure). The properties pick the usual types."""
+
+    data: dict = field(default_factory=dict)
+
+    @property
+    def text(self) -> str | None:
+        return self.data.get("text/plain")
+
+    @property
+    def html(self) -> str | None:
+        return self.data.get("text/html")
+
+    @property
+    def markdown(self) -> str | None:
+        return self.data.get("text/markdown")
+
+    @property
+    def svg(self) -> str | None:
+        return self.data.get("image/svg+xml")
+
+    @property
+    def png(self) -> bytes | None:
+        """The PNG image's bytes (the server sends it base64-encoded)."""
+        value = self.data.get("image/png")
+        return base64.b64decode(value) if isinstance(value, str) else None
+
+    @property
+    def json(self) -> Any:
+        return self.data.get("application/json")
+
+    @property
+    def formats(self) -> list[str]:
+        return sorted(self.data)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Result:
+        return cls(data=dict(data) if isinstance(data, dict) else {})
+
+    def __str__(self) -> str:
+        return self.text if self.text is not None else json.dumps(self.formats)
+
+
+@dataclass
+class ResultEvent:
+    """A rich result as it is produced, in order with the output (`seq` is shared with OutputEvents)."""
+
+    seq: int
+    result: Result
+
+    @classmethod
+    def from_json(cls, data: dict) -> ResultEvent:
+        return cls(seq=int(data.get("seq", 0)), result=Result.from_json(data.get("data")))
+
+
+@dataclass
+class ExecutionError:
+    """A run's uncaught exception (`name` is its type, e.g. ZeroDivisionError; `traceback` its lines), or
+    `interpreter_exited` when the interpreter died and a fresh one took over the sandbox."""
+
+    name: str
+    value: str = ""
+    traceback: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: Any) -> ExecutionError | None:
+        if not isinstance(data, dict):
+            return None
+        tb = data.get("traceback")
+        return cls(
+            name=str(data.get("name", "")),
+            value=str(data.get("value", "")),
+            traceback=[str(line) for line in tb] if isinstance(tb, list) else [],
+        )
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.value}"
+
+
+def event_from_json(data: dict) -> OutputEvent | ResultEvent | ExitEvent:
+    kind = data.get("type")
+    if kind == "exit":
+        return ExitEvent.from_json(data)
+    if kind == "result":
+        return ResultEvent.from_json(data)
+    return OutputEvent.from_json(data)
 
 
 @dataclass
 class Execution:
-    """One run of code in a sandbox. `status` is queued, running, succeeded, failed, timeout, killed, agent_lost,
-    compile_error (compiled runtimes: the code did not compile; the compiler's messages are in `stderr`)."""
+    """One run of code in a sandbox. `status` is queued, running, succeeded, failed, timeout, killed, cancelled,
+    agent_lost, compile_error (compiled runtimes: the code did not compile; the compiler's messages are in
+    `stderr`). `results` are its rich results (`Result`), `error` its uncaught exception (`ExecutionError`)."""
 
     id: str
     sandbox_id: str | None = None
@@ -89,13 +180,15 @@ class Execution:
     cpu_ms: int | None = None
     peak_memory_bytes: int | None = None
     limit: str | None = None
+    results: list[Result] = field(default_factory=list)
+    error: ExecutionError | None = None
     timeout_s: float | None = None
     stream_url: str | None = None
     created_at: datetime | None = None
     finished_at: datetime | None = None
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
-    FINISHED = frozenset({"succeeded", "failed", "timeout", "killed", "agent_lost", "compile_error"})
+    FINISHED = frozenset({"succeeded", "failed", "timeout", "killed", "cancelled", "agent_lost", "compile_error"})
 
     @property
     def ok(self) -> bool:
@@ -108,6 +201,8 @@ class Execution:
     @classmethod
     def from_json(cls, data: dict) -> Execution:
         known = _with_times(_known(cls, data), "created_at", "finished_at")
+        known["results"] = [Result.from_json(r) for r in data.get("results") or [] if isinstance(r, dict)]
+        known["error"] = ExecutionError.from_json(data.get("error"))
         return cls(
             **{**known, "stdout": data.get("stdout") or "", "stderr": data.get("stderr") or ""}, raw=data
         )
@@ -214,7 +309,8 @@ class WatchEvent:
 class Sandbox:
     """A live isolated process with state. `state` is starting, running, paused, stopped or lost.
 
-    `memory` is set on forks: `copied` (the child has the parent's interpreter memory) or `fresh`.
+    `memory` is set on forks: `copied` (the child has the parent's interpreter memory) or `fresh`; and
+    `lost` once its interpreter died and a fresh one took over (the workspace is kept).
     The object is a snapshot of the server's answer; `refresh()` fetches the current state.
     """
 
@@ -267,13 +363,35 @@ class Sandbox:
         self._sandboxes()  # bound to a client, or a clear error
         return SandboxCommands(self._client, self.id)
 
-    def run(self, code: str, timeout_s: float | None = None) -> Execution:
-        """Run code and wait for it to finish; variables persist between runs (like a notebook kernel)."""
-        return self._sandboxes().run(self.id, code, timeout_s=timeout_s)
+    def run(
+        self,
+        code: str,
+        timeout_s: float | None = None,
+        *,
+        stdin: str | None = None,
+        on_stdout: Callable[[str], Any] | None = None,
+        on_stderr: Callable[[str], Any] | None = None,
+        on_result: Callable[[Result], Any] | None = None,
+    ) -> Execution:
+        """Run code and wait for it to finish; variables persist between runs (like a notebook kernel).
 
-    def stream(self, code: str, timeout_s: float | None = None) -> Iterator[OutputEvent | Execution]:
-        """Run code and yield its OutputEvents as they are produced, then the finished Execution."""
-        return self._sandboxes().stream(self.id, code, timeout_s=timeout_s)
+        `stdin` is what the run's `input()` / `sys.stdin` read. With a callback the run is streamed: each
+        callback gets its output chunks or `Result`s as they are produced; the finished Execution is returned."""
+        return self._sandboxes().run(
+            self.id,
+            code,
+            timeout_s=timeout_s,
+            stdin=stdin,
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+            on_result=on_result,
+        )
+
+    def stream(
+        self, code: str, timeout_s: float | None = None, *, stdin: str | None = None
+    ) -> Iterator[OutputEvent | ResultEvent | Execution]:
+        """Run code and yield its OutputEvents and ResultEvents as they are produced, then the finished Execution."""
+        return self._sandboxes().stream(self.id, code, timeout_s=timeout_s, stdin=stdin)
 
     def fork(self, idempotency_key: str | None = None) -> Sandbox:
         return self._sandboxes().fork(self.id, idempotency_key=idempotency_key)
@@ -326,11 +444,30 @@ class AsyncSandbox(Sandbox):
         self._sandboxes()
         return AsyncSandboxCommands(self._client, self.id)
 
-    async def run(self, code: str, timeout_s: float | None = None) -> Execution:
-        return await self._sandboxes().run(self.id, code, timeout_s=timeout_s)
+    async def run(
+        self,
+        code: str,
+        timeout_s: float | None = None,
+        *,
+        stdin: str | None = None,
+        on_stdout: Callable[[str], Any] | None = None,
+        on_stderr: Callable[[str], Any] | None = None,
+        on_result: Callable[[Result], Any] | None = None,
+    ) -> Execution:
+        return await self._sandboxes().run(
+            self.id,
+            code,
+            timeout_s=timeout_s,
+            stdin=stdin,
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+            on_result=on_result,
+        )
 
-    def stream(self, code: str, timeout_s: float | None = None) -> AsyncIterator[OutputEvent | Execution]:
-        return self._sandboxes().stream(self.id, code, timeout_s=timeout_s)
+    def stream(
+        self, code: str, timeout_s: float | None = None, *, stdin: str | None = None
+    ) -> AsyncIterator[OutputEvent | ResultEvent | Execution]:
+        return self._sandboxes().stream(self.id, code, timeout_s=timeout_s, stdin=stdin)
 
     async def fork(self, idempotency_key: str | None = None) -> AsyncSandbox:
         return await self._sandboxes().fork(self.id, idempotency_key=idempotency_key)

@@ -19,7 +19,7 @@ import httpx
 
 from mem0sdk import __version__
 from mem0sdk.errors import AuthenticationError, Mem0ConnectionError, Mem0Error, RateLimitedError, error_for
-from mem0sdk.models import ExitEvent, OutputEvent, WatchEvent, event_from_json
+from mem0sdk.models import ExitEvent, OutputEvent, ResultEvent, WatchEvent, event_from_json
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT_S = 60.0
@@ -112,11 +112,24 @@ def create_body(runtime: str, env: dict | None, metadata: dict | None, timeout_s
     return body
 
 
-def run_body(code: str, timeout_s: float | None, wait: bool) -> dict:
+def run_body(code: str, timeout_s: float | None, wait: bool, stdin: str | None = None) -> dict:
     body: dict[str, Any] = {"code": code, "wait": wait}
     if timeout_s is not None:
         body["timeout_s"] = timeout_s
+    if stdin is not None:
+        body["stdin"] = stdin
     return body
+
+
+def deliver(event, on_stdout, on_stderr, on_result) -> None:
+    """Hand one streamed event to the run's callbacks (`Sandbox.run(on_stdout=...)`)."""
+    if isinstance(event, ResultEvent):
+        if on_result is not None:
+            on_result(event.result)
+    elif isinstance(event, OutputEvent):
+        callback = on_stderr if event.stream == "stderr" else on_stdout
+        if callback is not None:
+            callback(event.data)
 
 
 def may_retry(method: str, headers: dict[str, str] | None) -> bool:
@@ -202,7 +215,7 @@ class SSEDecoder:
         return None
 
 
-def decode_event(decoder: SSEDecoder, line: str) -> OutputEvent | ExitEvent | None:
+def decode_event(decoder: SSEDecoder, line: str) -> OutputEvent | ResultEvent | ExitEvent | None:
     """Feed one line; the event it completes, if any (keep-alives and non-JSON messages give None)."""
     message = decoder.feed(line)
     if message is None:

@@ -185,7 +185,8 @@ class ExecutionCreateView(APIView):
         execution = executions.execution_start(principal=request.auth, sandbox_id=sandbox_id,
                                                code=data.validated_data["code"],
                                                timeout_s=data.validated_data.get("timeout_s"),
-                                               wait=data.validated_data["wait"])
+                                               wait=data.validated_data["wait"],
+                                               stdin=data.validated_data.get("stdin"))
         if not data.validated_data["wait"]:
             return Response(execution_json(execution), status=202)
         finished = executions.execution_wait(execution, record_later=lambda fn: after_response(request, fn))
@@ -199,6 +200,20 @@ class ExecutionDetailView(APIView):
     def get(self, request, execution_id: str):
         execution = selectors.execution_by_id(request.auth.org, execution_id)
         return Response(execution_json(executions.execution_refresh(execution)))
+
+
+class ExecutionCancelView(APIView):
+    """Interrupt a running execution and keep its sandbox and its state (where the code honours the interrupt;
+    an interpreter that ignores it is restarted, memory lost). 200 with the execution, `cancelled` once it
+    has ended; 409 conflict if it had already ended."""
+
+    scope = "sandboxes"
+
+    @extend_schema(request=None, responses={200: ExecutionSerializer})
+    def post(self, request, execution_id: str):
+        execution = selectors.execution_by_id(request.auth.org, execution_id)
+        execution = executions.execution_cancel(principal=request.auth, execution=execution, request=request)
+        return Response(execution_json(execution))
 
 
 class EventStreamRenderer(BaseRenderer):

@@ -160,6 +160,7 @@ def _start_run(scope, key, sandbox_id: str, content):
         sandbox_id=sandbox_id,
         code=data.validated_data["code"],
         timeout_s=data.validated_data.get("timeout_s"),
+        stdin=data.validated_data.get("stdin"),
     )
     return principal, execution
 

@@ -1,7 +1,8 @@
 """Runs: admit against quotas, dispatch to the sandbox's agent, collect the stream, finalise once.
 
 The agent's output stream (`exec:{id}`) is the source of truth while a run is open; the Execution row
-keeps a capped copy (settings.MEM0_CAPTURE_BYTES per stream, `truncated` says so) once it ends, and the
+keeps a capped copy (settings.MEM0_CAPTURE_BYTES per stream, and as much again for the rich results;
+`truncated` says so) once it ends, with the run's structured `error`, and the
 bus is then told to drop the stream (readers that come later replay the row: streaming.py). Output the
 bus dropped to stay within its byte budgets shows as a gap in sequence numbers: `truncated` too.
 Finalising is a conditional UPDATE on an open status, so a result (and its usage) is recorded once even
@@ -15,13 +16,15 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts.audit import audit_record
 from billing import quotas
-from mem0web.errors import Mem0Error
+from mem0web.errors import Conflict, Mem0Error
 from mem0web.sql import orm_update, update_where
 from sandboxes import dispatch, selectors
+from sandboxes.engine.protocol import ExitEvent, ResultEvent
 from sandboxes.models import Execution, Sandbox
 from sandboxes.services import require_running, sandbox_ended_by_itself, sandbox_mark_ended
-from sandboxes.validation import clean_code
+from sandboxes.validation import clean_code, clean_error, clean_result
 
 WAIT_GRACE_S = 5.0
 HOLD_CONNECTION_MS = 50
@@ -33,7 +36,7 @@ class AgentTimeout(Mem0Error):
 
 
 def execution_start(*, principal, sandbox_id: str, code: str, timeout_s: float | None = None,
-                    wait: bool = False) -> Execution:
+                    wait: bool = False, stdin: str | None = None) -> Execution:
     """Admit, record and dispatch a run in sandbox `sandbox_id` (of the principal's organisation; 404 if it
     is not, 409 if it is not running); returns with the execution `running`: at once, or (`wait`) with the
     first output read in the same exchange as the agent's accept (kept for `execution_wait`).
@@ -72,7 +75,8 @@ def execution_start(*, principal, sandbox_id: str, code: str, timeout_s: float |
     try:
         execution.first_events = dispatch.call(sandbox.agent_id, "run", sandbox_id=sandbox.pk,
                                                execution_id=execution.pk, code=code, timeout_s=timeout_s,
-                                               read_ms=HOLD_CONNECTION_MS if wait else 0, owner=str(org.pk))
+                                               read_ms=HOLD_CONNECTION_MS if wait else 0, owner=str(org.pk),
+                                               **({"stdin": stdin} if stdin else {}))
     except Mem0Error as exc:
         if exc.code == "sandbox_busy":  # nothing ran: no row, and the admission is given back
             Execution.objects.filter(pk=execution.pk).delete()
@@ -118,9 +122,10 @@ def collect(execution_id: str, *, deadline: float, after_seq: int = 0, block: bo
 
     `first_events`: events already read from seq `after_seq` on. A run still going after
     HOLD_CONNECTION_MS gives its database connection back to the pool, so runs awaited for minutes do not
-    starve other requests. Returns (exit event or None, stdout, stderr, truncated, last seq)."""
+    starve other requests. Returns (exit event or None, stdout, stderr, truncated, last seq, results)."""
     cap = settings.MEM0_CAPTURE_BYTES
     out, err, sizes, truncated, seq, exit_event = [], [], {"stdout": 0, "stderr": 0}, False, after_seq, None
+    results, results_bytes = [], 0
     client = dispatch.engine()
     started, holding = time.monotonic(), block
     pending = list(first_events)
@@ -138,7 +143,13 @@ def collect(execution_id: str, *, deadline: float, after_seq: int = 0, block: bo
         for event in events:
             truncated = truncated or event.seq != seq + 1  # the bus dropped output over its budget
             seq = event.seq
-            if hasattr(event, "stream"):
+            if isinstance(event, ResultEvent):
+                results_bytes += event.nbytes
+                if results_bytes > cap:
+                    truncated = True
+                else:
+                    results.append(clean_result(event.data))
+            elif not isinstance(event, ExitEvent):
                 room = cap - sizes[event.stream]
                 if room <= 0:
                     truncated = True
@@ -152,19 +163,23 @@ def collect(execution_id: str, *, deadline: float, after_seq: int = 0, block: bo
         if holding and exit_event is None and (time.monotonic() - started) * 1000 >= HOLD_CONNECTION_MS:
             _release_db_connection()
             holding = False
-    return exit_event, "".join(out), "".join(err), truncated, seq
+    return exit_event, "".join(out), "".join(err), truncated, seq, results
 
 
-def execution_finalize(execution: Execution, exit_event, stdout: str, stderr: str, truncated: bool) -> bool:
-    """Record the agent's result once and meter its CPU; later calls change nothing."""
+def execution_finalize(execution: Execution, exit_event, stdout: str, stderr: str, truncated: bool,
+                       results=()) -> bool:
+    """Record the agent's result once and meter its CPU; later calls change nothing. An interpreter that died
+    and was restarted by the agent (`memory_lost`) leaves the sandbox running with `memory: "lost"`."""
     now = timezone.now()
-    done = _record_result(execution, exit_event, stdout, stderr, truncated, now)
+    done = _record_result(execution, exit_event, stdout, stderr, truncated, now, results)
     if not done:  # someone else recorded it first: show theirs
         execution.refresh_from_db()
         return False
     dispatch.output_recorded([execution.pk])  # the stored copy serves replays from now on
     if not getattr(exit_event, "sandbox_alive", True):
         sandbox_ended_by_itself(execution.sandbox, reason="interpreter_exited")
+    elif getattr(exit_event, "memory_lost", False):
+        Sandbox.objects.filter(pk=execution.sandbox_id).update(memory="lost")
     return bool(done)
 
 
@@ -175,9 +190,9 @@ def _bounded_exit_code(code) -> int | None:
     return max(-(1 << 31), min((1 << 31) - 1, code))
 
 
-def _result(exit_event, stdout: str, stderr: str, truncated: bool, now) -> dict:
+def _result(exit_event, stdout: str, stderr: str, truncated: bool, now, results=()) -> dict:
     return {"status": exit_event.status, "exit_code": _bounded_exit_code(exit_event.exit_code),
-            "limit": exit_event.limit,
+            "limit": exit_event.limit, "results": list(results), "error": clean_error(getattr(exit_event, "error", None)),
             "wall_ms": exit_event.wall_ms, "cpu_ms": exit_event.cpu_ms,
             "peak_memory_bytes": exit_event.peak_memory_bytes, "stdout": stdout, "stderr": stderr,
             "truncated": truncated or exit_event.limit == "output", "finished_at": now}
@@ -188,8 +203,9 @@ def _apply_result(execution: Execution, result: dict) -> None:
         setattr(execution, name, value)
 
 
-def _record_result(execution: Execution, exit_event, stdout: str, stderr: str, truncated: bool, now) -> int:
-    result = _result(exit_event, stdout, stderr, truncated, now)
+def _record_result(execution: Execution, exit_event, stdout: str, stderr: str, truncated: bool, now,
+                   results=()) -> int:
+    result = _result(exit_event, stdout, stderr, truncated, now, results)
     still_open = {"id": execution.pk, "status__in": Execution.OPEN_STATUSES}
     if connection.vendor == "postgresql":
         done = _record_and_meter_pg(still_open, result, cpu_ms=exit_event.cpu_ms or 0, now=now)
@@ -223,16 +239,16 @@ def execution_wait(execution: Execution, *, record_later=None) -> Execution:
     is returned at once and recorded through it: the exit record stays on the agent's stream, so a crash
     before recording leaves the run open until the next GET or stream read records it."""
     deadline = time.monotonic() + execution.timeout_s + WAIT_GRACE_S
-    exit_event, stdout, stderr, truncated, _ = collect(execution.pk, deadline=deadline,
-                                                       first_events=getattr(execution, "first_events", ()))
+    exit_event, stdout, stderr, truncated, _, results = collect(
+        execution.pk, deadline=deadline, first_events=getattr(execution, "first_events", ()))
     if exit_event is not None and record_later is not None:
         pending = Execution(pk=execution.pk, organization_id=execution.organization_id,
                             sandbox_id=execution.sandbox_id, status=execution.status)
-        _apply_result(execution, _result(exit_event, stdout, stderr, truncated, timezone.now()))
-        record_later(lambda: execution_finalize(pending, exit_event, stdout, stderr, truncated))
+        _apply_result(execution, _result(exit_event, stdout, stderr, truncated, timezone.now(), results))
+        record_later(lambda: execution_finalize(pending, exit_event, stdout, stderr, truncated, results))
         return execution
     if exit_event is not None:
-        execution_finalize(execution, exit_event, stdout, stderr, truncated)
+        execution_finalize(execution, exit_event, stdout, stderr, truncated, results)
         return execution
     if not agent_alive(execution.sandbox.agent_id):
         sandbox_mark_ended(execution.sandbox, state=Sandbox.State.LOST, reason="agent_lost")
@@ -245,10 +261,25 @@ def execution_wait(execution: Execution, *, record_later=None) -> Execution:
 def execution_refresh(execution: Execution) -> Execution:
     """Finalise an open execution whose exit record is already on the stream (non-blocking)."""
     if execution.status in Execution.OPEN_STATUSES:
-        exit_event, stdout, stderr, truncated, _ = collect(execution.pk, deadline=time.monotonic() + 5, block=False)
+        exit_event, stdout, stderr, truncated, _, results = collect(execution.pk, deadline=time.monotonic() + 5,
+                                                                    block=False)
         if exit_event is not None:
-            execution_finalize(execution, exit_event, stdout, stderr, truncated)
+            execution_finalize(execution, exit_event, stdout, stderr, truncated, results)
     return execution
+
+
+def execution_cancel(*, principal, execution: Execution, request=None) -> Execution:
+    """Interrupt an open run and keep its sandbox (see the agent's `op_cancel`): the run ends `cancelled`
+    (409 conflict if it had already ended). Audit-logged as `execution.cancel`."""
+    if execution.status not in Execution.OPEN_STATUSES:
+        raise Conflict(f"Execution {execution.pk} has already ended ({execution.status}).",
+                       details={"status": execution.status})
+    sandbox = execution.sandbox
+    dispatch.call(sandbox.agent_id, "cancel", owner=str(execution.organization_id), sandbox_id=sandbox.pk,
+                  execution_id=execution.pk)
+    audit_record(org=principal.org, action="execution.cancel", principal=principal, request=request,
+                 target_type="execution", target_id=execution.pk, metadata={"sandbox": sandbox.pk})
+    return execution_refresh(execution)
 
 
 def agent_alive(agent_id: str) -> bool:

@@ -46,7 +46,8 @@ class Sandbox(models.Model):
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="forks")
     source_snapshot = models.ForeignKey("sandboxes.Snapshot", null=True, blank=True, on_delete=models.SET_NULL,
                                         related_name="restored_sandboxes")
-    memory = models.CharField(max_length=8, blank=True, help_text="On a fork: copied or fresh.")
+    memory = models.CharField(max_length=8, blank=True,
+                              help_text="On a fork: copied or fresh; lost once its interpreter died and was restarted.")
     env = models.JSONField(default=dict, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     limits = models.JSONField(default=dict, blank=True)
@@ -83,6 +84,7 @@ class Execution(models.Model):
         FAILED = "failed"
         TIMEOUT = "timeout"
         KILLED = "killed"
+        CANCELLED = "cancelled"
         AGENT_LOST = "agent_lost"
         COMPILE_ERROR = "compile_error"  # compiled runtimes (Go): the code did not compile
 
@@ -101,6 +103,9 @@ class Execution(models.Model):
     cpu_ms = models.FloatField(null=True, blank=True)
     peak_memory_bytes = models.BigIntegerField(null=True, blank=True)
     limit = models.CharField(max_length=10, null=True, blank=True)
+    results = models.JSONField(default=list, blank=True,
+                               help_text="Rich results, as Jupyter gives them: a list of {mime: data}.")
+    error = models.JSONField(null=True, blank=True, help_text="The uncaught exception: {name, value, traceback}.")
     timeout_s = models.FloatField(default=30)
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)

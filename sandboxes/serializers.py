@@ -10,6 +10,8 @@ from sandboxes.models import Execution, Sandbox, Snapshot
 from sandboxes.runtimes import RUNTIMES
 from sandboxes.validation import ENV_NAME, MAX_METADATA_KEYS
 
+MAX_STDIN_CHARS = 1 << 20  # the agent refuses more than 1 MiB of UTF-8 (payload_too_large)
+
 
 class FiniteFloatField(serializers.FloatField):
     """A number of seconds: DRF's FloatField takes "NaN", "inf" and true (float() does), which then failed
@@ -143,14 +145,45 @@ class SandboxUpdateSerializer(serializers.Serializer):
                                                           "plan's maximum lifetime).")
 
 
+RESULT_MIME_TYPES = ["application/json", "image/jpeg", "image/png", "image/svg+xml", "text/html", "text/latex",
+                     "text/markdown", "text/plain"]  # sandboxes/engine/results.py MIME_TYPES
+
+
+@extend_schema_field({
+    "type": "array",
+    "description": "Rich results in order, as Jupyter gives them: the last expression's value, display() outputs, "
+                   "matplotlib figures. Each maps MIME types to data (image/png: base64; application/json: any "
+                   "JSON value; others: strings).",
+    "items": {"type": "object", "properties": {m: {} if m == "application/json" else {"type": "string"}
+                                               for m in RESULT_MIME_TYPES},
+              "additionalProperties": False},
+})
+class ResultsField(serializers.JSONField):
+    """The run's rich results: a list of {mime: data}."""
+
+
+@extend_schema_field({
+    "type": "object", "nullable": True,
+    "description": "The run's uncaught exception, or the agent's `interpreter_exited` when the interpreter died.",
+    "properties": {"name": {"type": "string"}, "value": {"type": "string"},
+                   "traceback": {"type": "array", "items": {"type": "string"}}},
+    "required": ["name", "value", "traceback"],
+})
+class ErrorField(serializers.JSONField):
+    """`{name, value, traceback}` or null."""
+
+
 class ExecutionSerializer(serializers.ModelSerializer):
     sandbox_id = serializers.CharField(read_only=True)
     stream_url = serializers.SerializerMethodField()
+    results = ResultsField(read_only=True)
+    error = ErrorField(read_only=True, allow_null=True)
 
     class Meta:
         model = Execution
         fields = ["id", "sandbox_id", "status", "exit_code", "stdout", "stderr", "truncated", "wall_ms", "cpu_ms",
-                  "peak_memory_bytes", "limit", "timeout_s", "stream_url", "created_at", "finished_at"]
+                  "peak_memory_bytes", "limit", "results", "error", "timeout_s", "stream_url", "created_at",
+                  "finished_at"]
 
     def get_stream_url(self, obj) -> str:
         return f"/api/v1/executions/{obj.pk}/events"
@@ -162,6 +195,8 @@ class ExecutionCreateSerializer(serializers.Serializer):
     code = StrictCharField(allow_blank=True, trim_whitespace=False)
     timeout_s = FiniteFloatField(required=False, min_value=0.1)
     wait = serializers.BooleanField(required=False, default=True)
+    stdin = StrictCharField(required=False, allow_blank=True, trim_whitespace=False, max_length=MAX_STDIN_CHARS,
+                            help_text="What the run's sys.stdin reads (input() works), then end of file.")
 
 
 class SnapshotSerializer(serializers.ModelSerializer):
@@ -214,7 +249,8 @@ def execution_json(e: Execution) -> dict:
     return {"id": e.id, "sandbox_id": _str(e.sandbox_id), "status": _str(e.status), "exit_code": _int(e.exit_code),
             "stdout": _str(e.stdout), "stderr": _str(e.stderr), "truncated": bool(e.truncated),
             "wall_ms": _float(e.wall_ms), "cpu_ms": _float(e.cpu_ms), "peak_memory_bytes": _int(e.peak_memory_bytes),
-            "limit": _str(e.limit), "timeout_s": _float(e.timeout_s), "stream_url": f"/api/v1/executions/{e.pk}/events",
+            "limit": _str(e.limit), "results": e.results if e.results is not None else [], "error": e.error,
+            "timeout_s": _float(e.timeout_s), "stream_url": f"/api/v1/executions/{e.pk}/events",
             "created_at": _iso(e.created_at), "finished_at": _iso(e.finished_at)}
 
 

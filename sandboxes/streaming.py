@@ -15,7 +15,9 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from sandboxes import dispatch
+from sandboxes.engine.protocol import ExitEvent, ResultEvent
 from sandboxes.models import Execution
+from sandboxes.validation import clean_error, clean_result
 
 # Shared by every tenant's streams; sandboxes/stream_slots.py keeps any one organisation to a part of it.
 READERS = ThreadPoolExecutor(max_workers=settings.MEM0_STREAM_READERS, thread_name_prefix="mem0-stream")
@@ -23,11 +25,15 @@ BLOCK_MS = 10_000
 
 
 def event_json(event) -> dict:
-    if hasattr(event, "stream"):
+    """Output `{seq, stream, data}`, a rich result `{seq, type: "result", data: {mime: data}}`, or the exit
+    record (with the run's structured `error`)."""
+    if isinstance(event, ResultEvent):
+        return {"seq": event.seq, "type": "result", "data": clean_result(event.data)}
+    if not isinstance(event, ExitEvent):
         return {"seq": event.seq, "stream": event.stream, "data": event.data}
     return {"seq": event.seq, "type": "exit", "status": event.status, "exit_code": event.exit_code,
             "limit": event.limit, "wall_ms": event.wall_ms, "cpu_ms": event.cpu_ms,
-            "peak_memory_bytes": event.peak_memory_bytes}
+            "peak_memory_bytes": event.peak_memory_bytes, "error": clean_error(event.error)}
 
 
 def stored_events(execution: Execution, after: int) -> list[dict]:
@@ -37,9 +43,10 @@ def stored_events(execution: Execution, after: int) -> list[dict]:
         text = getattr(execution, stream)
         if text:
             events.append({"stream": stream, "data": text})
+    events.extend({"type": "result", "data": data} for data in execution.results or [])
     events.append({"type": "exit", "status": execution.status, "exit_code": execution.exit_code,
                    "limit": execution.limit, "wall_ms": execution.wall_ms, "cpu_ms": execution.cpu_ms,
-                   "peak_memory_bytes": execution.peak_memory_bytes})
+                   "peak_memory_bytes": execution.peak_memory_bytes, "error": execution.error})
     for seq, event in enumerate(events, start=1):
         event["seq"] = seq
     return [e for e in events if e["seq"] > after]
@@ -71,7 +78,7 @@ async def execution_events(execution_id: str, after: int = 0) -> AsyncIterator[d
         for event in batch:
             seq = event.seq
             yield event_json(event)
-            if not hasattr(event, "stream"):
+            if isinstance(event, ExitEvent):
                 return
 
 
@@ -95,5 +102,5 @@ async def sse_stream(execution_id: str, after: int) -> AsyncIterator[bytes]:
         if event is None:
             yield b": keep-alive\n\n"
             continue
-        kind = "exit" if event.get("type") == "exit" else "output"
+        kind = event.get("type") if event.get("type") in ("exit", "result") else "output"
         yield f"id: {event['seq']}\nevent: {kind}\ndata: {json.dumps(event)}\n\n".encode()

@@ -22,6 +22,7 @@ api_urlpatterns = [
     path("sandboxes/<str:sandbox_id>/fs/text", files_api.SandboxFileTextView.as_view(), name="api-fs-text"),
     path("sandboxes/<str:sandbox_id>/fs/watch", files_api.SandboxWatchView.as_view(), name="api-fs-watch"),
     path("executions/<str:execution_id>", api.ExecutionDetailView.as_view(), name="api-execution"),
+    path("executions/<str:execution_id>/cancel", api.ExecutionCancelView.as_view(), name="api-execution-cancel"),
     path("executions/<str:execution_id>/events", api.ExecutionEventsView.as_view(), name="api-execution-events"),
     path("runtimes", api.RuntimesView.as_view(), name="api-runtimes"),
     path("sandboxes/<str:sandbox_id>/commands", commands_api.SandboxCommandsView.as_view(), name="api-commands"),

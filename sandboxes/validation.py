@@ -69,3 +69,45 @@ def clean_workspace_path(path: str, *, allow_root: bool = False) -> str:
     if not clean and not allow_root:
         raise InvalidRequest("A file path is required.")
     return clean
+
+
+ERROR_FIELD_CHARS = 64 << 10
+
+
+def clean_error(error) -> dict | None:
+    """A run's structured error as it may be stored: `{name, value, traceback}` of strings (the agent checked
+    and bounded it already; this holds for whatever it sent), NULs replaced (PostgreSQL's jsonb refuses them)."""
+    if not isinstance(error, dict):
+        return None
+    traceback = error.get("traceback")
+    lines = [line for line in traceback if isinstance(line, str)][:200] if isinstance(traceback, list) else []
+    return {"name": _no_nul(str(error.get("name", ""))[:200]),
+            "value": _no_nul(str(error.get("value", ""))[:ERROR_FIELD_CHARS]),
+            "traceback": [_no_nul(line[:ERROR_FIELD_CHARS]) for line in lines]}
+
+
+def clean_result(data: dict) -> dict:
+    """A rich result `{mime: data}` (checked by the agent: allowed MIME types, bounded size and depth) with
+    NULs replaced in every string, keys included, so jsonb takes it."""
+    return _strip_nul(data)
+
+
+def _strip_nul(value):
+    stack, root = [], [value]
+    stack.append((root, 0))
+    while stack:
+        container, key = stack.pop()
+        item = container[key]
+        if isinstance(item, str):
+            container[key] = _no_nul(item)
+        elif isinstance(item, list):
+            stack.extend((item, i) for i in range(len(item)))
+        elif isinstance(item, dict):
+            clean = {_no_nul(k): v for k, v in item.items()}
+            container[key] = clean
+            stack.extend((clean, k) for k in clean)
+    return root[0]
+
+
+def _no_nul(text: str) -> str:
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text

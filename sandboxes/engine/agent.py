@@ -28,6 +28,7 @@ import resource
 import shutil
 import signal
 import socket
+import stat
 import sys
 import threading
 import time
@@ -54,6 +55,9 @@ from .zygote import TMP_BYTES
 log = logging.getLogger("mem0.engine.agent")
 
 MAX_CODE_BYTES = 4 << 20
+MAX_STDIN_BYTES = 1 << 20
+REVIVE_WAIT_S = 30.0  # an op on a sandbox whose interpreter is being replaced waits this long for it
+CANCEL_WAIT_S = 3.0  # the cancel op answers once the run has ended, or after this
 MAX_ENV_BYTES = 64 << 10
 ENDED_CPU_KEPT = 10_000  # ended sandboxes whose lifetime CPU the agent still answers for (kill op)
 GIL_SWITCH_INTERVAL_S = 0.0005
@@ -64,7 +68,7 @@ INLINE_OPS = frozenset({"run", "stats", "sandbox_ids", "command_stdin", "command
 # the others. Over it the op is refused at once with ``rate_limited`` (the API's 429).
 OP_WORKERS = 16
 OPS_PER_OWNER = 4
-UNCAPPED_OPS = frozenset({"kill"})  # quick, and how an owner frees what it holds: never refused
+UNCAPPED_OPS = frozenset({"kill", "cancel"})  # quick, and how an owner frees what it holds: never refused
 
 
 class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
@@ -104,9 +108,13 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
         self.owner_ops: dict[str, int] = {}  # owner -> ops of theirs on the workers or queued for them
         self.owner_lock = threading.Lock()
         self.cleaner = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mem0-cleanup")
-        self.supervisor = Supervisor(bus, self._on_dead)
+        self.supervisor = Supervisor(bus, self._on_dead, self._restartable)
         self.watch_hub = WatchHub(bus)
         self.versions: dict[str, str] = {}
+        # Sandboxes whose interpreter died and is being replaced (``_revive``): id -> set when done.
+        self.reviving: dict[str, threading.Event] = {}
+        self.cpu_carried: dict[str, float] = {}  # lifetime CPU (ms) of a sandbox's earlier interpreters
+        self.revive_lock = threading.Lock()
         self._blockstore = blockstore  # a configured BlockStore (S3 tier...), or a local one made lazily
         self.blockstore_dir = blockstore_dir or os.path.join(self.state_dir, "blocks")
         self.go_cache_dir = go_cache_dir
@@ -246,9 +254,24 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
             except Exception:
                 log.exception("event=heartbeat_failed")
 
+    def _restartable(self, sb: Sandbox) -> bool:
+        """Supervisor callback (hub thread): may a handed-over sandbox whose interpreter died get a fresh
+        one? Yes unless the agent is stopping; its id is held (ops wait) until ``_revive`` is done."""
+        sid = sb.sandbox_id
+        if not sid or self.sandboxes.get(sid) is not sb or self.stop_event.is_set():
+            return False
+        self.reviving.setdefault(sid, threading.Event())
+        return True
+
     def _on_dead(self, sb: Sandbox) -> None:
         """Supervisor callback (hub thread): the sandbox's interpreter is gone. Its lifetime CPU is kept
         (the cgroup goes with the release) for the Django side to meter."""
+        if sb.restarting:
+            try:
+                self.executor.submit(self._revive, sb)
+                return
+            except RuntimeError:  # agent stopping
+                self._revived(sb.sandbox_id)
         if sb.sandbox_id and sb.sandbox_id in self.cpu_base:
             self._remember_cpu(sb)
         if sb.sandbox_id and self.sandboxes.get(sb.sandbox_id) is sb:
@@ -268,7 +291,8 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
     def _submit(self, req: OpRequest) -> None:
         if req.deadline and time.time() > req.deadline:
             return  # the caller has given up; an answer would go nowhere
-        if req.op in INLINE_OPS or (req.op == "create" and self._pool_ready(req.args)):
+        reviving = isinstance(req.args, dict) and req.args.get("sandbox_id") in self.reviving
+        if (req.op in INLINE_OPS and not reviving) or (req.op == "create" and self._pool_ready(req.args)):
             self._handle(req)  # sub-millisecond: a thread hop would cost more than the op
         elif not req.owner or req.op in UNCAPPED_OPS:
             self.executor.submit(self._handle, req)
@@ -333,7 +357,53 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
         except Exception:
             log.exception("event=reply_failed op=%s request=%s", req.op, req.request_id)
 
+    def _revive(self, dead: Sandbox) -> None:
+        """A fresh interpreter for a sandbox whose interpreter died: a warm sandbox of the same runtime
+        takes over its id, environment, limits and a copy of its workspace; memory is ``lost``. Processes
+        the old one left running are gone with it (its cgroup is killed before the copy)."""
+        sid = dead.sandbox_id
+        try:
+            dead.cgroup.kill_all(exclude={dead.lineage.init_pid})
+            cpu = self._lifetime_cpu_ms(dead)
+            fresh = self._take(dead.runtime.name)
+            try:
+                self.factory.resize_workspace(fresh, dead.limits.workspace_bytes)  # room for the copy
+                src, dst = self._workspace(dead), self._workspace(fresh)
+                shutil.copytree(
+                    src.root, dst.root, symlinks=True, dirs_exist_ok=True, copy_function=_copy_regular
+                )
+                dst.chown_tree()
+                fresh.memory = "lost"
+                with (
+                    self.revive_lock
+                ):  # a kill op meanwhile either came first (no hand-over) or sees ``fresh``
+                    if self.sandboxes.get(sid) is not dead:
+                        raise EngineError("sandbox_not_running", "killed while restarting")
+                    self.cpu_carried[sid] = cpu
+                    self._hand_over(fresh, sid, dead.env, dead.limits)  # replaces ``dead`` under its id
+            except Exception:
+                self.supervisor.kill(fresh)
+                raise
+            log.info("event=interpreter_restarted sandbox=%s", sid)
+        except Exception as exc:
+            log.warning("event=interpreter_restart_failed sandbox=%s error=%r", sid, str(exc)[:200])
+            if self.sandboxes.get(sid) is dead:
+                self.sandboxes.pop(sid, None)
+                self._remember_cpu(dead)
+        finally:
+            self._revived(sid)
+            dead.restarting = False
+            self.factory.release(dead)
+
+    def _revived(self, sandbox_id: str) -> None:
+        event = self.reviving.pop(sandbox_id, None)
+        if event is not None:
+            event.set()
+
     def _get(self, sandbox_id: str) -> Sandbox:
+        reviving = self.reviving.get(sandbox_id)
+        if reviving is not None:
+            reviving.wait(REVIVE_WAIT_S)
         sb = self.sandboxes.get(sandbox_id)
         if sb is None or not sb.alive:
             raise EngineError(
@@ -369,7 +439,7 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
             raise EngineError("internal_error", "sandbox interpreter pid unknown")
         resource.prlimit(sb.host_pid, resource.RLIMIT_DATA, (limits.memory_bytes, limits.memory_bytes))
         self.factory.resize_workspace(sb, limits.workspace_bytes)
-        if sb.memory == "fresh":
+        if sb.memory in ("fresh", "lost"):
             os.setpriority(os.PRIO_PROCESS, sb.host_pid, 0)  # pooled sandboxes idle at the zygote's nice
             for tid in sb.resident_threads():  # node, started in the pool (nice is per thread)
                 os.setpriority(os.PRIO_PROCESS, tid, 0)
@@ -436,13 +506,19 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
         code: str,
         timeout_s: float | None = None,
         owner: str | None = None,
+        stdin: str | None = None,
     ) -> dict:
         """Start a run. ``owner`` (the organisation, from the Django side) is whose output budget on
-        the bus the run's output counts against; without one, the sandbox's."""
+        the bus the run's output counts against; without one, the sandbox's. ``stdin``: what the run's
+        ``sys.stdin`` reads, then end of file (at most ``MAX_STDIN_BYTES``)."""
         if not isinstance(code, str):
             raise EngineError("invalid_request", "code must be a string")
         if len(code) > MAX_CODE_BYTES:
             raise EngineError("payload_too_large", "code too large")
+        if stdin is not None and not isinstance(stdin, str):
+            raise EngineError("invalid_request", "stdin must be a string")
+        if stdin is not None and len(stdin.encode("utf-8", "surrogatepass")) > MAX_STDIN_BYTES:
+            raise EngineError("payload_too_large", f"stdin is over {MAX_STDIN_BYTES} bytes")
         if not isinstance(execution_id, str) or not execution_id:
             raise EngineError("invalid_request", "execution_id must be a non-empty string")
         if owner is not None and (not isinstance(owner, str) or not 0 < len(owner) <= 128):
@@ -467,8 +543,25 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
                 output_cap=sb.limits.output_bytes,
             )
             self.bus.output_open(execution_id, owner or f"sandbox:{sandbox_id}")
-            self.supervisor.begin_run(sb, run, code)
+            self.supervisor.begin_run(sb, run, code, stdin)
         return {"execution_id": execution_id}
+
+    def op_cancel(self, *, sandbox_id: str, execution_id: str) -> dict:
+        """Interrupt a run and keep the sandbox: SIGINT to the interpreter (``KeyboardInterrupt``), every
+        other process of the sandbox killed; an interpreter that has not stopped within the grace is
+        ended and restarted (memory ``lost``). Answers once the run has ended (or after
+        ``CANCEL_WAIT_S``): ``{"cancelled": false}`` when the run is not the sandbox's current one."""
+        sb = self._get(sandbox_id)
+        if not self.supervisor.cancel(sb, execution_id):
+            return {"cancelled": False}
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        while time.monotonic() < deadline:
+            current = self.sandboxes.get(sandbox_id)
+            run = current.run if current is not None else None
+            if (run is None or run.execution_id != execution_id) and sandbox_id not in self.reviving:
+                break
+            time.sleep(0.005)
+        return {"cancelled": True}
 
     def op_fork(self, *, sandbox_id: str, new_sandbox_id: str, limits: dict | None = None) -> dict:
         parent = self._get(sandbox_id)
@@ -509,7 +602,8 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
     def _lifetime_cpu_ms(self, sb: Sandbox) -> float:
         """CPU (ms) the sandbox's cgroup used since hand-over: every process, in runs or between them."""
         base = self.cpu_base.get(sb.sandbox_id, 0)
-        return round(max(0, sb.cgroup.cpu_ns() - base) / 1e6, 3)
+        carried = self.cpu_carried.get(sb.sandbox_id, 0.0) if sb.memory == "lost" else 0.0
+        return round(max(0, sb.cgroup.cpu_ns() - base) / 1e6 + carried, 3)
 
     def _remember_cpu(self, sb: Sandbox) -> float:
         """Keep the sandbox's lifetime CPU (the kill op and the death both call this: the larger wins,
@@ -527,7 +621,8 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
     def op_kill(self, *, sandbox_id: str) -> dict:
         """Kill the sandbox; ``cpu_ms`` is its lifetime CPU (also for one that already ended by itself,
         while the agent remembers it; ``None`` if it does not), which the Django side meters once."""
-        sb = self.sandboxes.pop(sandbox_id, None)
+        with self.revive_lock:
+            sb = self.sandboxes.pop(sandbox_id, None)
         self.ports.unexpose(sandbox_id)
         if sb is not None:
             self.supervisor.kill(sb)  # SIGKILL: no CPU is used after this reading
@@ -539,7 +634,8 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
         return {sid: self._lifetime_cpu_ms(sb) for sid, sb in list(self.sandboxes.items()) if sb.alive}
 
     def op_sandbox_ids(self) -> list[str]:
-        return sorted(sid for sid, sb in self.sandboxes.items() if sb.alive)
+        alive = {sid for sid, sb in list(self.sandboxes.items()) if sb.alive}
+        return sorted(alive | set(self.reviving))
 
     def op_stats(self) -> dict:
         return {
@@ -558,6 +654,13 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
             "runtimes": sorted(self.runtimes),
             "init": "compiled" if self.factory.reaper else "python",
         }
+
+
+def _copy_regular(src: str, dst: str) -> None:
+    """Copy a regular file of a workspace the sandbox wrote; anything else it may have made there (a FIFO
+    would block the copy forever, a socket or device node means nothing outside its sandbox) is left out."""
+    if stat.S_ISREG(os.lstat(src).st_mode):
+        shutil.copy2(src, dst, follow_symlinks=False)
 
 
 def start_embedded_agent(

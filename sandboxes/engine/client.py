@@ -61,12 +61,16 @@ class EngineClient:
         timeout: float = 10,
         read_ms: int = 0,
         owner: str | None = None,
+        stdin: str | None = None,
     ) -> list[OutputEvent | ExitEvent]:
         """Start a run; with ``read_ms`` also wait up to that long for its first output (returned, from
         seq 1: a short run's whole output and exit often come back with the accept). ``owner``: whose
-        output budget on the bus it counts against (the organisation)."""
+        output budget on the bus it counts against (the organisation). ``stdin``: what the run's
+        ``sys.stdin`` reads (then end of file)."""
         args = {"sandbox_id": sandbox_id, "execution_id": execution_id, "code": code, "timeout_s": timeout_s}
-        request = OpRequest(op="run", args={**args, **({"owner": owner} if owner else {})})
+        args.update({"owner": owner} if owner else {})
+        args.update({"stdin": stdin} if stdin else {})
+        request = OpRequest(op="run", args=args)
         if not read_ms:
             self.bus.call(agent_id, request, timeout).unwrap()
             return []
@@ -155,6 +159,10 @@ class EngineClient:
             new_sandbox_id=new_sandbox_id,
             limits=limits.to_dict(),
         )
+
+    def cancel(self, agent_id: str, *, sandbox_id: str, execution_id: str, timeout: float = 10) -> dict:
+        """Interrupt a run without killing its sandbox (see ``Agent.op_cancel``); ``{"cancelled": bool}``."""
+        return self._call(agent_id, "cancel", timeout, sandbox_id=sandbox_id, execution_id=execution_id)
 
     def kill(self, agent_id: str, *, sandbox_id: str, timeout: float = 10) -> dict:
         """``{"killed": bool, "cpu_ms": lifetime CPU or None}`` (see ``Agent.op_kill``)."""

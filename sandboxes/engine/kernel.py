@@ -5,14 +5,20 @@ Run semantics (what ends a run, and whether the sandbox survives):
   * normal completion -> ``succeeded``/0; an uncaught exception -> traceback on stderr,
     ``failed``/1; ``SystemExit(n)`` -> ``succeeded`` if n in (None, 0) else ``failed``/n;
     a ``KeyboardInterrupt`` raised by user code -> ``failed``/130. The sandbox survives all of these.
-  * timeout or output cap: the agent kills every other process of the sandbox and sends the
-    interpreter SIGINT (KeyboardInterrupt in user code); the interpreter survives with its
-    globals; if it does not return within a grace period the agent kills the whole sandbox.
+  * timeout, output cap or a cancel: the agent kills every other process of the sandbox and sends
+    the interpreter SIGINT (KeyboardInterrupt in user code); the interpreter survives with its
+    globals; if it does not return within a grace period the agent ends it (and restarts it, below).
   * processes user code leaves running after a run that ended normally keep running (within
     the sandbox's limits) until a timeout, the sandbox's kill or its death; their output between
     runs is discarded, and goes to the current run's stream while one is active.
   * ``os._exit``, a fatal signal (segfault), the OOM killer: the interpreter is gone; the run
-    ends ``failed``/``killed`` and the sandbox is reported not running (``sandbox_alive`` false).
+    ends ``failed``/``killed`` with an ``interpreter_exited`` error, and the agent gives the sandbox a
+    fresh interpreter with its workspace (``memory_lost``; ``Agent._revive``), as Jupyter restarts a kernel.
+
+A run (``display.py``): the snippet's last expression is evaluated and published, ``display()`` is a
+builtin, matplotlib figures are published as PNG and closed, an uncaught exception is published as
+``{name, value, traceback}``; all as result frames on the framed pipe (``results.py``). ``stdin``
+in a run request is what ``sys.stdin`` reads during that run (then end of file).
 
 The request channel (see ``status.py``): the agent writes requests on fd 3 and the interpreter
 only reads it (its write side is shut down before any user code runs, so nothing user code
@@ -59,7 +65,7 @@ import termios
 import time
 import traceback
 
-from . import command_spawn, isolation, linux, seccomp, status, wire
+from . import command_spawn, display, isolation, linux, seccomp, status, wire
 from .reaper import exec_reaper, reap_forever
 
 CTL_FD = 3  # requests from the agent (read-only for the sandbox: write side shut down)
@@ -110,12 +116,19 @@ REAP_FD = 7  # a fork's init reports its exits here
 INIT_BINARY_FD = 8  # the compiled init (``reaper.py``) a fork's init execs, when the agent has one
 
 
-def _print_user_traceback(exc: BaseException) -> None:
-    """The traceback as the user wrote it: frames of this control loop are left out."""
+ENGINE_FILES = frozenset({__file__, display.__file__})
+
+
+def _user_traceback(exc: BaseException):
+    """The traceback as the user wrote it: frames of this control loop (and ``display``) left out."""
     tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+    while tb is not None and tb.tb_frame.f_code.co_filename in ENGINE_FILES:
         tb = tb.tb_next
-    traceback.print_exception(type(exc), exc, tb)
+    return tb
+
+
+def _print_user_traceback(exc: BaseException) -> None:
+    traceback.print_exception(type(exc), exc, _user_traceback(exc))
 
 
 class Kernel:
@@ -140,7 +153,10 @@ class Kernel:
             errors="backslashreplace",
             line_buffering=True,
         )
-        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
+        sys.stdin = self.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False))
+        # Rich results (display.py): published as result frames on the framed pipe.
+        self.display = display.Display(self._write_frame, FRAME_PAYLOAD, FRAME_MARK, self._flush_streams)
+        display.install(self.display)
         sys.argv = [""]
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         self.pid = os.getpid()
@@ -220,23 +236,26 @@ class Kernel:
                 resource.setrlimit(res, (value, value))
 
     def run(self, msg: dict) -> tuple[int, int]:
-        """Run one snippet; (exit code: 0 succeeded, else failed; status-page flags)."""
+        """Run one snippet; (exit code: 0 succeeded, else failed; status-page flags). ``stdin``: what
+        ``sys.stdin`` reads during this run, then end of file (``input()`` works)."""
         code = msg.get("code", "")
+        stdin = msg.get("stdin")
+        sys.stdin = io.StringIO(stdin) if isinstance(stdin, str) else self.stdin
+        self.display.begin()
         exit_code, flags = 0, 0
         try:
-            compiled = compile(code, "<run>", "exec")
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # discard a stale pending SIGINT
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
             signal.signal(signal.SIGINT, signal.default_int_handler)
             try:
-                exec(compiled, self.user_globals)
+                self.display.run_cell(code, self.user_globals)
             finally:
                 if os.getpid() != self.pid:
                     os._exit(0)  # a child forked by user code ran off the end of the snippet
                 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         except KeyboardInterrupt as exc:
             exit_code = 130
-            _print_user_traceback(exc)
+            self._report(exc)
         except SystemExit as exc:
             if exc.code is None or exc.code == 0:
                 exit_code = 0
@@ -249,17 +268,37 @@ class Kernel:
             exit_code = 1
             if isinstance(exc, MemoryError):
                 flags |= status.FLAG_MEMORY_ERROR
-            _print_user_traceback(exc)
+            self._report(exc)
+        try:
+            self.display.flush_figures()  # figures still open: published (even after an error), closed
+        except BaseException as exc:
+            print(f"mem0: figures not published ({type(exc).__name__}: {exc})", file=sys.stderr)
+        sys.stdin = self.stdin
+        self.display.end()
         self._flush_and_drain()
         return exit_code, flags
 
-    def _flush_and_drain(self) -> None:
-        """Return only once the agent has read all output: the idle frame must come after it."""
+    def _report(self, exc: BaseException) -> None:
+        """An uncaught exception: its traceback on stderr, and as the run's structured error."""
+        _print_user_traceback(exc)
+        try:
+            self.display.error(exc, _user_traceback(exc))
+        except Exception:
+            pass
+
+    def _write_frame(self, frame: bytes) -> None:
+        os.write(PY_FD, frame)  # <= PIPE_BUF: one atomic write
+
+    def _flush_streams(self) -> None:
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except Exception:
                 pass
+
+    def _flush_and_drain(self) -> None:
+        """Return only once the agent has read all output: the idle frame must come after it."""
+        self._flush_streams()
         deadline = time.monotonic() + 2.0
         buf = bytearray(4)
         for fd in (PY_FD, 1, 2):

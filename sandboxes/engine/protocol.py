@@ -37,7 +37,7 @@ ERROR_CODES = frozenset(
     }
 )
 
-RUN_STATUSES = ("succeeded", "failed", "timeout", "killed", "compile_error")
+RUN_STATUSES = ("succeeded", "failed", "timeout", "killed", "compile_error", "cancelled")
 LIMITS_HIT = ("timeout", "memory", "output", "pids", "disk")
 
 
@@ -111,18 +111,38 @@ class ExitEvent:
     cpu_ms: float
     peak_memory_bytes: int
     sandbox_alive: bool
-    # The runtime's process was replaced during the run (Node.js): workspace kept, memory lost.
+    # ``{name, value, traceback}``: the run's uncaught exception (validated, bounded: ``results.py``),
+    # or the agent's own account of an interpreter that died (name ``interpreter_exited``).
+    error: dict | None = None
+    # Memory lost during the run, workspace kept: the interpreter died and a fresh one took over the
+    # sandbox, or the runtime's own process was replaced (Node.js).
     memory_lost: bool = False
 
     def to_dict(self) -> dict:
         return {"type": "exit", **asdict(self)}
 
 
-def event_from_dict(data: dict) -> OutputEvent | ExitEvent:
+@dataclass
+class ResultEvent:
+    """A rich result of a run (Jupyter's display data): ``data`` maps allowed MIME types to
+    strings (``image/png`` base64; ``application/json`` any JSON value), validated and bounded
+    by the agent (``results.py``)."""
+
+    seq: int
+    data: dict
+    nbytes: int = 0  # what it counts against the run's output cap and the bus's budgets
+
+    def to_dict(self) -> dict:
+        return {"type": "result", "seq": self.seq, "data": self.data, "nbytes": self.nbytes}
+
+
+def event_from_dict(data: dict) -> OutputEvent | ExitEvent | ResultEvent:
     data = dict(data)
     kind = data.pop("type", "output")
     if kind == "exit":
         return ExitEvent(**data)
+    if kind == "result":
+        return ResultEvent(**data)
     return OutputEvent(**data)
 
 

@@ -58,6 +58,9 @@ class Run:
     limit: str | None = None
     interrupted_at: float | None = None
     killed: bool = False
+    cancelled: bool = False  # the cancel op interrupted it (status ``cancelled``)
+    results: int = 0  # rich results delivered (``results.MAX_RESULTS``)
+    error: dict | None = None  # the structured error (validated by ``results.parse``)
     decoders: dict = field(
         default_factory=lambda: {
             "stdout": codecs.getincrementaldecoder("utf-8")("replace"),
@@ -101,6 +104,9 @@ class Sandbox:
         self.err_fd = err_fd
         self.py_fd = py_fd  # framed output of sys.stdout/sys.stderr (see kernel.FramedWriter)
         self.py_buf = b""
+        self.result_buf = bytearray()  # parts of a rich result not yet ended (``results.py``)
+        self.violated = False  # broke the protocol: ended, never restarted
+        self.restarting = False  # its interpreter died; a fresh one takes over its id (``Agent._revive``)
         self.sent_seq = 0  # last request number sent
         self.done_seq = -1  # last request seen done (0: the interpreter's first idle, its hello)
         self.cond = threading.Condition()

@@ -24,21 +24,35 @@ How a run ends (``ExitEvent``):
   killed      output     output cap reached: handled as a timeout, output past the cap dropped
   killed      memory     the memory cgroup's OOM killer ended the interpreter
   killed      -          kill op during the run
+  cancelled   -          cancel op during the run: handled as a timeout (SIGINT, then the interpreter's end)
+
+Rich results (``results.py``) arrive as result frames on the framed pipe, are validated and bounded
+there, count against the output cap and go out as ``ResultEvent``s; a run's structured error rides on
+its ``ExitEvent``.
+
+An interpreter that dies (``os._exit``, a fatal signal, the OOM killer, an interrupt it ignored) in
+a handed-over sandbox that nobody asked to kill and that kept to the protocol is restarted when the
+agent says so (``restartable``): the run ends with ``sandbox_alive`` true, ``memory_lost`` and an
+``interpreter_exited`` error, and the agent gives the sandbox's id a fresh interpreter with the
+workspace (``Agent._revive``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 
-from . import idle, linux, seccomp, status
+from . import idle, linux, results, seccomp, status
 from .commands import CommandTable
 from .forkgate import ForkGate
 from .iohub import PRIORITY_CONTROL, PRIORITY_OUTPUT, PRIORITY_REAPER, IOHub
 from .kernel import FRAME_HEADER, FRAME_MARK, FRAME_PAYLOAD, IDLE_ID, STDERR_ID, STDOUT_ID
-from .protocol import ExitEvent, OutputEvent
+from .protocol import ExitEvent, OutputEvent, ResultEvent
+from .results import RESULT_END_ID, RESULT_PART_ID
 from .sandbox import Lineage, Run, Sandbox
 from .transport import Bus
 
@@ -49,12 +63,19 @@ DEATH_REPORT_WAIT_S = 0.5
 PUBLISH_RETRY_S = 30.0  # how long to keep retrying a failing bus publish
 IDLE_RECHECK_S = 2.0  # an idle frame seen before the interpreter blocks: look again this long
 IDLE_RECHECK_INTERVAL_S = 0.0002
+FRAME_KINDS = frozenset({STDOUT_ID, STDERR_ID, IDLE_ID, RESULT_PART_ID, RESULT_END_ID})
 
 
 class Supervisor:
-    def __init__(self, bus: Bus, on_dead: Callable[[Sandbox], None]):
+    def __init__(
+        self,
+        bus: Bus,
+        on_dead: Callable[[Sandbox], None],
+        restartable: Callable[[Sandbox], bool] = lambda sb: False,
+    ):
         self.bus = bus
         self.on_dead = on_dead
+        self.restartable = restartable
         self.hub = IOHub(self._tick, self._flush, timeout_fn=self._next_timeout)
         self.active_runs: set[Sandbox] = set()
         self.rechecks: dict[Sandbox, float] = {}  # sandbox -> give up looking at this time
@@ -85,17 +106,41 @@ class Supervisor:
     def watch_lineage(self, lineage: Lineage) -> None:
         self.hub.add(lineage.reaper_fd, lambda: self._on_reaper(lineage), PRIORITY_REAPER)
 
-    def begin_run(self, sb: Sandbox, run: Run, code: str) -> None:
+    def begin_run(self, sb: Sandbox, run: Run, code: str, stdin: str | None = None) -> None:
         def start(seq: int) -> None:
             run.seq = seq
             sb.run = run
+            sb.result_buf.clear()
             self.active_runs.add(sb)
 
+        msg = {"op": "run", "code": code, **({"stdin": stdin} if stdin is not None else {})}
         try:
-            sb.send({"op": "run", "code": code}, on_seq=start)
+            sb.send(msg, on_seq=start)
         except Exception:
             self.hub.call(lambda: self._finish_dead(sb))
             raise
+
+    def cancel(self, sb: Sandbox, execution_id: str) -> bool:
+        """Interrupt the run ``execution_id`` if it is the sandbox's current one (any thread): SIGINT as
+        a timeout does; an interpreter that ignores it is ended and restarted. False if not running."""
+        done, called = [], threading.Event()
+
+        def interrupt() -> None:
+            try:
+                run = sb.run
+                if run is None or run.execution_id != execution_id or not sb.alive:
+                    return
+                done.append(True)
+                if run.interrupted_at is None:
+                    run.cancelled = True
+                    run.interrupted_at = time.monotonic()
+                    sb.interrupt()
+            finally:
+                called.set()
+
+        self.hub.call(interrupt)
+        called.wait(5)
+        return bool(done)
 
     def kill(self, sb: Sandbox) -> None:
         """Kill the sandbox's whole process tree (its cgroup); its forks live on."""
@@ -178,6 +223,7 @@ class Supervisor:
     def _violation(self, sb: Sandbox, what: str) -> None:
         """The sandbox broke the protocol: end it, and say so in its run's stderr."""
         log.warning("event=protocol_violation sandbox=%s detail=%r", sb.sandbox_id, what[:200])
+        sb.violated = True
         run = sb.run
         if run is not None and run.violation is None:
             run.violation = what
@@ -223,7 +269,7 @@ class Supervisor:
         while len(buf) - pos >= FRAME_HEADER:
             mark, kind = buf[pos], buf[pos + 1]
             size = int.from_bytes(buf[pos + 2 : pos + 4], "big")
-            if mark != FRAME_MARK or kind not in (STDOUT_ID, STDERR_ID, IDLE_ID) or size > FRAME_PAYLOAD:
+            if mark != FRAME_MARK or kind not in FRAME_KINDS or size > FRAME_PAYLOAD:
                 nxt = buf.find(FRAME_MARK, pos + 1)  # C speed: a garbage flood must not cost the hub
                 nxt = len(buf) if nxt < 0 else nxt
                 stray += buf[pos:nxt]
@@ -236,6 +282,12 @@ class Supervisor:
                 stray.clear()
             if kind == IDLE_ID:
                 saw_idle = True
+            elif kind in (RESULT_PART_ID, RESULT_END_ID):
+                self._on_result_part(
+                    sb, buf[pos + FRAME_HEADER : pos + FRAME_HEADER + size], kind == RESULT_END_ID
+                )
+                if sb.state == "dead":
+                    return
             else:
                 payload = buf[pos + FRAME_HEADER : pos + FRAME_HEADER + size]
                 self._deliver(sb, "stdout" if kind == STDOUT_ID else "stderr", payload)
@@ -245,6 +297,38 @@ class Supervisor:
         sb.py_buf = buf[pos:]
         if saw_idle:
             self._check_idle(sb)
+
+    def _on_result_part(self, sb: Sandbox, part: bytes, last: bool) -> None:
+        """A part of a result message (``results.py``): gathered up to its end, bounded, then checked."""
+        if len(sb.result_buf) + len(part) > results.MAX_RESULT_BYTES:
+            sb.result_buf.clear()
+            if sb.run is not None and not sb.run.killed:
+                self._violation(sb, f"a result larger than {results.MAX_RESULT_BYTES} bytes")
+            return
+        sb.result_buf += part
+        if not last:
+            return
+        payload, sb.result_buf = bytes(sb.result_buf), bytearray()
+        run = sb.run
+        if run is None or run.killed or run.limit is not None:
+            return  # between runs (a background thread), or the run is ending: dropped like output
+        # Every message counts against the output cap before it is parsed (errors too), so a flood of
+        # messages costs the hub no more than the same bytes of output would.
+        run.results += 1
+        if len(payload) > run.output_cap - run.out_bytes or run.results > results.MAX_RESULTS:
+            run.out_bytes = run.output_cap
+            self._output_limit(sb, run)
+            return
+        run.out_bytes += len(payload)
+        try:
+            kind, value = results.parse(payload)
+        except results.ResultRejected as exc:
+            self._violation(sb, str(exc))
+            return
+        if kind == "error":
+            run.error = run.error or value
+            return
+        self._emit(run, ResultEvent(run.next_seq(), value, len(payload)))
 
     def _deliver(self, sb: Sandbox, stream: str, data: bytes) -> None:
         run = sb.run
@@ -334,16 +418,21 @@ class Supervisor:
                 log.error("event=sandbox_init_failed detail=%s", line[:2000])
 
     def _finish_dead(self, sb: Sandbox) -> None:
-        """The interpreter is gone: end its run, then let the agent release the sandbox (once)."""
+        """The interpreter is gone: end its run, then let the agent release the sandbox (once) or, if
+        it may (``restartable``), give the sandbox a fresh interpreter."""
         self.dying.discard(sb)
         self.rechecks.pop(sb, None)
         sb.mark_dead()
+        if not sb.finished and not sb.kill_requested and not sb.violated:
+            sb.restarting = self.restartable(sb)
         if sb.run is not None:
             code = None
             status = "failed"
             if sb.exit_status is not None:
                 code = os.waitstatus_to_exitcode(sb.exit_status)
                 status = "succeeded" if code == 0 else "failed"
+            if not sb.kill_requested and not sb.violated:
+                sb.run.error = _death_error(code, sb.restarting)
             self._finish_run(sb, status, code, alive=False)
         self.commands.sandbox_dead(sb)
         self._unwatch_exit(sb)
@@ -377,6 +466,8 @@ class Supervisor:
             status = "failed"  # the compiler hit a limit: the code itself may be fine
         if run.killed or run.violation or (sb.kill_requested and limit is None):
             status = "killed"
+        elif run.cancelled:
+            status = "cancelled"
         elif limit == "timeout":
             status = "timeout"
         elif limit == "output" or (limit == "memory" and not alive):
@@ -391,8 +482,9 @@ class Supervisor:
                 wall_ms=round((time.monotonic() - run.started) * 1000, 3),
                 cpu_ms=round(cpu_ms, 3),
                 peak_memory_bytes=cg.peak_memory(),
-                sandbox_alive=alive and sb.alive,
-                memory_lost=run.memory_lost,
+                sandbox_alive=(alive and sb.alive) or sb.restarting,
+                error=run.error,
+                memory_lost=run.memory_lost or sb.restarting,
             ),
         )
         self._flush()
@@ -421,6 +513,25 @@ class Supervisor:
         for sb in list(self.dying):
             if sb.died_at is not None and now - sb.died_at > DEATH_REPORT_WAIT_S:
                 self._finish_dead(sb)
+
+
+def _death_error(code: int | None, restarted: bool) -> dict:
+    """The agent's own account of an interpreter that died during a run (from its wait status)."""
+    if code is None:
+        how = "was killed"
+    elif code < 0:
+        how = f"was killed by signal {signal.Signals(-code).name if -code in _SIGNALS else -code}"
+    else:
+        how = f"exited with code {code}"
+    then = (
+        "a fresh interpreter has started: the workspace is kept, variables and imports are lost"
+        if restarted
+        else "the sandbox has ended"
+    )
+    return {"name": "interpreter_exited", "value": f"the interpreter {how}; {then}", "traceback": []}
+
+
+_SIGNALS = {s.value for s in signal.Signals}
 
 
 def _workspace_full(sb: Sandbox) -> bool:

@@ -71,10 +71,11 @@ class ZygoteServer:
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)  # stdin was the pipe that carried the program
         os.close(null)
+        flags = linux.MS_NOSUID | linux.MS_NODEV
+        # compile_seccomp's scratch, and the config and font cache directory of a preloaded matplotlib
+        linux.mount("tmpfs", "/tmp", "tmpfs", flags, "mode=0700,size=1m")
         for name in self.runtime.preload:
             importlib.import_module(name)
-        flags = linux.MS_NOSUID | linux.MS_NODEV
-        linux.mount("tmpfs", "/tmp", "tmpfs", flags, "mode=0700,size=1m")  # compile_seccomp's scratch
         linux.mount("tmpfs", self.base, "tmpfs", flags, "mode=0700,size=16m")
         os.makedirs(self.root)
         isolation.build_rootfs(self.root)

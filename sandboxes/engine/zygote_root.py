@@ -73,6 +73,10 @@ ZYGOTE_ENV = {
     # glibc marks its heaps MADV_HUGEPAGE (THP is "madvise" here): fork then copies one
     # PMD per 2 MiB instead of 512 PTEs; forking a 117 MB heap: 1.64 ms -> 0.35 ms.
     "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1",
+    # matplotlib (python-ml): no GUI in a sandbox; config and caches in the zygote's memory (the
+    # directory is never written: the font cache is built at preload, before /tmp is private).
+    "MPLBACKEND": "Agg",
+    "MPLCONFIGDIR": "/tmp/matplotlib",
 }
 BOOTSTRAP = (
     f"import sys\nsys.path.insert(0, {ENGINE_DIR!r})\nfrom sandboxes.engine.zygote import main\nmain()\n"
@@ -136,13 +140,22 @@ def _package_paths(names: tuple[str, ...]) -> list[str]:
     out: list[str] = []
     for name in names:
         spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
+        namespace = list(spec.submodule_search_locations or []) if spec is not None else []
+        if spec is None or (spec.origin is None and len(namespace) != 1):
             raise RuntimeError(f"package {name!r} is not installed")
-        path = os.path.dirname(spec.origin) if spec.origin.endswith("__init__.py") else spec.origin
+        if spec.origin is None:  # a namespace package (mpl_toolkits) in one directory
+            path = namespace[0]
+        else:
+            path = os.path.dirname(spec.origin) if spec.origin.endswith("__init__.py") else spec.origin
         out.append(path)
-        if os.path.isdir(path + ".libs"):
-            out.append(path + ".libs")
+        libs = os.path.join(os.path.dirname(path), VENDORED_LIBS.get(name, name + ".libs"))
+        if os.path.isdir(libs):
+            out.append(libs)
     return out
+
+
+# Packages whose vendored libraries are not named after the import name (PIL is the pillow wheel).
+VENDORED_LIBS = {"PIL": "pillow.libs"}
 
 
 def _neutral_sysconfig(lay: Layout, version: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from sandboxes.engine.agent import start_embedded_agent
 from sandboxes.engine.client import EngineClient
-from sandboxes.engine.protocol import ExitEvent, Limits
+from sandboxes.engine.protocol import ExitEvent, Limits, OutputEvent
 from sandboxes.engine.transport import make_bus
 
 AGENT = "test-agent"
@@ -58,8 +58,8 @@ class Engine:
         self.client.run(self.agent_id, sandbox_id=sid, execution_id=eid, code=code, timeout_s=timeout_s)
         exit_event = self.client.wait(eid, timeout=timeout_s + 20)
         events = self.client.output(eid, count=100_000)
-        out = "".join(e.data for e in events if not isinstance(e, ExitEvent) and e.stream == "stdout")
-        err = "".join(e.data for e in events if not isinstance(e, ExitEvent) and e.stream == "stderr")
+        out = "".join(e.data for e in events if isinstance(e, OutputEvent) and e.stream == "stdout")
+        err = "".join(e.data for e in events if isinstance(e, OutputEvent) and e.stream == "stderr")
         return Result(exit_event, out, err, events)
 
     def ok(self, sid: str, code: str, timeout_s: float = 10.0) -> str:

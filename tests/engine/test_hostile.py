@@ -40,13 +40,14 @@ def test_cpu_loop_times_out_and_sandbox_survives(engine, witness):
     assert engine.ok(sid, "print(kept)") == "state\n"
 
 
-def test_ignoring_sigint_past_timeout_kills_the_sandbox(engine, witness):
+def test_ignoring_sigint_past_timeout_restarts_the_interpreter(engine, witness):
     sid = engine.create()
+    engine.ok(sid, "kept = 1")
     res = engine.run(
         sid, "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass", timeout_s=1
     )
-    assert (res.exit.status, res.exit.limit, res.exit.sandbox_alive) == ("timeout", "timeout", False)
-    assert not engine.alive(sid)
+    assert (res.exit.status, res.exit.limit, res.exit.sandbox_alive) == ("timeout", "timeout", True)
+    assert res.exit.memory_lost and engine.ok(sid, "print('kept' in globals())") == "False\n"
 
 
 def test_sleeping_past_timeout(engine, witness):

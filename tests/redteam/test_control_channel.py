@@ -88,6 +88,8 @@ def garbage_everywhere(arena) -> None:
         assert r.status_code == 200 and r.json()["stdout"] == "next\n", (
             f"the channel is wedged: {r.text[:300]}"
         )
+    elif (ex.get("error") or {}).get("name") == "interpreter_exited":  # a fresh interpreter took over
+        assert r.status_code == 200 and r.json()["stdout"] == "next\n", f"not restarted: {r.text[:300]}"
     else:
         assert r.status_code == 409 and error_code(r) == "sandbox_not_running", (
             f"{r.status_code} {r.text[:300]}"
@@ -95,14 +97,22 @@ def garbage_everywhere(arena) -> None:
 
 
 def close_every_fd(arena) -> None:
-    """Close every fd from 3 to 63, then print -> finished, or the sandbox ends and says so (409 afterwards)."""
+    """Close every fd from 3 to 63, then print -> finished; or the interpreter dies, says so and a fresh one
+    takes over (memory lost); or the sandbox ends for a protocol violation and says so (409 afterwards)."""
     sid = arena.fresh()
     ex = arena.attacker.run(sid, CHANNEL + "for fd in held_fds():\n    os.close(fd)\nprint('finished')")
     if ex["status"] == "succeeded" and ex["stdout"].endswith("finished\n"):
         return
     assert ex["status"] in ("killed", "failed"), f"ended {ex['status']}/{ex['limit']}: {out(ex)[-300:]!r}"
     r = arena.attacker.start(sid, "print(1)")
-    assert r.status_code == 409 and error_code(r) == "sandbox_not_running", f"{r.status_code} {r.text[:300]}"
+    if (ex.get("error") or {}).get("name") == "interpreter_exited":
+        assert r.status_code == 200 and r.json()["stdout"] == "1\n", (
+            f"not restarted: {r.status_code} {r.text[:300]}"
+        )
+    else:
+        assert r.status_code == 409 and error_code(r) == "sandbox_not_running", (
+            f"{r.status_code} {r.text[:300]}"
+        )
 
 
 def forged_replies_before_fork(arena) -> None:

@@ -1,9 +1,10 @@
 """Hostile programs with signals: nothing user code signals reaches outside its sandbox; an interpreter that
-stops, ignores or swallows the interrupt is ended after the grace period with a clear status."""
+stops, ignores or swallows the interrupt is ended after the grace period with a clear status, and replaced by a
+fresh one (the workspace kept, the memory lost)."""
 
 import pytest
 
-from tests.redteam.harness import Hostile, each, ended, error_code, prints, table
+from tests.redteam.harness import Hostile, each, ended, prints, table
 
 
 def sibling_survives(arena, code: str) -> dict:
@@ -38,14 +39,15 @@ def kill_own_process_group(arena) -> None:
     assert ex["status"] in ("succeeded", "failed", "killed"), ex
 
 
-def ended_and_sandbox_stopped(code: str):
+def ended_and_interpreter_restarted(code: str):
+    """The run ends timeout/timeout; its interpreter was ended and a fresh one serves the sandbox (memory lost)."""
+
     def attack(arena) -> None:
         sid = arena.fresh()
+        arena.attacker.run(sid, "kept = 1")
         ended("timeout", "timeout")(arena.attacker.run(sid, code, timeout_s=1))
-        r = arena.attacker.start(sid, "print(1)")
-        assert r.status_code == 409 and error_code(r) == "sandbox_not_running", (
-            f"{r.status_code} {r.text[:300]}"
-        )
+        ex = arena.attacker.run(sid, "print('kept' in globals())")
+        assert (ex["status"], ex["stdout"]) == ("succeeded", "False\n"), ex
 
     return attack
 
@@ -94,23 +96,23 @@ PROGRAMS = [
     ),
     Hostile(
         "base_ignore_sigint_loop",
-        "SIG_IGN for SIGINT, then loop -> timeout, sandbox ended (409 sandbox_not_running)",
-        attack=ended_and_sandbox_stopped(
+        "SIG_IGN for SIGINT, then loop -> timeout, interpreter restarted (memory lost)",
+        attack=ended_and_interpreter_restarted(
             "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"
         ),
     ),
     Hostile(
         "base_swallow_keyboard_interrupt",
-        "catch KeyboardInterrupt and keep looping -> timeout, sandbox ended",
-        attack=ended_and_sandbox_stopped(
+        "catch KeyboardInterrupt and keep looping -> timeout, interpreter restarted",
+        attack=ended_and_interpreter_restarted(
             "while True:\n    try:\n        while True:\n            pass\n"
             "    except KeyboardInterrupt:\n        pass"
         ),
     ),
     Hostile(
         "base_block_sigint",
-        "block SIGINT with pthread_sigmask, then loop -> timeout, sandbox ended",
-        attack=ended_and_sandbox_stopped(
+        "block SIGINT with pthread_sigmask, then loop -> timeout, interpreter restarted",
+        attack=ended_and_interpreter_restarted(
             "import signal\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})\nwhile True:\n    pass"
         ),
     ),

@@ -24,12 +24,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from ..protocol import ExitEvent, OutputEvent
+from ..protocol import ExitEvent, OutputEvent, ResultEvent
 
 EVENT_OVERHEAD = 128
 
 
 def event_bytes(event: OutputEvent | ExitEvent) -> int:
+    if isinstance(event, ResultEvent):
+        return EVENT_OVERHEAD + event.nbytes
     return EVENT_OVERHEAD + (len(event.data) if isinstance(event, OutputEvent) else 0)
 
 
