@@ -368,11 +368,7 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
             fresh = self._take(dead.runtime.name)
             try:
                 self.factory.resize_workspace(fresh, dead.limits.workspace_bytes)  # room for the copy
-                src, dst = self._workspace(dead), self._workspace(fresh)
-                shutil.copytree(
-                    src.root, dst.root, symlinks=True, dirs_exist_ok=True, copy_function=_copy_regular
-                )
-                dst.chown_tree()
+                _copy_workspace(self._workspace(dead), self._workspace(fresh))
                 fresh.memory = "lost"
                 with (
                     self.revive_lock
@@ -584,13 +580,11 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
         """Fork for runtimes without memory fork: a fresh sandbox with a copy of the workspace."""
         child = self._take(parent.runtime.name)
         try:
-            src, dst = self._workspace(parent), self._workspace(child)
             parent.cgroup.freeze()
             try:
-                shutil.copytree(src.root, dst.root, symlinks=True, dirs_exist_ok=True)
+                _copy_workspace(self._workspace(parent), self._workspace(child))
             finally:
                 parent.cgroup.thaw()
-            dst.chown_tree()
         except OSError as exc:
             self.supervisor.kill(child)
             raise EngineError(
@@ -654,6 +648,12 @@ class Agent(WorkspaceOps, PauseOps, PortOps, CommandOps):
             "runtimes": sorted(self.runtimes),
             "init": "compiled" if self.factory.reaper else "python",
         }
+
+
+def _copy_workspace(src: Workspace, dst: Workspace) -> None:
+    """A sandbox's workspace into another's (a fresh fork, a restarted interpreter), owned by the new one."""
+    shutil.copytree(src.root, dst.root, symlinks=True, dirs_exist_ok=True, copy_function=_copy_regular)
+    dst.chown_tree()
 
 
 def _copy_regular(src: str, dst: str) -> None:

@@ -178,6 +178,19 @@ def test_fork_is_a_fresh_node_with_a_copy_of_the_workspace(engine):
     ) == ("10 before fork\n")
 
 
+def test_a_fifo_in_the_workspace_does_not_hang_a_fresh_fork(engine):
+    """The copy takes regular files, directories and links; a FIFO (a read would block forever, with the
+    parent frozen) is left out."""
+    sid = node(engine)
+    engine.ok(sid, "const cp = require('child_process'); cp.execFileSync('mkfifo', ['/workspace/pipe']);"
+                   "require('fs').writeFileSync('/workspace/kept.txt', 'kept')")
+    child = engine.fork(sid)["sandbox_id"]
+    out = engine.ok(child, "const fs = require('fs'); console.log(fs.readFileSync('/workspace/kept.txt', 'utf8'),"
+                           " fs.existsSync('/workspace/pipe'))")
+    assert out == "kept false\n"
+    assert engine.ok(sid, "console.log('parent runs')") == "parent runs\n"  # thawed
+
+
 def test_node_has_the_sandboxs_isolation(engine, witness):
     """node itself, and what it spawns: no capability, the seccomp filter, no host path, no network."""
     sid = node(engine)
