@@ -80,7 +80,7 @@ def _connect(sandbox: Sandbox, port: int) -> socket.socket:
             answer = conn.makefile("rb").readline(600).decode(errors="replace").strip()
         except OSError:
             conn.close()
-            ports._relays.pop(sandbox.agent_id, None)
+            ports.forget_relay(sandbox.agent_id)
             if attempt:
                 raise Mem0Error("The sandbox's agent cannot be reached.", code="agents_unavailable",
                                 status=503) from None
@@ -90,7 +90,7 @@ def _connect(sandbox: Sandbox, port: int) -> socket.socket:
         conn.close()
         code = answer.split(" ", 2)[1] if answer.count(" ") >= 1 else "internal_error"
         if code == "not_found" and not attempt:
-            ports._relays.pop(sandbox.agent_id, None)  # the agent forgot the exposure: tell it again
+            ports.forget_relay(sandbox.agent_id)  # the agent forgot the exposure: tell it again
             continue
         if code == "unreachable":
             raise Mem0Error(f"Nothing answers on port {port} in the sandbox.", code="port_unreachable", status=502)

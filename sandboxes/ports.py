@@ -94,3 +94,8 @@ def relay_address(sandbox: Sandbox, port: int) -> str:
                               sandbox_id=sandbox.pk, port=port)
         relay = _relays[sandbox.agent_id] = reply["relay"]
     return relay
+
+
+def forget_relay(agent_id: str) -> None:
+    """The next `relay_address` asks the agent again (it did not answer, or forgot an exposure)."""
+    _relays.pop(agent_id, None)

@@ -106,7 +106,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 def pytest_sessionfinish(session, exitstatus):
     import os
 
-    skipped = session.config.pluginmanager.get_plugin("terminalreporter")
-    skipped = skipped.stats.get("skipped", []) if skipped else []
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
     if os.environ.get("MEM0_FAIL_ON_SKIP") == "1" and skipped and exitstatus == 0:
         session.exitstatus = 1
